@@ -1,0 +1,33 @@
+"""``python -m runner [overrides]``: one Hydra job (``-m`` for a sweep)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+log = logging.getLogger("runner")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from runner import job
+
+    try:
+        job.run(cfg, HydraConfig.get().runtime.output_dir)
+    except (ConfigError, TrainingDiverged) as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    except (KeyboardInterrupt, JobInterrupted):
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

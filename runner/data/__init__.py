@@ -1,0 +1,1 @@
+"""Data loading and tokenisation shared by the benchmarks."""

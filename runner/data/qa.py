@@ -1,0 +1,60 @@
+"""Question/answer sequences: prompt tokens masked out of the labels, EOS closes the answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100  # label value skipped by the losses
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a model wants a question shown; ``{question}`` is replaced."""
+
+    question: str = "Question: {question}\nAnswer: "
+    answer: str = "{answer}"
+
+    @classmethod
+    def from_cfg(cls, cfg) -> PromptFormat:
+        return cls(question=cfg.question, answer=cfg.answer)
+
+
+def encode_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> dict:
+    """Token ids of prompt+answer+EOS and labels that score the answer (and EOS) only.
+
+    The prompt is tokenised on its own and its length taken as the boundary;
+    the formats used here end the prompt with a newline or a space so the
+    split falls on a token boundary.
+    """
+    prompt = fmt.question.format(question=question)
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    full_ids = tokenizer(prompt + fmt.answer.format(answer=answer), add_special_tokens=True)["input_ids"]
+    full_ids = full_ids + [tokenizer.eos_token_id]
+    full_ids = full_ids[:max_length]
+    n_prompt = min(len(prompt_ids), len(full_ids))
+    labels = [IGNORE] * n_prompt + full_ids[n_prompt:]
+    return {"input_ids": full_ids, "labels": labels}
+
+
+def encode_prompt(tokenizer, fmt: PromptFormat, question: str) -> list[int]:
+    return tokenizer(fmt.question.format(question=question), add_special_tokens=True)["input_ids"]
+
+
+def pad_sequences(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    rows = [([value] * (width - len(s)) + s) if left else (s + [value] * (width - len(s))) for s in seqs]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def collate_qa(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch of encoded QA examples (extra integer fields, e.g. ``index``, pass through)."""
+    batch = {
+        "input_ids": pad_sequences([e["input_ids"] for e in examples], pad_id),
+        "attention_mask": pad_sequences([[1] * len(e["input_ids"]) for e in examples], 0),
+        "labels": pad_sequences([e["labels"] for e in examples], IGNORE),
+    }
+    if "index" in examples[0]:
+        batch["index"] = torch.tensor([e["index"] for e in examples], dtype=torch.long)
+    return batch

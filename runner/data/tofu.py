@@ -1,0 +1,70 @@
+"""TOFU splits from the shipped files, a local directory laid out like the hub, or the hub.
+
+The hub stores every config as JSON Lines (``<config>.json``); the shipped copy
+under ``data/tofu`` keeps that layout, so a directory source and the local source
+are read the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from datasets import Dataset
+
+from runner.errors import ConfigError
+
+HUB_ID = "locuslab/TOFU"
+FORGET_SPLITS = ("forget01", "forget05", "forget10")
+RETAIN_FOR_FORGET = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
+PROJECT_DATA = Path(__file__).resolve().parents[2] / "data" / "tofu"
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_config(name: str, source: str) -> Dataset:
+    """One TOFU config (e.g. ``forget01_perturbed``) as a Dataset.
+
+    ``source`` is ``local`` (the files shipped in ``data/tofu``), ``hub``
+    (``locuslab/TOFU``) or a directory holding ``<name>.json`` files.
+    """
+    if source == "hub":
+        return _load_hub(name)
+    folder = PROJECT_DATA if source == "local" else Path(source).expanduser()
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        where = "the shipped TOFU files" if source == "local" else f"directory {folder}"
+        raise ConfigError(
+            "benchmark.source",
+            f"TOFU config `{name}` is not in {where} (no {path})",
+            "use benchmark.source=hub on a machine with network, or point benchmark.source at a "
+            f"directory holding {name}.json (JSON Lines, as on the hub); offline, "
+            "benchmark.forget_split=forget01 with benchmark.source=local works",
+        )
+    return Dataset.from_list(_read_jsonl(path))
+
+
+def _load_hub(name: str) -> Dataset:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(HUB_ID, name, split="train")
+    except Exception as exc:  # datasets raises many types for "no network"
+        raise ConfigError(
+            "benchmark.source",
+            f"could not load `{HUB_ID}` config `{name}` from the hub ({type(exc).__name__}: {exc})",
+            "check the network, or run offline with benchmark.source=local (forget01 ships with the project)",
+        ) from exc
+
+
+def check_columns(ds: Dataset, name: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise ConfigError(
+            "benchmark.source",
+            f"TOFU config `{name}` lacks column(s) {missing} (has {ds.column_names})",
+            "point benchmark.source at files in the hub schema",
+        )

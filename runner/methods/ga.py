@@ -1,0 +1,16 @@
+"""Gradient ascent: maximise the forget NLL, loss = -E_{D_f} l(y|x)."""
+
+from __future__ import annotations
+
+from runner.scoring import mean_nll
+
+
+class GradientAscent:
+    """``l`` is the token-averaged NLL over the batch's answer tokens, as in the TOFU reference code."""
+
+    def prepare(self, data) -> None:
+        pass
+
+    def loss(self, model, batch):
+        forget_nll = mean_nll(model, batch["forget"])
+        return -forget_nll, {"forget_nll": forget_nll.item()}

@@ -1,0 +1,49 @@
+"""Gradient difference: -gamma * E_{D_f} l + alpha * (E_{D_r} l  or  KL(pi_theta0 || pi_theta) on D_r)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from runner.data.qa import IGNORE
+from runner.errors import ConfigError
+from runner.methods.reference import OriginalWeights
+from runner.scoring import mean_nll, unwrap
+
+
+def answer_logits(model, batch: dict) -> torch.Tensor:
+    """Logits at the positions that predict an answer token, (N_tokens, V)."""
+    m = unwrap(model)
+    hidden = m.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    mask = batch["labels"][:, 1:] != IGNORE
+    return m.get_output_embeddings()(hidden[:, :-1][mask]).float()
+
+
+def kl_to_reference(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of KL(p_ref || p) = sum_v p_ref (log p_ref - log p)."""
+    return F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), log_target=True, reduction="batchmean")
+
+
+class GradDiff:
+    def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll"):
+        if retain_loss not in ("nll", "kl"):
+            raise ConfigError("method.retain_loss", f"`{retain_loss}` is not a retain loss", "use nll or kl")
+        self.gamma, self.alpha, self.retain_loss = gamma, alpha, retain_loss
+        self.original: OriginalWeights | None = None
+
+    def prepare(self, data) -> None:
+        if self.retain_loss == "kl":
+            self.original = OriginalWeights(data.model)
+
+    def retain_term(self, model, retain: dict) -> torch.Tensor:
+        if self.retain_loss == "nll":
+            return mean_nll(model, retain)
+        with self.original.active():
+            ref_logits = answer_logits(model, retain)
+        return kl_to_reference(ref_logits, answer_logits(model, retain))
+
+    def loss(self, model, batch):
+        forget_nll = mean_nll(model, batch["forget"])
+        retain = self.retain_term(model, batch["retain"])
+        loss = -self.gamma * forget_nll + self.alpha * retain
+        return loss, {"forget_nll": forget_nll.item(), f"retain_{self.retain_loss}": retain.item()}

@@ -1,0 +1,1 @@
+"""Metric functions: pure numbers in, numbers out (model passes live in benchmarks/)."""

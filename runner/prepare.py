@@ -1,0 +1,78 @@
+"""TOFU's two reference models, built once and cached content-addressed.
+
+target = base fine-tuned on forget + retain; retain = base fine-tuned on the
+retain rows only. A cache entry holds just the trainable parameters (the rest
+is the base model's) and the evaluation of that model, keyed by everything
+that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from runner.cache import CacheEntry, content_key, write_json_atomic
+from runner.models import load_state, save_trainable
+from runner.scoring import mean_nll
+from runner.training import ListDataset, collate_single, train
+
+log = logging.getLogger(__name__)
+STATE_FILE = "trainable.safetensors"
+
+
+class ReferenceModel:
+    """One fine-tuned reference model (``target`` or ``retain``) in the cache."""
+
+    def __init__(self, kind: str, rows: list[dict], identity: dict, cfg, cache_dir: Path):
+        self.kind = kind
+        self.rows = rows
+        self.cfg = cfg
+        key = content_key(
+            {
+                "kind": kind,
+                "model": identity,
+                "trainable_layers": cfg.model.trainable_layers,
+                "rows": content_key(rows),
+                "finetune": OmegaConf.to_container(cfg.benchmark.finetune, resolve=True),
+                "precision": cfg.precision,
+            }
+        )
+        self.entry = CacheEntry(cache_dir, "finetuned", key, f"TOFU {kind} model")
+        self.state_path = self.entry.path / STATE_FILE
+
+    def build(self, model: torch.nn.Module, base_state: dict, encode, pad_id: int, run_dir: Path) -> dict:
+        """Fine-tune from the base weights (the caller saw no complete cache entry); returns training stats."""
+        load_state(model, base_state)
+        ft = self.cfg.benchmark.finetune
+        stats = train(
+            model,
+            ListDataset(encode(self.rows)),
+            collate_single(pad_id),
+            lambda m, batch: (mean_nll(m, batch), {}),
+            ft,
+            seed=ft.seed,
+            precision=self.cfg.precision,
+            output_dir=run_dir / f"finetune_{self.kind}",
+            stage=f"fine-tune {self.kind} model",
+        )
+        out = self.entry.start()
+        save_trainable(model, out / STATE_FILE)
+        self.entry.finish({"kind": self.kind, "rows": len(self.rows), "training": stats})
+        return stats
+
+    def load_into(self, model: torch.nn.Module) -> None:
+        load_state(model, self.state_path)
+
+    def evaluation(self, eval_key: str, compute) -> dict:
+        """The cached evaluation of this model for ``eval_key``, computed by ``compute()`` when missing."""
+        path = self.entry.path / f"eval-{eval_key}.json"
+        if path.is_file():
+            log.info("cache hit: evaluation of the %s model (%s)", self.kind, path)
+            return json.loads(path.read_text())
+        result = compute()
+        write_json_atomic(path, result)
+        return result

@@ -1,0 +1,77 @@
+"""``results.json``: the job's record, rewritten atomically at every stage boundary.
+
+A reader never sees a half-written file: each save writes a temporary file and
+renames it over the old one. The status is ``running`` until the job ends as
+``completed``, ``failed`` or ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import platform
+import time
+from pathlib import Path
+
+from runner.cache import write_json_atomic
+
+PACKAGES = ("torch", "transformers", "accelerate", "datasets", "hydra-core", "scipy", "rouge-score", "deepspeed")
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunRecord:
+    def __init__(self, run_dir: Path, job_key: str, config: dict):
+        self.path = Path(run_dir) / "results.json"
+        self.data: dict = {
+            "status": "running",
+            "job_key": job_key,
+            "started": _now(),
+            "config": config,
+            "metrics": {},
+            "evaluation": {},
+            "per_example": {},
+            "training": {},
+            "timings": {},
+            "versions": versions(),
+        }
+        self.save()
+
+    def save(self) -> None:
+        write_json_atomic(self.path, self.data)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Time a pipeline stage; the record is saved when it ends."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.data["timings"][name] = round(time.perf_counter() - start, 2)
+            self.save()
+
+    def finish(self, status: str, error: dict | None = None) -> None:
+        self.data["status"] = status
+        self.data["finished"] = _now()
+        if error:
+            self.data["error"] = error
+        self.save()
+
+
+def read_results(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,153 @@
+"""The one trainer every stage uses: transformers' Trainer with the loss supplied by the caller.
+
+Fine-tuning (TOFU target / retain models) passes the plain NLL; unlearning
+passes ``method.loss`` on paired forget / retain batches. Seeding, gradient
+accumulation, the learning-rate schedule, clipping and (later) DeepSpeed are
+the Trainer's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from runner.data.qa import collate_qa
+from runner.errors import TrainingDiverged
+
+log = logging.getLogger(__name__)
+LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
+
+
+class ListDataset(Dataset):
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+class PairedDataset(Dataset):
+    """Each forget example with a retain example drawn at random (seeded, so a rerun draws the same)."""
+
+    def __init__(self, forget: list[dict], retain: list[dict], seed: int):
+        self.forget, self.retain = forget, retain
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.forget)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"forget": self.forget[i], "retain": self.retain[self.rng.randrange(len(self.retain))]}
+
+
+def collate_pairs(pad_id: int):
+    def collate(examples: list[dict]) -> dict:
+        return {
+            "forget": collate_qa([e["forget"] for e in examples], pad_id),
+            "retain": collate_qa([e["retain"] for e in examples], pad_id),
+        }
+
+    return collate
+
+
+def collate_single(pad_id: int):
+    return lambda examples: collate_qa(examples, pad_id)
+
+
+class _LossTrainer(Trainer):
+    def __init__(self, *args, loss_fn: LossFn, stage: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn, self.stage = loss_fn, stage
+        self._terms: dict[str, float] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, terms = self.loss_fn(model, inputs)
+        value = loss.detach().float().item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(self.stage, self.state.global_step + 1, value)
+        self._terms = terms
+        return loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs:  # add the method's own terms of the latest step
+            logs.update({k: round(v, 4) for k, v in self._terms.items()})
+        super().log(logs, *args, **kwargs)
+
+
+class _Timing(TrainerCallback):
+    def __init__(self):
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps = state.global_step
+
+
+def train(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    collate: Callable,
+    loss_fn: LossFn,
+    train_cfg,
+    seed: int,
+    precision: str,
+    output_dir: Path,
+    stage: str,
+) -> dict:
+    """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss)."""
+    n_devices = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
+    per_step = train_cfg.batch_size * train_cfg.grad_accum * n_devices
+    steps_per_epoch = max(1, math.ceil(len(dataset) / per_step))
+    total_steps = train_cfg.get("max_steps") or steps_per_epoch * train_cfg.epochs
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=train_cfg.batch_size,
+        gradient_accumulation_steps=train_cfg.grad_accum,
+        num_train_epochs=train_cfg.epochs,
+        max_steps=train_cfg.get("max_steps") or -1,
+        learning_rate=train_cfg.learning_rate,
+        lr_scheduler_type=train_cfg.lr_scheduler,
+        warmup_steps=int(round(train_cfg.warmup_ratio * total_steps)),
+        weight_decay=train_cfg.weight_decay,
+        max_grad_norm=train_cfg.max_grad_norm,
+        optim="adamw_torch",
+        bf16=precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=seed,
+        data_seed=seed,
+        logging_steps=max(1, total_steps // 5),
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    timing = _Timing()
+    trainer = _LossTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collate,
+        loss_fn=loss_fn,
+        stage=stage,
+        callbacks=[timing],
+    )
+    was_training = model.training
+    model.train()
+    try:
+        result = trainer.train()
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - timing.start
+    return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}
