@@ -54,8 +54,12 @@ class TofuBenchmark:
             keep = set(suites["retain"]["question"])
             retain = retain.filter(lambda row: row["question"] in keep)
         self.suites = suites
-        self.forget_rows = [{"question": q, "answer": a} for q, a in zip(forget["question"], forget["answer"])]
-        self.retain_rows = [{"question": q, "answer": a} for q, a in zip(retain["question"], retain["answer"])]
+        self.forget_rows = [
+            {"question": q, "answer": a} for q, a in zip(forget["question"], forget["answer"], strict=True)
+        ]
+        self.retain_rows = [
+            {"question": q, "answer": a} for q, a in zip(retain["question"], retain["answer"], strict=True)
+        ]
 
     @staticmethod
     def _load(name: str, source: str, columns: tuple[str, ...]) -> Dataset:
@@ -111,7 +115,7 @@ class TofuBenchmark:
         answer_nll = np.zeros(len(questions))
         false_nll: list[list[float]] = [[] for _ in questions]
         true_nll = np.zeros(len(questions))
-        for (qi, role, _), v in zip(owners, avg_nll):
+        for (qi, role, _), v in zip(owners, avg_nll, strict=True):
             if role == "answer":
                 answer_nll[qi] = v
             elif role == "true":
@@ -121,10 +125,7 @@ class TofuBenchmark:
         if not has_paraphrase:
             true_nll = answer_nll
 
-        if suite in ("forget", "retain"):
-            prob = M.normalised_prob(answer_nll)
-        else:
-            prob = M.option_prob(answer_nll, false_nll)
+        prob = M.normalised_prob(answer_nll) if suite in ("forget", "retain") else M.option_prob(answer_nll, false_nll)
         ratios = M.truth_ratio(true_nll, false_nll)
         tr_stat = M.truth_ratio_forget_stat(ratios) if suite == "forget" else M.truth_ratio_utility_stat(ratios)
 
