@@ -131,7 +131,7 @@ class TofuBenchmark:
 
         prompts = [encode_prompt(self.tokenizer, self.fmt, q) for q in questions]
         generations = greedy_generate(
-            model, self.tokenizer, prompts, eval_cfg.max_new_tokens, eval_cfg.batch_size, precision, f"generate {suite}"
+            model, self.tokenizer, prompts, eval_cfg.max_new_tokens[suite], eval_cfg.batch_size, precision, f"generate {suite}"
         )
         rouge = M.rouge_l_recall(generations, answers)
 

@@ -1,0 +1,31 @@
+"""Shared fixtures: compose the real configs and shrink them to the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
+TINY = ["experiment=tofu_smoke_tiny"]
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache for the session: the tiny model and its reference models are built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def tiny_cfg(shared_cache):
+    def make(*overrides: str):
+        return compose_cfg(*TINY, f"paths.cache_dir={shared_cache}", *overrides)
+
+    return make

