@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from omegaconf import DictConfig
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-log = logging.getLogger("runner")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
@@ -23,7 +21,7 @@ def main(cfg: DictConfig) -> None:
     try:
         job.run(cfg, HydraConfig.get().runtime.output_dir)
     except (ConfigError, TrainingDiverged) as exc:
-        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except (KeyboardInterrupt, JobInterrupted):
         sys.exit(130)

@@ -117,7 +117,9 @@ def test_sigterm_marks_interrupted_and_a_rerun_completes(tmp_path, shared_cache)
         "seed=31",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*args, "unlearn.max_steps=100000"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "unlearn.max_steps=100000"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until unlearning has started
         path = run_dir / "results.json"
@@ -130,6 +132,8 @@ def test_sigterm_marks_interrupted_and_a_rerun_completes(tmp_path, shared_cache)
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "interrupted"
 
-    done = subprocess.run([*args, "unlearn.max_steps=5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*args, "unlearn.max_steps=5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"

@@ -18,7 +18,7 @@ def test_unlearning_lowers_forget_metrics(tiny_cfg, tmp_path, method):
 
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed"
-    assert REQUIRED <= set(on_disk)
+    assert set(on_disk) >= REQUIRED
     assert on_disk["config"]["method"]["_target_"] == cfg.method._target_
     for stage in ("load_model", "build_benchmark", "prepare", "unlearn", "evaluate"):
         assert on_disk["timings"][stage] >= 0

@@ -52,7 +52,7 @@ class TofuBenchmark:
             suites["world_facts"] = _head(suites["world_facts"], sub.eval_rows)
             # train on the retain rows that are evaluated, so the retain suite measures kept knowledge
             keep = set(suites["retain"]["question"])
-            retain = retain.filter(lambda row: row["question"] in keep)
+            retain = retain.select([i for i, q in enumerate(retain["question"]) if q in keep])
         self.suites = suites
         self.forget_rows = [
             {"question": q, "answer": a} for q, a in zip(forget["question"], forget["answer"], strict=True)
@@ -131,7 +131,13 @@ class TofuBenchmark:
 
         prompts = [encode_prompt(self.tokenizer, self.fmt, q) for q in questions]
         generations = greedy_generate(
-            model, self.tokenizer, prompts, eval_cfg.max_new_tokens[suite], eval_cfg.batch_size, precision, f"generate {suite}"
+            model,
+            self.tokenizer,
+            prompts,
+            eval_cfg.max_new_tokens[suite],
+            eval_cfg.batch_size,
+            precision,
+            f"generate {suite}",
         )
         rouge = M.rouge_l_recall(generations, answers)
 

@@ -7,6 +7,7 @@ length-normalised probability ``P(a|q)^(1/|a|)`` the paper uses everywhere.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -87,5 +88,6 @@ def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> lis
     if _ROUGE is None:
         from rouge_score import rouge_scorer
 
+        logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs every scorer it builds
         _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [_ROUGE.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references, strict=True)]

@@ -1,0 +1,142 @@
+"""Per-step cost of each unlearning method on the default model, relative to GradDiff.
+
+Each method runs in its own process (so peak memory is its own): the same
+forget + retain batch, the default precision and trainable layers, a few
+warm-up steps, then the median of timed steps (forward, backward, AdamW).
+Peak memory is the highest resident-set growth during the steps over the
+loaded, prepared model on CPU (sampled every 2 ms), or
+``torch.cuda.max_memory_allocated`` on GPU.
+
+    python scripts/bench.py [--methods npo graddiff ga] [--steps 5] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _rss_mb() -> float:
+    """Current resident set size (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRSS(threading.Thread):
+    """Samples the resident set every few milliseconds; ``peak`` is the highest seen."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self.running = _rss_mb(), True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, _rss_mb())
+            time.sleep(0.002)
+
+
+def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[str]) -> dict:
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from runner.benchmarks.tofu import TofuBenchmark
+    from runner.data.qa import PromptFormat
+    from runner.methods.reference import UnlearnData
+    from runner.models import load_model, set_trainable
+    from runner.scoring import autocast
+    from runner.training import collate_pairs
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"method={method}", *overrides])
+    torch.manual_seed(0)
+    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
+    set_trainable(model, cfg.model.trainable_layers)
+    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    forget = bench.encode(bench.forget_rows)[:batch]
+    retain = bench.encode(bench.retain_rows)[:batch]
+    pairs = [{"forget": f, "retain": r} for f, r in zip(forget, retain, strict=True)]
+    batch_t = collate_pairs(tokenizer.pad_token_id)(pairs)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
+    loss_obj = instantiate(cfg.method)
+    loss_obj.prepare(UnlearnData(model, forget, retain, tokenizer.pad_token_id, batch, cfg.precision))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    rss_before = _rss_mb()
+    sampler = PeakRSS()
+    sampler.start()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast(cfg.precision, device):
+            loss, _ = loss_obj.loss(model, batch_t)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    sampler.running = False
+    sampler.join()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else sampler.peak - rss_before
+    return {"method": method, "step_s": statistics.median(times), "peak_mb": peak, "device": device.type}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=["graddiff", "npo", "ga"])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
+    args = ap.parse_args()
+    if args.one:  # child process: measure one method, print JSON
+        print(json.dumps(measure(args.one, args.steps, args.batch, args.warmup, args.overrides)))
+        return
+
+    rows = []
+    for method in args.methods:
+        cmd = [sys.executable, __file__, "--one", method, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        cmd += ["--batch", str(args.batch), *args.overrides]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"measured {method}", file=sys.stderr)
+    base = next((r for r in rows if r["method"] == "graddiff"), rows[0])
+    print(
+        f"\nper-step cost on {rows[0]['device']}, batch {args.batch} forget + {args.batch} retain, relative to {base['method']}"
+    )
+    print("| method | step (s) | step ratio | peak memory (MiB) | memory ratio |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['method']} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f} "
+            f"| {r['peak_mb']:.0f} | {r['peak_mb'] / max(base['peak_mb'], 1e-9):.2f} |"
+        )
+    npo = next((r for r in rows if r["method"] == "npo"), None)
+    if npo and base["method"] == "graddiff":
+        ratio = npo["step_s"] / base["step_s"]
+        print(f"\nNPO / GradDiff step time: {ratio:.2f} (target <= 1.15: no reference forward per step)")
+
+
+if __name__ == "__main__":
+    main()
