@@ -21,7 +21,7 @@ from runner.models import load_model, model_identity, set_trainable, trainable_s
 from runner.prepare import ReferenceModel
 from runner.results import RunRecord, read_results
 from runner.table import metrics_table
-from runner.training import PairedDataset, collate_pairs, train
+from runner.unlearn import unlearn
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +100,18 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
 
     with record.stage("unlearn"):
         references["target"].load_into(model)
-        forget = bench.encode(bench.forget_rows)
-        retain = bench.encode(bench.retain_rows)
-        method = instantiate(cfg.method)
-        data = UnlearnData(model, forget, retain, pad_id, cfg.eval.batch_size, cfg.precision)
-        method.prepare(data)
-        record.data["training"]["unlearn"] = train(
-            model,
-            PairedDataset(forget, retain, cfg.seed),
-            collate_pairs(pad_id),
-            method.loss,
-            cfg.unlearn,
-            seed=cfg.seed,
+        data = UnlearnData(
+            model=model,
+            forget=bench.encode(bench.forget_rows),
+            retain=bench.encode(bench.retain_rows),
+            encode=bench.encode,
+            pad_id=pad_id,
+            batch_size=cfg.eval.batch_size,
             precision=cfg.precision,
-            output_dir=run_dir / "unlearn",
-            stage="unlearn",
+            seed=cfg.seed,
         )
+        method = instantiate(cfg.method)
+        record.data["training"]["unlearn"] = unlearn(method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn")
 
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)

@@ -21,9 +21,12 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from runner.data.qa import collate_qa
 from runner.errors import TrainingDiverged
+from runner.scoring import autocast
 
 log = logging.getLogger(__name__)
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
+# (model, batch, scale) -> (loss, terms), having added scale * (its update direction) to each p.grad
+BackwardFn = Callable[[torch.nn.Module, dict, float], tuple[torch.Tensor, dict]]
 
 
 class ListDataset(Dataset):
@@ -66,18 +69,38 @@ def collate_single(pad_id: int):
 
 
 class _LossTrainer(Trainer):
-    def __init__(self, *args, loss_fn: LossFn, stage: str, **kwargs):
+    def __init__(self, *args, loss_fn: LossFn, backward_fn: BackwardFn | None, stage: str, precision: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_fn, self.stage = loss_fn, stage
+        # our losses are means over their own tokens, never sums over `num_items_in_batch`:
+        # let the Trainer divide them by the gradient-accumulation steps
+        self.model_accepts_loss_kwargs = False
+        self.loss_fn, self.backward_fn, self.stage, self.precision = loss_fn, backward_fn, stage, precision
         self._terms: dict[str, float] = {}
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, terms = self.loss_fn(model, inputs)
+    def _check(self, loss: torch.Tensor, terms: dict) -> None:
         value = loss.detach().float().item()
         if not math.isfinite(value):
             raise TrainingDiverged(self.stage, self.state.global_step + 1, value)
         self._terms = terms
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # the losses call submodules directly (LM head on answer tokens only), which bypasses the
+        # autocast that accelerate wraps around model.forward: apply it here
+        with autocast(self.precision, self.args.device):
+            loss, terms = self.loss_fn(model, inputs)
+        self._check(loss, terms)
         return loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Methods that build their own update (BLUR) fill the gradients themselves."""
+        if self.backward_fn is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        with autocast(self.precision, self.args.device):
+            loss, terms = self.backward_fn(model, inputs, 1.0 / self.current_gradient_accumulation_steps)
+        self._check(loss, terms)
+        return loss.detach() / self.current_gradient_accumulation_steps
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs:  # add the method's own terms of the latest step
@@ -104,6 +127,7 @@ def train(
     precision: str,
     output_dir: Path,
     stage: str,
+    backward_fn: BackwardFn | None = None,
 ) -> dict:
     """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss)."""
     n_devices = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
@@ -140,7 +164,9 @@ def train(
         train_dataset=dataset,
         data_collator=collate,
         loss_fn=loss_fn,
+        backward_fn=backward_fn,
         stage=stage,
+        precision=precision,
         callbacks=[timing],
     )
     was_training = model.training

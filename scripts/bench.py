@@ -73,7 +73,10 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     model.to(device)
     batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
     loss_obj = instantiate(cfg.method)
-    loss_obj.prepare(UnlearnData(model, forget, retain, tokenizer.pad_token_id, batch, cfg.precision))
+    data = UnlearnData(model, forget, retain, bench.encode, tokenizer.pad_token_id, batch, cfg.precision, 0)
+    if hasattr(loss_obj, "select_trainable"):
+        loss_obj.select_trainable(model)
+    loss_obj.prepare(data)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     rss_before = _rss_mb()

@@ -47,7 +47,7 @@ def test_npo_steps_on_the_default_model(smollm, tmp_path):
     forget = bench.encode(bench.forget_rows[:4])
     retain = bench.encode(bench.retain_rows[:4])
     method = instantiate(cfg.method)
-    method.prepare(UnlearnData(model, forget, retain, tokenizer.pad_token_id, 4, cfg.precision))
+    method.prepare(UnlearnData(model, forget, retain, bench.encode, tokenizer.pad_token_id, 4, cfg.precision, 0))
     before = trainable_state(model)
     stats = train(
         model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,9 +18,11 @@ class UnlearnData:
     model: torch.nn.Module
     forget: list[dict]  # encoded QA examples, each with an integer "index"
     retain: list[dict]
+    encode: Callable[[list[dict]], list[dict]]  # {"question", "answer"} rows -> encoded examples
     pad_id: int
-    batch_size: int
+    batch_size: int  # for one-off passes (reference log-probs)
     precision: str
+    seed: int
 
 
 def forget_reference_logprobs(data: UnlearnData) -> torch.Tensor:

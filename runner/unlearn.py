@@ -1,0 +1,38 @@
+"""The unlearning stage: a method's optional hooks, then the shared trainer on its loss.
+
+Hooks a method may define, each optional but ``loss``:
+- ``select_trainable(model)``: which parameters train (RMU trains a few MLP matrices);
+- ``prepare(data)``: one-off work on theta_0 (reference log-probs, frozen activations, control vector);
+- ``loss(model, batch) -> (loss, terms)``: the objective, on paired forget / retain batches;
+- ``backward(model, batch, scale) -> (loss, terms)``: fills the gradients itself, for methods
+  that change the update rather than the loss (BLUR);
+- ``unlearn(model, data, train) -> stats``: methods that are not a training loop on a loss at all
+  (task-vector negation), given the shared ``train`` function to use for any fine-tuning.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from runner.methods.reference import UnlearnData
+from runner.training import PairedDataset, collate_pairs, train
+
+
+def unlearn(method, data: UnlearnData, train_cfg, seed: int, output_dir: Path) -> dict:
+    model = data.model
+    if hasattr(method, "select_trainable"):
+        method.select_trainable(model)
+    method.prepare(data)
+    run_train = functools.partial(train, seed=seed, precision=data.precision, output_dir=output_dir)
+    if hasattr(method, "unlearn"):
+        return method.unlearn(model, data, functools.partial(run_train, train_cfg=train_cfg))
+    return run_train(
+        model,
+        PairedDataset(data.forget, data.retain, seed),
+        collate_pairs(data.pad_id),
+        method.loss,
+        train_cfg,
+        stage="unlearn",
+        backward_fn=getattr(method, "backward", None),
+    )
