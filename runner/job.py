@@ -109,6 +109,7 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             batch_size=cfg.eval.batch_size,
             precision=cfg.precision,
             seed=cfg.seed,
+            forget_rows=bench.forget_rows,
         )
         method = instantiate(cfg.method)
         record.data["training"]["unlearn"] = unlearn(method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn")

@@ -30,11 +30,17 @@ class NPO:
     def prepare(self, data) -> None:
         self.forget_logprobs_ref = forget_reference_logprobs(data)
 
-    def loss(self, model, batch):
+    def forget_term(self, model, batch) -> torch.Tensor:
         forget = batch["forget"]
         logp, _ = sequence_logprob(model, forget)
         logp_ref = self.forget_logprobs_ref.to(logp.device)[forget["index"]]
-        forget_loss = npo_forget_loss(logp, logp_ref, self.beta)
-        retain_nll = mean_nll(model, batch["retain"])
+        return npo_forget_loss(logp, logp_ref, self.beta)
+
+    def retain_term(self, model, batch) -> torch.Tensor:
+        return mean_nll(model, batch["retain"])
+
+    def loss(self, model, batch):
+        forget_loss = self.forget_term(model, batch)
+        retain_nll = self.retain_term(model, batch)
         loss = self.gamma * forget_loss + self.alpha * retain_nll
         return loss, {"npo_forget": forget_loss.item(), "retain_nll": retain_nll.item()}

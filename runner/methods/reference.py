@@ -23,6 +23,7 @@ class UnlearnData:
     batch_size: int  # for one-off passes (reference log-probs)
     precision: str
     seed: int
+    forget_rows: list[dict] | None = None  # the raw {"question", "answer"} rows behind `forget`, same order
 
 
 def forget_reference_logprobs(data: UnlearnData) -> torch.Tensor:

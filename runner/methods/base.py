@@ -1,0 +1,25 @@
+"""Building a base method for the methods that wrap one (BLUR, ILU) from its own config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from runner.errors import ConfigError
+
+METHOD_CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+BASES = ("npo", "rmu")
+
+
+def build_base(name: str, overrides: dict | None, key: str):
+    """The method ``conf/method/<name>.yaml`` with ``overrides`` merged in.
+
+    A base must split its objective into ``forget_term`` and ``retain_term``
+    (unweighted) so the wrapper can combine them.
+    """
+    if name not in BASES:
+        raise ConfigError(key, f"`{name}` cannot be a base method", f"use one of {', '.join(BASES)}")
+    cfg = OmegaConf.merge(OmegaConf.load(METHOD_CONF / f"{name}.yaml"), overrides or {})
+    return instantiate(cfg)
