@@ -6,8 +6,9 @@ Hooks a method may define, each optional but ``loss``:
 - ``loss(model, batch) -> (loss, terms)``: the objective, on paired forget / retain batches;
 - ``backward(model, batch, scale) -> (loss, terms)``: fills the gradients itself, for methods
   that change the update rather than the loss (BLUR);
-- ``unlearn(model, data, train) -> stats``: methods that are not a training loop on a loss at all
-  (task-vector negation), given the shared ``train`` function to use for any fine-tuning.
+- ``unlearn(model, data, train, train_cfg) -> stats``: methods that are not a training loop on a
+  loss at all (task-vector negation), given the shared ``train`` function (seed, precision and
+  output directory bound) and the run's trainer settings for any fine-tuning.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def unlearn(method, data: UnlearnData, train_cfg, seed: int, output_dir: Path) -
     method.prepare(data)
     run_train = functools.partial(train, seed=seed, precision=data.precision, output_dir=output_dir)
     if hasattr(method, "unlearn"):
-        return method.unlearn(model, data, functools.partial(run_train, train_cfg=train_cfg))
+        return method.unlearn(model, data, run_train, train_cfg)
     return run_train(
         model,
         PairedDataset(data.forget, data.retain, seed),

@@ -44,3 +44,24 @@ def test_graddiff_kl_retain_term_runs(tiny_cfg, tmp_path):
     result = job.run(tiny_cfg("method=graddiff", "method.retain_loss=kl"), tmp_path)
     assert result["status"] == "completed"
     assert result["metrics"]["unlearned"]["forget_prob"] < result["metrics"]["target"]["forget_prob"]
+
+
+# per-method settings that fit the 2-layer tiny model
+ZOO = {
+    "simnpo": [],
+    "idkdpo": [],
+    "wga": [],
+    "undial": [],
+    "rmu": ["method.layer=1", "method.trainable_layers=[0,1]", "method.steering_coeff=20", "method.alpha=10"],
+    "task_vector": [],
+    "blur": [],
+    "ilu": ["method.env_examples=8"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(ZOO))
+def test_method_zoo_end_to_end(tiny_cfg, tmp_path, method):
+    result = job.run(tiny_cfg(f"method={method}", *ZOO[method]), tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "completed"
+    target, unlearned = result["metrics"]["target"], result["metrics"]["unlearned"]
+    assert unlearned["forget_prob"] < target["forget_prob"]

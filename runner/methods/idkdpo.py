@@ -71,7 +71,9 @@ class IdkDPO:
     def prepare(self, data) -> None:
         rows = getattr(data, "forget_rows", None)
         if rows is None or len(rows) != len(data.forget):
-            raise ValueError("idkdpo needs data.forget_rows: the forget {question, answer} rows, in data.forget's order")
+            raise ValueError(
+                "idkdpo needs data.forget_rows: the forget {question, answer} rows, in data.forget's order"
+            )
         refusals = read_refusals()
         rng = random.Random(data.seed)
         idk_rows = [{"question": r["question"], "answer": rng.choice(refusals)} for r in rows]

@@ -16,7 +16,11 @@ loss = E_{D_f} mse_tokens(h_theta^(l)(x), c * u) + alpha * E_{D_r} mse_tokens(h_
 - Only the MLP down-projection weights of layers l-2..l train (``select_trainable``).
 - h_theta0 on the retain batch comes from the same model with the trainable
   parameters swapped back to their saved pre-unlearning values
-  (``OriginalWeights.active()``): no model copy.
+  (``OriginalWeights.active()``): no model copy. The frozen pass recomputes the
+  layers below the lowest trainable one too, though they equal the trained
+  pass's (sharing them would save most of the frozen forward; not done).
+- ``forget_term`` / ``retain_term`` give the two unweighted terms separately
+  (BLUR and ILU combine them); ``loss`` is forget + alpha * retain.
 """
 
 from __future__ import annotations
@@ -129,12 +133,14 @@ class RMU:
         trainable_params: str | None = None,
     ):
         self.layer = int(layer)
+        if self.layer < 0:
+            raise ConfigError("method.layer", f"layer {self.layer} is negative", "give a 0-based decoder layer index")
         if trainable_layers is None:
             trainable_layers = [i for i in (self.layer - 2, self.layer - 1, self.layer) if i >= 0]
         self.trainable_layers = sorted({int(i) for i in trainable_layers})
-        if not self.trainable_layers:
-            raise ConfigError("method.trainable_layers", "the list is empty", "give layer indices, or null")
         if trainable_params is None:
+            if not self.trainable_layers:
+                raise ConfigError("method.trainable_layers", "the list is empty", "give layer indices, or null")
             too_high = [i for i in self.trainable_layers if not 0 <= i <= self.layer]
             if too_high:
                 raise ConfigError(
@@ -148,7 +154,9 @@ class RMU:
         try:
             self._pattern = re.compile(trainable_params)
         except re.error as exc:
-            raise ConfigError("method.trainable_params", f"`{trainable_params}` is not a regex ({exc})", "fix the regex") from exc
+            raise ConfigError(
+                "method.trainable_params", f"`{trainable_params}` is not a regex ({exc})", "fix the regex"
+            ) from exc
         self.steering_coeff = float(steering_coeff)
         self.alpha = float(alpha)
         self.control: torch.Tensor | None = None  # c * u, set in prepare
@@ -182,13 +190,20 @@ class RMU:
         self.control = self.steering_coeff * u
         self.original = OriginalWeights(m)  # the parameters select_trainable left trainable
 
-    def loss(self, model, batch):
-        forget, retain = batch["forget"], batch["retain"]
+    def forget_term(self, model, batch) -> torch.Tensor:
+        """Unweighted forget loss: MSE of layer-l forget activations to c * u (also used by BLUR / ILU)."""
+        forget = batch["forget"]
+        return rmu_forget_loss(hidden_at_layer(model, forget, self.layer), forget["attention_mask"], self.control)
+
+    def retain_term(self, model, batch) -> torch.Tensor:
+        """Unweighted retain loss: MSE of layer-l retain activations to theta_0's (computed first, without grad)."""
+        retain = batch["retain"]
         with self.original.active():  # theta_0: trainable parameters swapped back; no_grad inside
             frozen = hidden_at_layer(model, retain, self.layer)
-        retain_loss = rmu_retain_loss(hidden_at_layer(model, retain, self.layer), frozen, retain["attention_mask"])
-        forget_loss = rmu_forget_loss(
-            hidden_at_layer(model, forget, self.layer), forget["attention_mask"], self.control
-        )
+        return rmu_retain_loss(hidden_at_layer(model, retain, self.layer), frozen, retain["attention_mask"])
+
+    def loss(self, model, batch):
+        retain_loss = self.retain_term(model, batch)
+        forget_loss = self.forget_term(model, batch)
         loss = forget_loss + self.alpha * retain_loss
         return loss, {"rmu_forget": forget_loss.item(), "rmu_retain": retain_loss.item()}

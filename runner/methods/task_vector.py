@@ -92,11 +92,9 @@ class TaskVector:
     def prepare(self, data) -> None:
         """Nothing to precompute: theta_0 is snapshotted in ``unlearn``."""
 
-    def unlearn(self, model, data, train: Callable) -> dict:
-        # `train` is the shared trainer with train_cfg / seed / precision / output_dir bound as keywords;
-        # read the bound train_cfg to lay `finetune` over it, then pass the merged one as keyword
-        shared = getattr(train, "keywords", {}).get("train_cfg")
-        cfg = finetune_cfg(shared, self.finetune)
+    def unlearn(self, model, data, train: Callable, train_cfg) -> dict:
+        # the fine-tune on the forget set: the run's trainer settings with `finetune` laid over them
+        cfg = finetune_cfg(train_cfg, self.finetune)
 
         def run_finetune(m) -> dict:
             return train(
