@@ -83,7 +83,9 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     model.to(device)
     batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
     loss_obj = instantiate(cfg.method)
-    data = UnlearnData(model, forget, retain, bench.encode, tokenizer.pad_token_id, batch, cfg.precision, 0)
+    data = UnlearnData(
+        model, forget, retain, bench.encode, tokenizer.pad_token_id, batch, cfg.precision, 0, bench.forget_rows[:batch]
+    )
     if hasattr(loss_obj, "select_trainable"):
         loss_obj.select_trainable(model)
     loss_obj.prepare(data)

@@ -285,3 +285,63 @@ def test_yaml_instantiates_the_paper_defaults():
     assert (method.layer, method.trainable_layers) == (7, [5, 6, 7])
     assert (method.steering_coeff, method.alpha) == (6.5, 1200.0)
     assert method.trainable_params == r"(?:^|\.)layers\.(?:5|6|7)\.mlp\.down_proj\.weight$"
+
+
+def _examples(seed: int, n: int) -> list[dict]:
+    """Encoded examples of different lengths, each with its index (as the pipeline builds them)."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {"input_ids": torch.randint(1, 50, (4 + i,), generator=g).tolist(), "labels": [-100] * (4 + i), "index": i}
+        for i in range(n)
+    ]
+
+
+def test_activation_cache_gives_the_same_losses_before_and_after_updates():
+    from runner.data.qa import collate_qa
+
+    model = make_llama()
+    forget, retain = _examples(1, 3), _examples(2, 3)
+    data = make_data(model)
+    data.forget, data.retain = forget, retain
+    cached = RMU(layer=2, trainable_layers=[1, 2], alpha=5.0)
+    cached.select_trainable(model)
+    cached.prepare(data)
+    assert cached.first_trainable == 1 and len(cached.frozen_retain) == 3
+    plain = RMU(layer=2, trainable_layers=[1, 2], alpha=5.0, activation_cache_mb=0)  # no cache: full forward
+    plain.select_trainable(model)
+    plain.prepare(data)
+    assert plain.first_trainable is None
+    batch = {"forget": collate_qa(forget[:2], 0), "retain": collate_qa(retain[1:], 0)}
+
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(3):  # the cache stays exact while layers 1..2 train
+        loss_cached, _ = cached.loss(model, batch)
+        loss_plain, _ = plain.loss(model, batch)
+        assert torch.allclose(loss_cached, loss_plain, rtol=1e-5, atol=1e-6)
+        grads_cached = torch.autograd.grad(loss_cached, [p for p in model.parameters() if p.requires_grad])
+        grads_plain = torch.autograd.grad(
+            plain.loss(model, batch)[0], [p for p in model.parameters() if p.requires_grad]
+        )
+        for a, b in zip(grads_cached, grads_plain, strict=True):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        opt.zero_grad()
+        cached.loss(model, batch)[0].backward()
+        opt.step()
+    assert cached.loss(model, batch)[1]["rmu_retain"] > 0
+
+
+def test_block_forward_skips_the_frozen_prefix():
+    from runner.methods.rmu import hidden_from_block
+
+    model = make_llama()
+    batch = text_batch(3)
+    below = hidden_at_layer(model, batch, 0)
+    calls = []
+    hook = model.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        out = hidden_from_block(model, batch, below, first=1, layer=2)
+    finally:
+        hook.remove()
+    assert calls == []  # layer 0 never ran
+    assert torch.allclose(out, hidden_at_layer(model, batch, 2), atol=1e-6)
+    assert isinstance(model.model.layers[0], type(model.model.layers[1]))  # restored

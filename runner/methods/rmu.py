@@ -14,11 +14,14 @@ loss = E_{D_f} mse_tokens(h_theta^(l)(x), c * u) + alpha * E_{D_r} mse_tokens(h_
   0``) are left out of the mean. Every real token counts, prompt and answer
   alike (the mask, not the labels, selects them), so plain text corpora work too.
 - Only the MLP down-projection weights of layers l-2..l train (``select_trainable``).
-- h_theta0 on the retain batch comes from the same model with the trainable
-  parameters swapped back to their saved pre-unlearning values
-  (``OriginalWeights.active()``): no model copy. The frozen pass recomputes the
-  layers below the lowest trainable one too, though they equal the trained
-  pass's (sharing them would save most of the frozen forward; not done).
+- Pay only for what changes. The layers below the lowest trainable one never
+  change, so ``prepare`` runs them once per example and keeps their output;
+  each step then runs only the trainable block up to layer l. h_theta0 on the
+  retain set never changes either and is kept per example too. When those
+  activations would exceed ``activation_cache_mb``, each step instead runs the
+  whole prefix, and h_theta0 comes from the same model with the trainable
+  parameters swapped back to their saved values (``OriginalWeights.active()``):
+  never a model copy.
 - ``forget_term`` / ``retain_term`` give the two unweighted terms separately
   (BLUR and ILU combine them); ``loss`` is forget + alpha * retain.
 """
@@ -112,6 +115,47 @@ def hidden_at_layer(model, batch: dict, layer: int) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
+class _Passthrough(torch.nn.Module):
+    """Stands in for a frozen decoder layer whose output is already known."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def hidden_from_block(model, batch: dict, block_inputs: torch.Tensor, first: int, layer: int) -> torch.Tensor:
+    """``hidden_at_layer``, with the input of decoder layer ``first`` given: layers below ``first`` are skipped.
+
+    ``block_inputs`` (B, T, d) is what layer ``first`` receives; the layers
+    below it are swapped for pass-throughs for the duration of the call (the
+    model still builds its masks and position embeddings as usual).
+    """
+    layers = decoder_layers(unwrap(model))
+    skipped = [layers[i] for i in range(first)]
+
+    def inject(module, args, kwargs):
+        if args:
+            return (block_inputs, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": block_inputs}
+
+    handle = layers[first].register_forward_pre_hook(inject, with_kwargs=True)
+    try:
+        for i in range(first):
+            layers[i] = _Passthrough()
+        return hidden_at_layer(model, batch, layer)
+    finally:
+        for i, original in enumerate(skipped):
+            layers[i] = original
+        handle.remove()
+
+
+def _pad_rows(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """Right-pad per-example (T_i, d) tensors to (B, T, d) matching the batch's padded length."""
+    out = torch.zeros(len(rows), like.shape[1], rows[0].shape[-1], dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out.to(like.device)
+
+
 # ---- the method --------------------------------------------------------------------------------
 
 
@@ -131,8 +175,14 @@ class RMU:
         steering_coeff: float = 6.5,
         alpha: float = 1200.0,
         trainable_params: str | None = None,
+        activation_cache_mb: float = 4096,
     ):
         self.layer = int(layer)
+        self.activation_cache_mb = float(activation_cache_mb)
+        # filled by prepare when the activations fit in activation_cache_mb
+        self.first_trainable: int | None = None
+        self.block_inputs: dict[str, dict[int, torch.Tensor]] = {}
+        self.frozen_retain: dict[int, torch.Tensor] = {}
         if self.layer < 0:
             raise ConfigError("method.layer", f"layer {self.layer} is negative", "give a 0-based decoder layer index")
         if trainable_layers is None:
@@ -189,18 +239,81 @@ class RMU:
         u = control_vector(m.config.hidden_size, data.seed)
         self.control = self.steering_coeff * u
         self.original = OriginalWeights(m)  # the parameters select_trainable left trainable
+        self._cache_activations(data)
+
+    def _first_trainable_layer(self, model) -> int | None:
+        """Lowest decoder layer holding a trainable parameter; None if one lives outside the layers."""
+        found = []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                hit = re.search(r"(?:^|\.)layers\.(\d+)\.", name)
+                if hit is None:
+                    return None
+                found.append(int(hit.group(1)))
+        return min(found) if found else None
+
+    @torch.no_grad()
+    def _cache_activations(self, data) -> None:
+        m = unwrap(data.model)
+        first = self._first_trainable_layer(m)
+        tokens = sum(len(e["input_ids"]) for e in data.forget) + 2 * sum(len(e["input_ids"]) for e in data.retain)
+        size_mb = tokens * m.config.hidden_size * 4 / 2**20
+        if first is None or size_mb > self.activation_cache_mb:
+            log.info("RMU: no activation cache (%.0f MiB needed, budget %.0f MiB)", size_mb, self.activation_cache_mb)
+            return
+        from runner.data.qa import collate_qa
+
+        device = next(m.parameters()).device
+        was_training = m.training
+        m.eval()
+        try:
+            for name, examples in (("forget", data.forget), ("retain", data.retain)):
+                self.block_inputs[name] = {}
+                for start in range(0, len(examples), data.batch_size):
+                    chunk = examples[start : start + data.batch_size]
+                    batch = {k: v.to(device) for k, v in collate_qa(chunk, data.pad_id).items()}
+                    below = (
+                        hidden_at_layer(m, batch, first - 1)
+                        if first > 0
+                        else m.get_input_embeddings()(batch["input_ids"])
+                    )
+                    frozen = hidden_at_layer(m, batch, self.layer) if name == "retain" else None
+                    for row, e in enumerate(chunk):
+                        n = len(e["input_ids"])
+                        self.block_inputs[name][e["index"]] = below[row, :n].float().cpu()
+                        if frozen is not None:
+                            self.frozen_retain[e["index"]] = frozen[row, :n].float().cpu()
+        finally:
+            m.train(was_training)
+        self.first_trainable = first
+        log.info("RMU: cached layer-%d inputs and frozen retain activations (%.0f MiB)", first, size_mb)
+
+    def _cached(self, part: dict) -> bool:
+        """The cache applies to batches of the examples prepare saw (they carry their ``index``)."""
+        return self.first_trainable is not None and "index" in part
+
+    def _hidden(self, model, part: dict, name: str) -> torch.Tensor:
+        if not self._cached(part):
+            return hidden_at_layer(model, part, self.layer)
+        rows = [self.block_inputs[name][int(i)] for i in part["index"]]
+        dtype = next(unwrap(model).parameters()).dtype
+        inputs = _pad_rows(rows, part["input_ids"]).to(dtype)
+        return hidden_from_block(model, part, inputs, self.first_trainable, self.layer)
 
     def forget_term(self, model, batch) -> torch.Tensor:
         """Unweighted forget loss: MSE of layer-l forget activations to c * u (also used by BLUR / ILU)."""
         forget = batch["forget"]
-        return rmu_forget_loss(hidden_at_layer(model, forget, self.layer), forget["attention_mask"], self.control)
+        return rmu_forget_loss(self._hidden(model, forget, "forget"), forget["attention_mask"], self.control)
 
     def retain_term(self, model, batch) -> torch.Tensor:
-        """Unweighted retain loss: MSE of layer-l retain activations to theta_0's (computed first, without grad)."""
+        """Unweighted retain loss: MSE of layer-l retain activations to theta_0's."""
         retain = batch["retain"]
-        with self.original.active():  # theta_0: trainable parameters swapped back; no_grad inside
-            frozen = hidden_at_layer(model, retain, self.layer)
-        return rmu_retain_loss(hidden_at_layer(model, retain, self.layer), frozen, retain["attention_mask"])
+        if self._cached(retain):
+            frozen = _pad_rows([self.frozen_retain[int(i)] for i in retain["index"]], retain["input_ids"])
+        else:
+            with self.original.active():  # theta_0: trainable parameters swapped back; no_grad inside
+                frozen = hidden_at_layer(model, retain, self.layer)
+        return rmu_retain_loss(self._hidden(model, retain, "retain"), frozen, retain["attention_mask"])
 
     def loss(self, model, batch):
         retain_loss = self.retain_term(model, batch)
