@@ -109,3 +109,33 @@ def test_gsm8k_environment_rows_are_real_and_seeded():
     assert a == b and len(a) == 5
     assert all("####" in r["answer"] for r in a)
     assert load_environment("gsm8k", 5, 2) != a
+
+
+def test_whole_gradient_methods_refuse_multi_process_runs(tmp_path):
+    """Under a 2-rank process group BLUR and ILU stop at start-up instead of mixing gradient shards."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, sys, torch.distributed as dist
+        from runner.errors import ConfigError
+        from runner.methods.blur import BLUR
+        from runner.methods.ilu import ILU
+        dist.init_process_group("gloo")
+        for method in (BLUR(), ILU()):
+            try:
+                method.prepare(None)
+            except ConfigError as exc:
+                assert "`distributed`" in str(exc), exc
+            else:
+                sys.exit(f"{type(method).__name__} did not refuse")
+        dist.destroy_process_group()
+        """
+    )
+    path = tmp_path / "probe.py"
+    path.write_text(script)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29631", str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -47,21 +47,34 @@ def test_graddiff_kl_retain_term_runs(tiny_cfg, tmp_path):
 
 
 # per-method settings that fit the 2-layer tiny model
+RMU_TINY = ["method.layer=1", "method.trainable_layers=[0,1]", "method.steering_coeff=20", "method.alpha=10"]
 ZOO = {
-    "simnpo": [],
-    "idkdpo": [],
-    "wga": [],
-    "undial": [],
-    "rmu": ["method.layer=1", "method.trainable_layers=[0,1]", "method.steering_coeff=20", "method.alpha=10"],
-    "task_vector": [],
-    "blur": [],
-    "ilu": ["method.env_examples=8"],
+    "simnpo": ["method=simnpo"],
+    "idkdpo": ["method=idkdpo"],
+    "wga": ["method=wga"],
+    "undial": ["method=undial"],
+    "rmu": ["method=rmu", *RMU_TINY],
+    "task_vector": ["method=task_vector"],
+    "blur": ["method=blur"],
+    "blur_rmu": [
+        "method=blur",
+        "method.base=rmu",
+        "+method.base_args={layer:1,trainable_layers:[0,1],steering_coeff:20,alpha:10}",
+    ],
+    "ilu": ["method=ilu", "method.env_examples=8"],
+    "ilu_rmu_scalar": [
+        "method=ilu",
+        "method.env_examples=8",
+        "method.reading=scalar",
+        "method.base=rmu",
+        "+method.base_args={layer:1,trainable_layers:[0,1],steering_coeff:20,alpha:10}",
+    ],
 }
 
 
-@pytest.mark.parametrize("method", sorted(ZOO))
-def test_method_zoo_end_to_end(tiny_cfg, tmp_path, method):
-    result = job.run(tiny_cfg(f"method={method}", *ZOO[method]), tmp_path)
+@pytest.mark.parametrize("case", sorted(ZOO))
+def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case):
+    result = job.run(tiny_cfg(*ZOO[case]), tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "completed"
     target, unlearned = result["metrics"]["target"], result["metrics"]["unlearned"]
     assert unlearned["forget_prob"] < target["forget_prob"]

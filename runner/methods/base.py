@@ -23,3 +23,16 @@ def build_base(name: str, overrides: dict | None, key: str):
         raise ConfigError(key, f"`{name}` cannot be a base method", f"use one of {', '.join(BASES)}")
     cfg = OmegaConf.merge(OmegaConf.load(METHOD_CONF / f"{name}.yaml"), overrides or {})
     return instantiate(cfg)
+
+
+def require_single_process(method: str) -> None:
+    """Stop at start-up where a method's whole-gradient arithmetic would silently see one rank's shard."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise ConfigError(
+            "distributed",
+            f"{method} works on whole gradients of the trainable parameters; the multi-process path "
+            "does not reduce them across ranks",
+            f"run {method} with distributed=none (one process)",
+        )

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.errors import ConfigError
-from runner.methods.base import build_base
+from runner.methods.base import build_base, require_single_process
 
 
 def combine(
@@ -48,12 +47,7 @@ class BLUR:
             self.base.select_trainable(model)
 
     def prepare(self, data) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            raise ConfigError(
-                "distributed",
-                "BLUR combines whole gradients of two losses; the multi-process path does not reduce them yet",
-                "run BLUR with distributed=none",
-            )
+        require_single_process("BLUR")
         self.base.prepare(data)
 
     def loss(self, model, batch):

@@ -26,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from runner.data.qa import collate_qa
 from runner.errors import ConfigError
-from runner.methods.base import build_base
+from runner.methods.base import build_base, require_single_process
 from runner.scoring import mean_nll
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -76,6 +76,7 @@ class ILU:
             self.base.select_trainable(model)
 
     def prepare(self, data) -> None:
+        require_single_process("ILU")
         self.base.prepare(data)
         self.pad_id = data.pad_id
         self.rng = random.Random(data.seed)
