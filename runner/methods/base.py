@@ -1,4 +1,4 @@
-"""Building a base method for the methods that wrap one (BLUR, ILU) from its own config file."""
+"""Shared pieces of the methods: the usual forget + retain combination, and base methods for BLUR / ILU."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def require_single_process(method: str) -> None:
             "does not reduce them across ranks",
             f"run {method} with distributed=none (one process)",
         )
+
+
+def forget_and_retain(method, model, batch, forget_name: str, gamma: float = 1.0):
+    """gamma * forget_term + alpha * retain_term, the shape most methods share; the retain pass is skipped at alpha=0."""
+    forget = method.forget_term(model, batch)
+    loss, terms = gamma * forget, {forget_name: forget.item()}
+    if method.alpha != 0:
+        retain = method.retain_term(model, batch)
+        loss = loss + method.alpha * retain
+        terms["retain_nll"] = retain.item()
+    return loss, terms

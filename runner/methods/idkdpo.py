@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from runner.data import tofu
 from runner.data.qa import IGNORE, collate_qa
+from runner.methods.base import forget_and_retain
 from runner.methods.reference import forget_reference_logprobs
 from runner.scoring import mean_nll, sequence_logprob
 
@@ -102,11 +103,4 @@ class IdkDPO:
         return mean_nll(model, batch["retain"])
 
     def loss(self, model, batch):
-        forget_loss = self.forget_term(model, batch)
-        terms = {"idkdpo_forget": forget_loss.item()}
-        loss = forget_loss
-        if self.alpha != 0:
-            retain_nll = self.retain_term(model, batch)
-            loss = loss + self.alpha * retain_nll
-            terms["retain_nll"] = retain_nll.item()
-        return loss, terms
+        return forget_and_retain(self, model, batch, "idkdpo_forget")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runner.methods.base import forget_and_retain
 from runner.methods.reference import forget_reference_logprobs
 from runner.scoring import mean_nll, sequence_logprob
 
@@ -40,7 +41,4 @@ class NPO:
         return mean_nll(model, batch["retain"])
 
     def loss(self, model, batch):
-        forget_loss = self.forget_term(model, batch)
-        retain_nll = self.retain_term(model, batch)
-        loss = self.gamma * forget_loss + self.alpha * retain_nll
-        return loss, {"npo_forget": forget_loss.item(), "retain_nll": retain_nll.item()}
+        return forget_and_retain(self, model, batch, "npo_forget", gamma=self.gamma)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runner.methods.base import forget_and_retain
 from runner.scoring import mean_nll, sequence_logprob
 
 
@@ -39,11 +40,4 @@ class SimNPO:
         return mean_nll(model, batch["retain"])
 
     def loss(self, model, batch):
-        forget_loss = self.forget_term(model, batch)
-        terms = {"simnpo_forget": forget_loss.item()}
-        loss = self.gamma * forget_loss
-        if self.alpha != 0:
-            retain_nll = self.retain_term(model, batch)
-            loss = loss + self.alpha * retain_nll
-            terms["retain_nll"] = retain_nll.item()
-        return loss, terms
+        return forget_and_retain(self, model, batch, "simnpo_forget", gamma=self.gamma)

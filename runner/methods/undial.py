@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.data.qa import IGNORE
+from runner.methods.base import forget_and_retain
 from runner.methods.graddiff import answer_logits, kl_to_reference
 from runner.methods.reference import OriginalWeights
 from runner.scoring import mean_nll
@@ -60,11 +61,4 @@ class UNDIAL:
         return mean_nll(model, batch["retain"])
 
     def loss(self, model, batch):
-        forget_loss = self.forget_term(model, batch)
-        terms = {"undial_kl": forget_loss.item()}
-        loss = forget_loss
-        if self.alpha != 0:
-            retain_nll = self.retain_term(model, batch)
-            loss = loss + self.alpha * retain_nll
-            terms["retain_nll"] = retain_nll.item()
-        return loss, terms
+        return forget_and_retain(self, model, batch, "undial_kl")

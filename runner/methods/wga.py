@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from runner.methods.base import forget_and_retain
 from runner.scoring import mean_nll, token_nll
 
 
@@ -45,11 +46,4 @@ class WGA:
         return mean_nll(model, batch["retain"])
 
     def loss(self, model, batch):
-        forget_loss = self.forget_term(model, batch)
-        terms = {"wga_forget": forget_loss.item()}
-        loss = forget_loss
-        if self.alpha != 0:
-            retain_nll = self.retain_term(model, batch)
-            loss = loss + self.alpha * retain_nll
-            terms["retain_nll"] = retain_nll.item()
-        return loss, terms
+        return forget_and_retain(self, model, batch, "wga_forget")
