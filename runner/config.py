@@ -28,6 +28,12 @@ def validate(cfg: DictConfig) -> None:
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError("precision", f"`{cfg.precision}` is not supported", "use fp32 or bf16")
     _positive(cfg, "eval.batch_size", "set eval.batch_size to a positive count")
+    if cfg.coreset.name == "none" and cfg.coreset.ratio != 1.0:
+        raise ConfigError(
+            "coreset.ratio",
+            f"coreset=none unlearns with the whole forget set, so ratio {cfg.coreset.ratio} would be ignored",
+            "leave coreset.ratio at 1.0 (coreset selectors are not part of this release yet)",
+        )
 
 
 def job_key(cfg: DictConfig) -> str:

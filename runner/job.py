@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,9 +41,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         return finished
 
     record = RunRecord(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
-    previous = _install_sigterm()
+    previous = signal.getsignal(signal.SIGTERM)
     try:
+        _install_sigterm()
         _pipeline(cfg, run_dir, cache_dir, record)
+        record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted):
         record.finish("interrupted", {"message": "stopped by a signal (Ctrl-C or SIGTERM)"})
         log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
@@ -55,7 +58,6 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    record.finish("completed")
     write_json_atomic(cache_dir / "jobs" / f"{key}.json", {"results": str(record.path)})
     print(metrics_table(record.data["metrics"]))
     return record.data
@@ -63,6 +65,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord) -> None:
     torch.manual_seed(cfg.seed)
+    method = build_method(cfg.method)  # before any expensive stage, so a bad method option fails fast
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)
         set_trainable(model, cfg.model.trainable_layers)
@@ -81,8 +84,10 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
 
     # TOFU's reference models: retain (the gold standard) and target (the model to unlearn from)
     references = {
-        "retain": ReferenceModel("retain", bench.retain_rows, identity, cfg, cache_dir),
-        "target": ReferenceModel("target", bench.forget_rows + bench.retain_rows, identity, cfg, cache_dir),
+        "retain": ReferenceModel("retain", bench.retain_rows, identity, bench.encoding(), cfg, cache_dir),
+        "target": ReferenceModel(
+            "target", bench.forget_rows + bench.retain_rows, identity, bench.encoding(), cfg, cache_dir
+        ),
     }
     evaluations = {}
     with record.stage("prepare"):
@@ -111,7 +116,6 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             seed=cfg.seed,
             forget_rows=bench.forget_rows,
         )
-        method = instantiate(cfg.method)
         record.data["training"]["unlearn"] = unlearn(method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn")
 
     with record.stage("evaluate"):
@@ -121,6 +125,19 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
     record.data["metrics"] = {k: bench.summarize(evaluations[k], evaluations["retain"]) for k in order}
     record.data["evaluation"] = {k: evaluations[k]["suites"] for k in order}
     record.data["per_example"] = {k: evaluations[k]["per_example"] for k in order}
+
+
+def build_method(method_cfg):
+    """``instantiate`` the method; a ConfigError from its constructor surfaces as itself, not wrapped by Hydra."""
+    try:
+        return instantiate(method_cfg)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def _finished_job(cache_dir: Path, key: str) -> dict | None:

@@ -27,7 +27,7 @@ STATE_FILE = "trainable.safetensors"
 class ReferenceModel:
     """One fine-tuned reference model (``target`` or ``retain``) in the cache."""
 
-    def __init__(self, kind: str, rows: list[dict], identity: dict, cfg, cache_dir: Path):
+    def __init__(self, kind: str, rows: list[dict], identity: dict, encoding: dict, cfg, cache_dir: Path):
         self.kind = kind
         self.rows = rows
         self.cfg = cfg
@@ -37,6 +37,7 @@ class ReferenceModel:
                 "model": identity,
                 "trainable_layers": cfg.model.trainable_layers,
                 "rows": content_key(rows),
+                "encoding": encoding,  # prompt format and max length: what the rows become as tokens
                 "finetune": OmegaConf.to_container(cfg.benchmark.finetune, resolve=True),
                 "precision": cfg.precision,
             }

@@ -157,6 +157,14 @@ def train(
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+    low_precision = {str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32}
+    if low_precision:
+        log.warning(
+            "%s: trainable weights are %s and AdamW updates them in place, so small steps round away; "
+            "load model.dtype=float32 and keep precision=bf16 (autocast), or train under DeepSpeed bf16",
+            stage,
+            ", ".join(sorted(low_precision)),
+        )
     timing = _Timing()
     trainer = _LossTrainer(
         model=model,

@@ -167,14 +167,17 @@ class TofuBenchmark:
             "retain_rouge": evaluation["suites"]["retain"]["rouge"],
         }
 
+    def encoding(self) -> dict:
+        """How rows become tokens: part of every cache key of a model trained on them."""
+        return {"format": [self.fmt.question, self.fmt.answer], "max_length": self.cfg.max_length}
+
     def identity(self) -> dict:
         """What the fine-tuning and evaluation caches depend on from this benchmark."""
         return {
             "forget": content_key(self.forget_rows),
             "retain": content_key(self.retain_rows),
             "suites": {k: content_key(v.to_list()) for k, v in self.suites.items()},
-            "max_length": self.cfg.max_length,
-            "format": [self.fmt.question, self.fmt.answer],
+            **self.encoding(),
         }
 
 

@@ -24,13 +24,18 @@ class PromptFormat:
 def encode_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> dict:
     """Token ids of prompt+answer+EOS and labels that score the answer (and EOS) only.
 
-    The prompt is tokenised on its own and its length taken as the boundary;
-    the formats used here end the prompt with a newline or a space so the
-    split falls on a token boundary.
+    The prompt is tokenised on its own and its length taken as the boundary
+    when the joint tokenisation starts with exactly those tokens; otherwise
+    (a merge across the boundary) the answer is tokenised separately.
     """
     prompt = fmt.question.format(question=question)
+    answer_text = fmt.answer.format(answer=answer)
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    full_ids = tokenizer(prompt + fmt.answer.format(answer=answer), add_special_tokens=True)["input_ids"]
+    full_ids = tokenizer(prompt + answer_text, add_special_tokens=True)["input_ids"]
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        # the tokenizer merged across the boundary (e.g. a prompt ending in a space): encode the
+        # answer on its own so no answer token is mistaken for prompt
+        full_ids = prompt_ids + tokenizer(answer_text, add_special_tokens=False)["input_ids"]
     full_ids = full_ids + [tokenizer.eos_token_id]
     full_ids = full_ids[:max_length]
     n_prompt = min(len(prompt_ids), len(full_ids))

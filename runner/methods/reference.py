@@ -62,3 +62,6 @@ class OriginalWeights:
             current = p.data
             p.data = self.saved[i]
             self.saved[i] = current
+        # autocast keeps one low-precision copy per parameter object for the whole autocast
+        # region; after swapping storage that copy would be the other weights' cast
+        torch.clear_autocast_cache()
