@@ -160,4 +160,3 @@ def _install_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
-__all__ = ["run", "ConfigError"]

@@ -29,3 +29,21 @@ def tiny_cfg(shared_cache):
         return compose_cfg(*TINY, f"paths.cache_dir={shared_cache}", *overrides)
 
     return make
+
+
+def random_llama(**config):
+    """A seeded random-weight LlamaForCausalLM for unit tests: tiny defaults, any LlamaConfig field overridable."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    sizes = dict(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    return LlamaForCausalLM(LlamaConfig(**{**sizes, **config}))

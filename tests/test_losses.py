@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from runner.methods.graddiff import kl_to_reference
 from runner.methods.npo import npo_forget_loss
 from runner.scoring import mean_nll, sequence_logprob, token_nll
+from tests.conftest import random_llama
 
 IGNORE = -100
 
@@ -102,19 +103,7 @@ def test_kl_to_reference_zero_when_equal():
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=11,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = random_llama(vocab_size=11, num_hidden_layers=1).eval()
     return model
 
 

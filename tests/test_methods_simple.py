@@ -16,7 +16,7 @@ from runner.methods.undial import undial_loss, undial_target_logits
 from runner.methods.wga import wga_forget_loss, wga_weights
 from runner.scoring import sequence_logprob
 from runner.training import collate_pairs
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, random_llama
 
 
 def log_sigmoid(x: float) -> float:
@@ -167,22 +167,7 @@ def toy_encode(rows: list[dict]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-    )
-    return LlamaForCausalLM(config).train()
+    return random_llama(max_position_embeddings=64, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS).train()
 
 
 def make_data(model) -> UnlearnData:

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from runner.errors import ConfigError
 from runner.methods.reference import UnlearnData
 from runner.methods.rmu import RMU, control_vector, hidden_at_layer, rmu_forget_loss, rmu_retain_loss
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, random_llama
 
 N_LAYERS = 4
 
@@ -84,19 +84,7 @@ def test_control_vector_unit_nonnegative_and_seeded():
 
 
 def make_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    return LlamaForCausalLM(config).eval()
+    return random_llama(num_hidden_layers=N_LAYERS).eval()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from runner.models import set_trainable
 from runner.scoring import mean_nll
 from runner.training import ListDataset, collate_single, train
 from runner.unlearn import unlearn
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, random_llama
 
 IGNORE = -100
 PAD, BOS, EOS = 0, 1, 2
@@ -40,22 +40,7 @@ RANK = 2
 
 
 def make_model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-        pad_token_id=PAD,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = random_llama(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD).eval()
     set_trainable(model, 1)  # the last decoder layer trains, as model.trainable_layers does
     return model
 
