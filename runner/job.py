@@ -158,5 +158,3 @@ def _install_sigterm():
         raise JobInterrupted(f"signal {signum}")
 
     return signal.signal(signal.SIGTERM, handler)
-
-
