@@ -19,7 +19,13 @@ def main(cfg: DictConfig) -> None:
     from runner import job
 
     try:
-        job.run(cfg, HydraConfig.get().runtime.output_dir)
+        hydra_cfg = HydraConfig.get()
+        job.run(
+            cfg,
+            hydra_cfg.runtime.output_dir,
+            choices=dict(hydra_cfg.runtime.choices),
+            overrides=list(hydra_cfg.overrides.task),
+        )
     except (ConfigError, TrainingDiverged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

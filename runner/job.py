@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import traceback
@@ -9,17 +10,16 @@ from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner.benchmarks.tofu import TofuBenchmark
 from runner.cache import content_key, write_json_atomic
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.methods.reference import UnlearnData
-from runner.models import load_model, model_identity, set_trainable, trainable_state
-from runner.prepare import ReferenceModel
+from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
+from runner.prepare import ReferenceModel, cached_json
 from runner.results import RunRecord, read_results
 from runner.table import metrics_table
 from runner.unlearn import unlearn
@@ -27,8 +27,12 @@ from runner.unlearn import unlearn
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Run the job described by ``cfg`` in ``run_dir``; returns the final ``results.json`` content."""
+def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overrides: list | None = None) -> dict:
+    """Run the job described by ``cfg`` in ``run_dir``; returns the final ``results.json`` content.
+
+    ``choices`` (Hydra's group choices, e.g. method=npo) and ``overrides`` (the command line) are
+    recorded so that reports can label runs; they do not change what is computed.
+    """
     config_checks.validate(cfg)
     run_dir = Path(run_dir).resolve()
     cache_dir = Path(cfg.paths.cache_dir).expanduser().resolve()
@@ -41,6 +45,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         return finished
 
     record = RunRecord(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
+    record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
+    record.data["overrides"] = list(overrides or [])
     previous = signal.getsignal(signal.SIGTERM)
     try:
         _install_sigterm()
@@ -69,10 +75,9 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)
         set_trainable(model, cfg.model.trainable_layers)
-        identity = model_identity(cfg.model)
 
     with record.stage("build_benchmark"):
-        bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
         pad_id = tokenizer.pad_token_id
         eval_key = content_key(
             {
@@ -82,49 +87,72 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             }
         )
 
-    # TOFU's reference models: retain (the gold standard) and target (the model to unlearn from)
-    references = {
-        "retain": ReferenceModel("retain", bench.retain_rows, identity, bench.encoding(), cfg, cache_dir),
-        "target": ReferenceModel(
-            "target", bench.forget_rows + bench.retain_rows, identity, bench.encoding(), cfg, cache_dir
-        ),
-    }
-    evaluations = {}
     with record.stage("prepare"):
-        missing = [kind for kind, ref in references.items() if not ref.entry.ready()]
-        base_state = trainable_state(model) if missing else None
-        for kind, ref in references.items():
-            if kind in missing:
-                record.data["training"][f"finetune_{kind}"] = ref.build(
-                    model, base_state, bench.encode, pad_id, run_dir
-                )
-            else:
-                ref.load_into(model)
-            evaluations[kind] = ref.evaluation(eval_key, lambda: bench.evaluate(model, cfg.eval, cfg.precision))
-        del base_state
+        evaluations = _prepare_references(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record)
 
+    forget_rows = bench.forget_rows
     with record.stage("unlearn"):
-        references["target"].load_into(model)
         data = UnlearnData(
             model=model,
-            forget=bench.encode(bench.forget_rows),
+            forget=bench.encode(forget_rows),
             retain=bench.encode(bench.retain_rows),
             encode=bench.encode,
             pad_id=pad_id,
             batch_size=cfg.eval.batch_size,
             precision=cfg.precision,
             seed=cfg.seed,
-            forget_rows=bench.forget_rows,
+            forget_rows=forget_rows,
         )
         record.data["training"]["unlearn"] = unlearn(method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn")
 
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
-    order = ("target", "retain", "unlearned")
-    record.data["metrics"] = {k: bench.summarize(evaluations[k], evaluations["retain"]) for k in order}
-    record.data["evaluation"] = {k: evaluations[k]["suites"] for k in order}
-    record.data["per_example"] = {k: evaluations[k]["per_example"] for k in order}
+    references = {k: v for k, v in evaluations.items() if k != "unlearned"}
+    record.data["metrics"] = {k: bench.summarize(v, references) for k, v in evaluations.items()}
+    record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
+    record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
+
+
+def _prepare_references(cfg, model, bench, pad_id: int, eval_key: str, cache_dir: Path, run_dir: Path, record) -> dict:
+    """Build (or load from the cache) the benchmark's reference models and evaluate each once.
+
+    Returns evaluations in report order: "target" (the model unlearning starts from) first. On
+    return the model holds the target's weights. A benchmark without a "target" reference
+    unlearns the loaded model itself, whose evaluation is cached under its identity.
+    """
+    identity = model_identity(cfg.model)
+    refs = {
+        kind: ReferenceModel(kind, rows, identity, bench.encoding(), cfg, cache_dir)
+        for kind, rows in bench.references.items()
+    }
+    evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
+    evaluations = {}
+    # the loaded weights, kept only while some reference must be built from them or restored after
+    cached = {kind: ref.entry.ready() for kind, ref in refs.items()}
+    need_base = not all(cached.values()) or (refs and "target" not in refs)
+    base_state = trainable_state(model) if need_base else None
+    if "target" not in refs:
+        key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
+        evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
+    for kind, ref in refs.items():
+        if cached[kind]:
+            ref.load_into(model)
+        else:
+            record.data["training"][f"finetune_{kind}"] = ref.build(model, base_state, bench.encode, pad_id, run_dir)
+        evaluations[kind] = ref.evaluation(eval_key, evaluate)
+    if "target" in refs:
+        refs["target"].load_into(model)
+    elif refs:
+        load_state(model, base_state)
+    return evaluations
+
+
+def build_benchmark(bench_cfg, tokenizer, fmt: PromptFormat):
+    """The benchmark class named by ``benchmark._target_``, given its config, the tokenizer and prompt format."""
+    if "_target_" not in bench_cfg:
+        raise ConfigError("benchmark._target_", "is missing", "choose a benchmark with benchmark=tofu|wmdp|muse")
+    return get_class(bench_cfg._target_)(bench_cfg, tokenizer, fmt)
 
 
 def build_method(method_cfg):

@@ -1,7 +1,7 @@
-"""TOFU's two reference models, built once and cached content-addressed.
+"""A benchmark's reference models, built once and cached content-addressed.
 
-target = base fine-tuned on forget + retain; retain = base fine-tuned on the
-retain rows only. A cache entry holds just the trainable parameters (the rest
+TOFU: target = base fine-tuned on forget + retain; retain = base fine-tuned on
+the retain rows only (MUSE's offline setting does the same with text). A cache entry holds just the trainable parameters (the rest
 is the base model's) and the evaluation of that model, keyed by everything
 that produced it.
 """
@@ -42,7 +42,7 @@ class ReferenceModel:
                 "precision": cfg.precision,
             }
         )
-        self.entry = CacheEntry(cache_dir, "finetuned", key, f"TOFU {kind} model")
+        self.entry = CacheEntry(cache_dir, "finetuned", key, f"{cfg.benchmark.name.upper()} {kind} model")
         self.state_path = self.entry.path / STATE_FILE
 
     def build(self, model: torch.nn.Module, base_state: dict, encode, pad_id: int, run_dir: Path) -> dict:
@@ -70,10 +70,14 @@ class ReferenceModel:
 
     def evaluation(self, eval_key: str, compute) -> dict:
         """The cached evaluation of this model for ``eval_key``, computed by ``compute()`` when missing."""
-        path = self.entry.path / f"eval-{eval_key}.json"
-        if path.is_file():
-            log.info("cache hit: evaluation of the %s model (%s)", self.kind, path)
-            return json.loads(path.read_text())
-        result = compute()
-        write_json_atomic(path, result)
-        return result
+        return cached_json(self.entry.path / f"eval-{eval_key}.json", compute, f"the {self.kind} model")
+
+
+def cached_json(path: Path, compute, what: str) -> dict:
+    """``compute()``'s result, stored at ``path`` (atomically) the first time and read back after."""
+    if path.is_file():
+        log.info("cache hit: evaluation of %s (%s)", what, path)
+        return json.loads(path.read_text())
+    result = compute()
+    write_json_atomic(path, result)
+    return result

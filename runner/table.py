@@ -10,6 +10,16 @@ ARROWS = {
     "forget_truth_ratio": "↑",
     "retain_prob": "↑",
     "retain_rouge": "↑",
+    # WMDP / MMLU accuracies
+    "wmdp_bio": "↓",
+    "wmdp_cyber": "↓",
+    "wmdp_chem": "↓",
+    "mmlu": "↑",
+    # MUSE
+    "verbmem_forget": "↓",
+    "knowmem_forget": "↓",
+    "knowmem_retain": "↑",
+    "privleak": "→0",
 }
 
 

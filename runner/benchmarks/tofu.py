@@ -60,6 +60,9 @@ class TofuBenchmark:
         self.retain_rows = [
             {"question": q, "answer": a} for q, a in zip(retain["question"], retain["answer"], strict=True)
         ]
+        # TOFU's protocol: the target model learns forget + retain, the retain model (the gold
+        # standard that never saw the forget set) learns the retain rows only
+        self.references = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
 
     @staticmethod
     def _load(name: str, source: str, columns: tuple[str, ...]) -> Dataset:
@@ -134,7 +137,7 @@ class TofuBenchmark:
             model,
             self.tokenizer,
             prompts,
-            eval_cfg.max_new_tokens[suite],
+            self.cfg.max_new_tokens[suite],
             eval_cfg.batch_size,
             precision,
             f"generate {suite}",
@@ -151,11 +154,11 @@ class TofuBenchmark:
         return agg, per
 
     @staticmethod
-    def summarize(evaluation: dict, retain_model_eval: dict) -> dict:
+    def summarize(evaluation: dict, references: dict[str, dict]) -> dict:
         """Headline numbers: Forget Quality against the retain model, Model Utility, forget Probability / ROUGE."""
         fq = M.forget_quality(
             evaluation["per_example"]["forget"]["truth_ratio"],
-            retain_model_eval["per_example"]["forget"]["truth_ratio"],
+            references["retain"]["per_example"]["forget"]["truth_ratio"],
         )
         return {
             "forget_quality": fq,
