@@ -14,6 +14,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
+from runner import tracking
 from runner.cache import content_key, write_json_atomic
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
@@ -21,6 +22,7 @@ from runner.methods.reference import UnlearnData
 from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
 from runner.prepare import ReferenceModel, cached_json
 from runner.results import RunRecord, read_results
+from runner.secrets import scrub_overrides
 from runner.table import metrics_table
 from runner.unlearn import unlearn
 
@@ -46,11 +48,12 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
 
     record = RunRecord(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
-    record.data["overrides"] = list(overrides or [])
+    record.data["overrides"] = scrub_overrides(list(overrides or []))
+    tracker = tracking.start(cfg, run_dir, record.data["choices"])  # W&B / TensorBoard; main process only
     previous = signal.getsignal(signal.SIGTERM)
     try:
         _install_sigterm()
-        _pipeline(cfg, run_dir, cache_dir, record)
+        _pipeline(cfg, run_dir, cache_dir, record, tracker.callbacks)
         record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted):
         record.finish("interrupted", {"message": "stopped by a signal (Ctrl-C or SIGTERM)"})
@@ -64,12 +67,13 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        tracker.finish(record.data)  # closes the W&B run for every status
     write_json_atomic(cache_dir / "jobs" / f"{key}.json", {"results": str(record.path)})
     print(metrics_table(record.data["metrics"]))
     return record.data
 
 
-def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord) -> None:
+def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, callbacks: list = ()) -> None:
     torch.manual_seed(cfg.seed)
     method = build_method(cfg.method)  # before any expensive stage, so a bad method option fails fast
     with record.stage("load_model"):
@@ -88,7 +92,7 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
         )
 
     with record.stage("prepare"):
-        evaluations = _prepare_references(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record)
+        evaluations = _prepare_references(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, callbacks)
 
     forget_rows = bench.forget_rows
     with record.stage("unlearn"):
@@ -103,7 +107,9 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             seed=cfg.seed,
             forget_rows=forget_rows,
         )
-        record.data["training"]["unlearn"] = unlearn(method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn")
+        record.data["training"]["unlearn"] = unlearn(
+            method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn", callbacks=list(callbacks)
+        )
 
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
@@ -114,7 +120,9 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
 
 
-def _prepare_references(cfg, model, bench, pad_id: int, eval_key: str, cache_dir: Path, run_dir: Path, record) -> dict:
+def _prepare_references(
+    cfg, model, bench, pad_id: int, eval_key: str, cache_dir: Path, run_dir: Path, record, callbacks: list = ()
+) -> dict:
     """Build (or load from the cache) the benchmark's reference models and evaluate each once.
 
     Returns evaluations in report order: "target" (the model unlearning starts from) first. On
@@ -139,7 +147,9 @@ def _prepare_references(cfg, model, bench, pad_id: int, eval_key: str, cache_dir
         if cached[kind]:
             ref.load_into(model)
         else:
-            record.data["training"][f"finetune_{kind}"] = ref.build(model, base_state, bench.encode, pad_id, run_dir)
+            record.data["training"][f"finetune_{kind}"] = ref.build(
+                model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks)
+            )
         evaluations[kind] = ref.evaluation(eval_key, evaluate)
     if "target" in refs:
         refs["target"].load_into(model)

@@ -45,7 +45,15 @@ class ReferenceModel:
         self.entry = CacheEntry(cache_dir, "finetuned", key, f"{cfg.benchmark.name.upper()} {kind} model")
         self.state_path = self.entry.path / STATE_FILE
 
-    def build(self, model: torch.nn.Module, base_state: dict, encode, pad_id: int, run_dir: Path) -> dict:
+    def build(
+        self,
+        model: torch.nn.Module,
+        base_state: dict,
+        encode,
+        pad_id: int,
+        run_dir: Path,
+        callbacks: list | None = None,
+    ) -> dict:
         """Fine-tune from the base weights (the caller saw no complete cache entry); returns training stats."""
         load_state(model, base_state)
         ft = self.cfg.benchmark.finetune
@@ -59,6 +67,7 @@ class ReferenceModel:
             precision=self.cfg.precision,
             output_dir=run_dir / f"finetune_{self.kind}",
             stage=f"fine-tune {self.kind} model",
+            callbacks=callbacks,
         )
         out = self.entry.start()
         save_trainable(model, out / STATE_FILE)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from runner.cache import write_json_atomic
+from runner.secrets import scrub, secret_values
 
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "hydra-core", "scipy", "rouge-score", "deepspeed")
 
@@ -35,11 +36,12 @@ def _now() -> str:
 class RunRecord:
     def __init__(self, run_dir: Path, job_key: str, config: dict):
         self.path = Path(run_dir) / "results.json"
+        self._secrets = secret_values(config)
         self.data: dict = {
             "status": "running",
             "job_key": job_key,
             "started": _now(),
-            "config": config,
+            "config": scrub(config),  # tokens and keys never reach the file (runner/secrets.py)
             "metrics": {},
             "evaluation": {},
             "per_example": {},
@@ -66,7 +68,7 @@ class RunRecord:
         self.data["status"] = status
         self.data["finished"] = _now()
         if error:
-            self.data["error"] = error
+            self.data["error"] = scrub(error, self._secrets)
         self.save()
 
 

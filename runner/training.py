@@ -128,8 +128,12 @@ def train(
     output_dir: Path,
     stage: str,
     backward_fn: BackwardFn | None = None,
+    callbacks: list | None = None,
 ) -> dict:
-    """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss)."""
+    """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss).
+
+    ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/tracking.py).
+    """
     n_devices = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
     per_step = train_cfg.batch_size * train_cfg.grad_accum * n_devices
     steps_per_epoch = max(1, math.ceil(len(dataset) / per_step))
@@ -175,7 +179,7 @@ def train(
         backward_fn=backward_fn,
         stage=stage,
         precision=precision,
-        callbacks=[timing],
+        callbacks=[timing, *(callbacks or [])],
     )
     was_training = model.training
     model.train()
