@@ -1,0 +1,67 @@
+"""MMLU as a utility suite: zero-shot accuracy overall, per subject, and on the RMU paper's four subsets.
+
+Used by WMDP (forgetting hazardous knowledge must keep general knowledge).
+Overall accuracy is over all evaluated questions (lm-eval's size-weighted
+``mmlu`` group); ``mmlu_<subject>`` is reported for each of the RMU paper's
+subsets (college biology, virology, college computer science, computer
+security) that is evaluated.
+"""
+
+from __future__ import annotations
+
+from runner.cache import content_key
+from runner.data import mmlu as mmlu_data
+from runner.metrics import mcq
+
+
+class MmluSuite:
+    """``cfg``: ``source`` (local | hub | directory), ``subjects`` (all or a list), ``per_subject`` (first N)."""
+
+    def __init__(self, cfg, tokenizer, key: str = "benchmark.mmlu"):
+        source = str(cfg.source)
+        self.subjects = mmlu_data.resolve_subjects(cfg.subjects, source, f"{key}.subjects")
+        n = cfg.get("per_subject")
+        self.rows = []
+        for subject in self.subjects:
+            rows = mmlu_data.load_subject(subject, source, f"{key}.source")
+            self.rows += rows if n is None else rows[:n]
+        self.tokenizer = tokenizer
+        self._encoded = None
+
+    def encoded(self) -> list[mcq.EncodedMCQ]:
+        if self._encoded is None:
+            self._encoded = [
+                mcq.encode_mcq(
+                    self.tokenizer, mcq.mcq_prompt(r["question"], r["choices"], mcq.subject_topic(r["subject"]))
+                )
+                for r in self.rows
+            ]
+        return self._encoded
+
+    def evaluate(self, model, batch_size: int, precision: str, padding: str = "right") -> tuple[dict, dict]:
+        """(aggregate, per-example) for the suite."""
+        logp = mcq.choice_logprobs(
+            model, self.encoded(), self.tokenizer.pad_token_id, batch_size, precision, "MMLU", padding
+        )
+        preds = mcq.predictions(logp)
+        answers = [r["answer"] for r in self.rows]
+        subjects = [r["subject"] for r in self.rows]
+        agg = {
+            "accuracy": mcq.accuracy(preds, answers),
+            "n": len(self.rows),
+            "subjects": mcq.grouped_accuracy(preds, answers, subjects),
+        }
+        per = {"prediction": preds.tolist(), "answer": answers, "subject": subjects, "logprobs": logp.tolist()}
+        return agg, per
+
+    @staticmethod
+    def summary(agg: dict) -> dict[str, float]:
+        """``mmlu`` and ``mmlu_<subset>`` for the RMU paper's subsets that were evaluated."""
+        out = {"mmlu": agg["accuracy"]}
+        for subject in mmlu_data.PAPER_SUBSETS:
+            if subject in agg["subjects"]:
+                out[f"mmlu_{subject}"] = agg["subjects"][subject]
+        return out
+
+    def identity(self) -> str:
+        return content_key(self.rows)

@@ -1,0 +1,235 @@
+"""MUSE (Shi et al., 2024), News and Books: unlearn raw text, measure memorisation and privacy leakage.
+
+- Unlearning data: the forget text (``raw`` split ``forget``, or a ``scal`` /
+  ``sust`` split of News) and retain text (``raw`` split ``retain1``), cut
+  into windows of ``max_length`` tokens; every token is a label.
+- Reference models. ``build_references=true`` (offline, tiny models): the
+  target is the loaded model fine-tuned on forget + retain text, the retain
+  model (MUSE's "retrained" model) on the retain text only. With MUSE's own
+  target model from the hub (``muse-bench/MUSE-news_target``), set
+  ``build_references=false``: the loaded model is the target.
+- Evaluation (runner.metrics.muse): VerbMem, ROUGE-L F1 between the greedy
+  continuation of each ``verbmem`` prompt and its true continuation; KnowMem,
+  ROUGE-L F1 of greedy answers to ``knowmem`` forget / retain questions after
+  MUSE's in-context examples ("Question: q\\nAnswer: a\\n\\n" each); PrivLeak,
+  from the Min-K% membership AUC between ``privleak`` forget and holdout
+  texts, relative to the retrained model's AUC: ``privleak.retrain_auc`` when
+  set, else the retain model's AUC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from runner.cache import content_key
+from runner.data import hub
+from runner.data.qa import IGNORE, pad_sequences
+from runner.data.text import chunk_texts, encode_text
+from runner.errors import ConfigError
+from runner.metrics import muse as M
+from runner.scoring import autocast, greedy_generate, token_nll, unwrap
+
+REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
+RAW_SPLITS = ("forget", "retain1", "retain2", "holdout")
+FORGET_CONFIGS = {"news": ("raw", "scal", "sust"), "books": ("raw",)}
+FETCH_HINT = " with scripts/fetch_data.py muse"
+# a generated answer ends where MUSE's in-context layout would start the next example
+ANSWER_STOPS = ("\n\n", "\nQuestion", "Question:")
+
+
+def hub_splits(corpus: str) -> list[tuple[hub.Split, dict]]:
+    """Every (split, schema) MUSE evaluation and unlearning read for ``corpus`` (scal / sust: see fetch_data)."""
+    repo = REPOS[corpus]
+    out = [(hub.Split(repo, "raw", s), hub.TEXT) for s in RAW_SPLITS]
+    out += [
+        (hub.Split(repo, "knowmem", s), hub.QA) for s in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")
+    ]
+    out += [(hub.Split(repo, "verbmem", "forget"), {"prompt": hub.STRING, "gt": hub.STRING})]
+    out += [(hub.Split(repo, "privleak", s), hub.TEXT) for s in ("forget", "retain", "holdout")]
+    return out
+
+
+class MuseBenchmark:
+    name = "muse"
+
+    def __init__(self, cfg, tokenizer, fmt):
+        self.cfg, self.tokenizer, self.fmt = cfg, tokenizer, fmt
+        corpus = str(cfg.corpus)
+        if corpus not in REPOS:
+            raise ConfigError("benchmark.corpus", f"`{corpus}` is not a MUSE corpus", "use news or books")
+        self.corpus, self.repo = corpus, REPOS[corpus]
+        forget_cfg = str(cfg.forget.config)
+        if forget_cfg not in FORGET_CONFIGS[corpus]:
+            raise ConfigError(
+                "benchmark.forget.config",
+                f"MUSE-{corpus.capitalize()} has no forget config `{forget_cfg}`",
+                f"use one of {list(FORGET_CONFIGS[corpus])}",
+            )
+        self.build_references = bool(cfg.build_references)
+        if not self.build_references and cfg.privleak.retrain_auc is None:
+            raise ConfigError(
+                "benchmark.privleak.retrain_auc",
+                "PrivLeak needs the retrained model's AUC, and build_references=false builds no retain model",
+                "set benchmark.privleak.retrain_auc (MUSE's retrained Llama-2-7B, Min-40%: news 0.4772, books "
+                "0.5393), or build_references=true",
+            )
+        source = str(cfg.source)
+        sub = cfg.get("subset")
+
+        def n(key: str):
+            return None if sub is None else sub.get(key)
+
+        def load(config: str, split: str, schema: dict) -> list[dict]:
+            return hub.load_split(source, hub.Split(self.repo, config, split), schema, fetch_hint=FETCH_HINT)
+
+        forget_texts = [r["text"] for r in load(forget_cfg, str(cfg.forget.split), hub.TEXT)]
+        retain_texts = [r["text"] for r in load("raw", str(cfg.retain_split), hub.TEXT)]
+        self.forget_rows = [{"text": t} for t in self._windows(forget_texts, n("forget"))]
+        self.retain_rows = [{"text": t} for t in self._windows(retain_texts, n("retain"))]
+        self.references = (
+            {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows} if self.build_references else {}
+        )
+
+        def head(rows: list, key: str) -> list:
+            return rows if n(key) is None else rows[: n(key)]
+
+        icl_n = cfg.knowmem.icl_examples
+        self.verbmem = head(load("verbmem", "forget", {"prompt": hub.STRING, "gt": hub.STRING}), "verbmem")
+        self.knowmem = {
+            part: {
+                "qa": head(load("knowmem", f"{part}_qa", hub.QA), "knowmem"),
+                "icl": load("knowmem", f"{part}_qa_icl", hub.QA)[: None if icl_n is None else int(icl_n)],
+            }
+            for part in ("forget", "retain")
+        }
+        self.privleak = {
+            part: [r["text"] for r in head(load("privleak", part, hub.TEXT), "privleak")]
+            for part in ("forget", "holdout")
+        }
+
+    def _windows(self, texts: list[str], limit) -> list[str]:
+        if not self.cfg.chunk:
+            return texts if limit is None else texts[:limit]
+        return chunk_texts(self.tokenizer, texts, int(self.cfg.max_length), limit)
+
+    # ---- training sets ---------------------------------------------------------------------------
+
+    def encode(self, rows: list[dict]) -> list[dict]:
+        return [{**encode_text(self.tokenizer, r["text"], self.cfg.max_length), "index": i} for i, r in enumerate(rows)]
+
+    # ---- evaluation ------------------------------------------------------------------------------
+
+    def evaluate(self, model, eval_cfg, precision: str) -> dict:
+        bs = eval_cfg.batch_size
+        suites, per = {}, {}
+
+        prompts = [self._tail(self.tokenizer(r["prompt"])["input_ids"]) for r in self.verbmem]
+        gens = greedy_generate(
+            model, self.tokenizer, prompts, self.cfg.verbmem.max_new_tokens, bs, precision, "VerbMem"
+        )
+        rouge = M.rouge_l_f1(gens, [r["gt"] for r in self.verbmem])
+        suites["verbmem_forget"] = {"rouge_l_f1": _mean(rouge), "n": len(rouge)}
+        per["verbmem_forget"] = {"rouge_l_f1": rouge, "generation": gens}
+
+        for part in ("forget", "retain"):
+            qa, icl = self.knowmem[part]["qa"], self.knowmem[part]["icl"]
+            context = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in icl)
+            prompts = [
+                self._tail(self.tokenizer(f"{context}Question: {r['question']}\nAnswer: ")["input_ids"]) for r in qa
+            ]
+            raw = greedy_generate(
+                model, self.tokenizer, prompts, self.cfg.knowmem.max_new_tokens, bs, precision, f"KnowMem {part}"
+            )
+            answers = [_cut(g) for g in raw]
+            rouge = M.rouge_l_f1(answers, [r["answer"] for r in qa])
+            suites[f"knowmem_{part}"] = {"rouge_l_f1": _mean(rouge), "n": len(rouge)}
+            per[f"knowmem_{part}"] = {"rouge_l_f1": rouge, "generation": answers}
+
+        k = float(self.cfg.privleak.k)
+        scores = {}
+        for part in ("forget", "holdout"):
+            encoded = [encode_text(self.tokenizer, t, self.cfg.max_length) for t in self.privleak[part]]
+            lps = token_logprobs(model, encoded, self.tokenizer.pad_token_id, bs, precision, f"PrivLeak {part}")
+            scores[part] = [M.min_k_score(lp, k) for lp in lps]
+        auc = M.auc(scores["forget"], scores["holdout"])
+        suites["privleak"] = {
+            "auc": auc,
+            "k": k,
+            "n_forget": len(scores["forget"]),
+            "n_holdout": len(scores["holdout"]),
+        }
+        per["privleak"] = {"min_k_forget": scores["forget"], "min_k_holdout": scores["holdout"]}
+        return {"suites": suites, "per_example": per}
+
+    def _tail(self, ids: list[int]) -> list[int]:
+        """Keep the last ``max_prompt_tokens`` prompt tokens (the text right before what is generated)."""
+        n = self.cfg.get("max_prompt_tokens")
+        return ids if n is None or len(ids) <= n else ids[-int(n) :]
+
+    def summarize(self, evaluation: dict, references: dict[str, dict]) -> dict:
+        s = evaluation["suites"]
+        retrain_auc = self.cfg.privleak.retrain_auc
+        if retrain_auc is None and "retain" in references:
+            retrain_auc = references["retain"]["suites"]["privleak"]["auc"]
+        auc = s["privleak"]["auc"]
+        return {
+            "verbmem_forget": s["verbmem_forget"]["rouge_l_f1"],
+            "knowmem_forget": s["knowmem_forget"]["rouge_l_f1"],
+            "knowmem_retain": s["knowmem_retain"]["rouge_l_f1"],
+            "privleak": M.privleak(auc, float(retrain_auc)) if retrain_auc is not None else float("nan"),
+            "privleak_auc": auc,
+        }
+
+    def encoding(self) -> dict:
+        return {"text": "every token", "max_length": self.cfg.max_length}
+
+    def identity(self) -> dict:
+        return {
+            "corpus": self.corpus,
+            "forget": content_key(self.forget_rows),
+            "retain": content_key(self.retain_rows),
+            "verbmem": content_key(self.verbmem),
+            "knowmem": content_key(self.knowmem),
+            "privleak": content_key(self.privleak),
+            "generation": {
+                "verbmem": self.cfg.verbmem.max_new_tokens,
+                "knowmem": self.cfg.knowmem.max_new_tokens,
+                "max_prompt_tokens": self.cfg.get("max_prompt_tokens"),
+            },
+            "k": self.cfg.privleak.k,
+            **self.encoding(),
+        }
+
+
+@torch.inference_mode()
+def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str) -> list:
+    """log P(token | prefix) of every labelled token of each sequence, one float64 array per sequence."""
+    m = unwrap(model)
+    device = next(m.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out: list = [None] * len(encoded)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        idx = order[start : start + batch_size]
+        seqs = [encoded[i] for i in idx]
+        batch = {
+            "input_ids": pad_sequences([s["input_ids"] for s in seqs], pad_id).to(device),
+            "attention_mask": pad_sequences([[1] * len(s["input_ids"]) for s in seqs], 0).to(device),
+            "labels": pad_sequences([s["labels"] for s in seqs], IGNORE).to(device),
+        }
+        with autocast(precision, device):
+            nll, mask = token_nll(m, batch)
+        for row, i in enumerate(idx):
+            out[i] = (-nll[row][mask[row]]).double().cpu().numpy()
+    return out
+
+
+def _cut(generation: str) -> str:
+    for stop in ANSWER_STOPS:
+        generation = generation.split(stop)[0]
+    return generation.strip()
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
