@@ -356,8 +356,11 @@ def read_offline_run(path: str | Path) -> dict:
 
 def _apply_updates(target: dict, items, json) -> None:
     for item in items:
-        key = item.key or "/".join(item.nested_key)
-        target[key] = json.loads(item.value_json)
+        path = [item.key] if item.key else list(item.nested_key)  # nested: a logged dict (a Table's metadata)
+        node = target
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = json.loads(item.value_json)
 
 
 def _leveldb_records(data: bytes, block: int = 32768, header: int = 7):
