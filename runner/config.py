@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner import attack, coreset
 from runner.cache import content_key
 from runner.errors import ConfigError
 
@@ -28,12 +29,10 @@ def validate(cfg: DictConfig) -> None:
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError("precision", f"`{cfg.precision}` is not supported", "use fp32 or bf16")
     _positive(cfg, "eval.batch_size", "set eval.batch_size to a positive count")
-    if cfg.coreset.name == "none" and cfg.coreset.ratio != 1.0:
-        raise ConfigError(
-            "coreset.ratio",
-            f"coreset=none unlearns with the whole forget set, so ratio {cfg.coreset.ratio} would be ignored",
-            "leave coreset.ratio at 1.0 (coreset selectors are not part of this release yet)",
-        )
+    # the coreset selector and the fine-tuning attack check their own keys (and the attack its data) now,
+    # not after hours of fine-tuning and unlearning
+    coreset.check_config(cfg)
+    attack.check_config(cfg)
 
 
 def job_key(cfg: DictConfig) -> str:

@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
 from runner import tracking
+from runner.attack import run_attack
 from runner.cache import content_key, write_json_atomic
+from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.methods.reference import UnlearnData
@@ -94,11 +96,17 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
     with record.stage("prepare"):
         evaluations = _prepare_references(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, callbacks)
 
-    forget_rows = bench.forget_rows
+    forget_rows, forget, unlearn_cfg = bench.forget_rows, bench.encode(bench.forget_rows), cfg.unlearn
+    if cfg.coreset.name != "none":  # unlearn with part of the forget set (runner/coreset.py)
+        with record.stage("coreset"):
+            chosen = select_coreset(cfg, model, forget_rows, forget, bench.encode, pad_id)
+            forget_rows, forget, unlearn_cfg = chosen.rows, chosen.encoded, chosen.train_cfg
+            record.data["coreset"] = chosen.record
+
     with record.stage("unlearn"):
         data = UnlearnData(
             model=model,
-            forget=bench.encode(forget_rows),
+            forget=forget,
             retain=bench.encode(bench.retain_rows),
             encode=bench.encode,
             pad_id=pad_id,
@@ -108,13 +116,18 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             forget_rows=forget_rows,
         )
         record.data["training"]["unlearn"] = unlearn(
-            method, data, cfg.unlearn, cfg.seed, run_dir / "unlearn", callbacks=list(callbacks)
+            method, data, unlearn_cfg, cfg.seed, run_dir / "unlearn", callbacks=list(callbacks)
         )
 
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
-    references = {k: v for k, v in evaluations.items() if k != "unlearned"}
+    if cfg.finetune_attack.name != "none":  # fine-tune the unlearned model, evaluate again (runner/attack.py)
+        with record.stage("attack"):
+            record.data["attack"] = run_attack(cfg, model, tokenizer, bench, run_dir / "attack", list(callbacks))
+            evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
+
+    references = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
     record.data["metrics"] = {k: bench.summarize(v, references) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
