@@ -1,0 +1,179 @@
+"""The report's figures (matplotlib, no display needed), each saved as PNG and PDF of a fixed size.
+
+- ``pareto``: forget metric vs utility metric, one point per method (mean, with ± std bars),
+  the seeds as faint dots, the reference models as stars, and the Pareto front of the methods;
+- ``coreset_curve``: each metric vs the coreset ratio, one line per method with a ± std band;
+- ``attack``: each metric before and after the fine-tuning attack, bars per method.
+
+A figure is ``plot.width`` x ``plot.height`` inches at ``plot.dpi`` (preset or per-plot keys), so its
+PNG is exactly width*dpi x height*dpi pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from runner.errors import ConfigError
+
+SIZE = {"width": 6.4, "height": 4.0, "dpi": 100}
+
+
+def draw(spec: dict, runs: list[dict], table, preset: dict, stem: Path) -> list[Path]:
+    kind = spec.get("kind")
+    painters = {"pareto": _pareto, "coreset_curve": _coreset_curve, "attack": _attack}
+    if kind not in painters:
+        raise ConfigError("report.plots.kind", f"`{kind}` unknown", f"use one of {', '.join(painters)}")
+    size = {**SIZE, **(preset.get("plot") or {}), **{k: spec[k] for k in SIZE if k in spec}}
+    fig = Figure(figsize=(size["width"], size["height"]), dpi=size["dpi"])
+    FigureCanvasAgg(fig)
+    painters[kind](fig, spec, table)
+    fig.tight_layout()
+    files = []
+    for ext in ("png", "pdf"):
+        path = stem.with_suffix(f".{ext}")
+        fig.savefig(path, dpi=size["dpi"], format=ext, metadata=_metadata(ext))
+        files.append(path)
+    return files
+
+
+def _metadata(ext: str) -> dict:
+    # no creation date: reruns of the report give identical files
+    return {"CreationDate": None} if ext == "pdf" else {}
+
+
+def _column(table, ident: str):
+    for col in table.columns:
+        if col.id == ident:
+            return col
+    raise ConfigError("report.plots", f"`{ident}` is not a column of this table", "name one of the preset's columns")
+
+
+def _label(value) -> str:
+    from runner.report import DEFAULT_LABELS
+
+    return str(DEFAULT_LABELS.get(value, value))
+
+
+def _axis_label(col) -> str:
+    return f"{col.label} {col.arrow}".strip()
+
+
+# ---------------------------------------------------------------- Pareto front
+
+
+def pareto_front(points: list[tuple[float, float]], directions: tuple[str, str]) -> list[int]:
+    """Indices of the points no other point dominates (at least as good on both axes, better on one)."""
+
+    def goodness(v, d):  # larger is better
+        return {"up": v, "down": -v, "zero": -abs(v)}.get(d, v)
+
+    scored = [(goodness(x, directions[0]), goodness(y, directions[1])) for x, y in points]
+    front = []
+    for i, (a, b) in enumerate(scored):
+        dominated = any(c >= a and d >= b and (c > a or d > b) for j, (c, d) in enumerate(scored) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _pareto(fig, spec: dict, table) -> None:
+    cx, cy = _column(table, spec["x"]), _column(table, spec["y"])
+    ax = fig.add_subplot(1, 1, 1)
+    points, names = [], []
+    for row in table.rows:
+        mx, sx, _ = row.stats(cx)
+        my, sy, _ = row.stats(cy)
+        if mx is None or my is None:
+            continue
+        if row.kind == "reference":
+            ax.scatter([mx], [my], marker="*", s=160, color="black", zorder=3)
+            ax.annotate(row.label, (mx, my), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            continue
+        pairs = [
+            (cx.value(r, row.model_row), cy.value(r, row.model_row)) for r in row.runs if r.get("status") == "completed"
+        ]
+        seeds = [(x, y) for x, y in pairs if x is not None and y is not None]
+        dots = ax.scatter([p[0] for p in seeds], [p[1] for p in seeds], alpha=0.25, s=12)
+        ax.errorbar([mx], [my], xerr=[sx or 0], yerr=[sy or 0], fmt="o", color=dots.get_facecolor()[0], zorder=3)
+        ax.annotate(row.label, (mx, my), textcoords="offset points", xytext=(6, -10), fontsize=8)
+        points.append((mx, my))
+        names.append(row.label)
+    front = sorted(pareto_front(points, (cx.direction, cy.direction)), key=lambda i: points[i][0])
+    if front:
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="gray", label="Pareto front")
+        ax.legend(loc="best", fontsize=8)
+    if spec.get("logx"):
+        ax.set_xscale("log")
+    ax.set_xlabel(_axis_label(cx))
+    ax.set_ylabel(_axis_label(cy))
+    ax.set_title(spec.get("title") or f"{table.title}: {cx.label} vs {cy.label}", fontsize=10)
+
+
+# ---------------------------------------------------------------- metric vs coreset ratio
+
+
+def _coreset_curve(fig, spec: dict, table) -> None:
+    xkey = spec.get("x", "config.coreset.ratio")
+    metrics = [_column(table, m) for m in (spec.get("metrics") or [c.id for c in table.columns])]
+    axes = [fig.add_subplot(1, len(metrics), i + 1) for i in range(len(metrics))]
+    for ax, col in zip(axes, metrics, strict=True):
+        series: dict[str, list] = {}
+        for row in table.rows:
+            if row.kind == "reference":
+                mean, _, _ = row.stats(col)
+                if mean is not None:
+                    ax.axhline(mean, linestyle=":", color="gray", linewidth=1)
+                    ax.annotate(row.label, (0, mean), xycoords=("axes fraction", "data"), fontsize=7, color="gray")
+                continue
+            if xkey not in row.keys:
+                raise ConfigError("report.rows", f"the coreset plot needs `{xkey}` among the row keys", f"add {xkey}")
+            name = ", ".join(_label(v) for k, v in row.keys.items() if k != xkey) or col.label
+            mean, std, _ = row.stats(col)
+            if mean is not None and row.keys[xkey] is not None:
+                series.setdefault(name, []).append((float(row.keys[xkey]), mean, std or 0.0))
+        for name, pts in series.items():
+            pts.sort()
+            xs, ms, ss = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+            (line,) = ax.plot(xs, ms, marker="o", label=name)
+            low = [m - s for m, s in zip(ms, ss, strict=True)]
+            high = [m + s for m, s in zip(ms, ss, strict=True)]
+            ax.fill_between(xs, low, high, alpha=0.2, color=line.get_color())
+        if spec.get("logx", True):
+            ax.set_xscale("log")
+        ticks = sorted({x for pts in series.values() for x, _, _ in pts})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # the ratios run, not powers of ten
+        ax.minorticks_off()
+        ax.set_xlabel(spec.get("xlabel", "coreset ratio"))
+        ax.set_title(_axis_label(col), fontsize=9)
+    if axes and axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
+
+
+# ---------------------------------------------------------------- before / after attack
+
+
+def _attack(fig, spec: dict, table) -> None:
+    before, after = spec.get("before", "unlearned"), spec.get("after", "attacked")
+    metrics = [_column(table, m) for m in (spec.get("metrics") or [c.id for c in table.columns])]
+    axes = [fig.add_subplot(1, len(metrics), i + 1) for i in range(len(metrics))]
+    groups: dict[tuple, dict] = {}
+    for row in table.rows:
+        if row.kind == "method" and row.model_row in (before, after):
+            groups.setdefault(tuple(row.keys.items()), {})[row.model_row] = row
+    names = [", ".join(_label(v) for _, v in key) for key in groups]
+    width = 0.38
+    for ax, col in zip(axes, metrics, strict=True):
+        for offset, stage, label in ((-width / 2, before, "before attack"), (width / 2, after, "after attack")):
+            stats = [g[stage].stats(col) if stage in g else (None, None, 0) for g in groups.values()]
+            xs = [i + offset for i in range(len(groups))]
+            heights = [m if m is not None else 0.0 for m, _, _ in stats]
+            errs = [s or 0.0 for _, s, _ in stats]
+            ax.bar(xs, heights, width, yerr=errs, capsize=3, label=label)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(names, rotation=30, fontsize=7)
+        ax.set_title(_axis_label(col), fontsize=9)
+    if axes:
+        axes[0].legend(fontsize=7)

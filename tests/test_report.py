@@ -1,0 +1,237 @@
+"""``python -m runner.report`` on a real tiny sweep: values, bold, escaping, failed rows, plots."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from runner import job, report
+from runner.errors import ConfigError
+from runner.plots import pareto_front
+from tests.conftest import ROOT, TINY, compose_cfg
+
+
+def _job(cache: Path, run_dir: Path, method: str, seed: int, *extra: str) -> None:
+    cfg = compose_cfg(*TINY, f"paths.cache_dir={cache}", f"method={method}", f"seed={seed}", *extra)
+    job.run(cfg, run_dir, choices={"method": method, "benchmark": "tofu", "model": "tiny", "finetune_attack": "none"})
+
+
+@pytest.fixture(scope="module")
+def sweep(shared_cache, tmp_path_factory) -> Path:
+    """A real sweep (GA, NPO x seeds 0, 1) plus two real failed jobs: NPO seed 2, and GradDiff's only run."""
+    root = tmp_path_factory.mktemp("sweep")
+    cmd = [sys.executable, "-m", "runner", "-m", *TINY, "method=ga,npo", "seed=0,1", f"hydra.sweep.dir={root}"]
+    env = {**os.environ, "RUNNER_CACHE": str(shared_cache)}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for method, seed in (("npo", 2), ("graddiff", 0)):
+        with pytest.raises(ConfigError):  # stops at the benchmark stage: status `failed`
+            _job(shared_cache, root / f"failed-{method}-{seed}", method, seed, f"benchmark.source={root / 'missing'}")
+    return root
+
+
+def _runs(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
+
+
+def _expected(root: Path, method: str, metric: str, model: str = "unlearned") -> tuple[float, float]:
+    values = [
+        r["metrics"][model][metric]
+        for r in _runs(root)
+        if r["status"] == "completed" and r["choices"]["method"] == method
+    ]
+    assert len(values) == 2
+    return statistics.fmean(values), statistics.stdev(values)
+
+
+def _markdown_rows(markdown: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+COLUMNS = {"forget_quality": "up", "forget_prob": "down", "retain_prob": "up"}
+
+
+def test_tables_hold_means_stds_bold_and_failed_rows(sweep):
+    preset = report.load_preset("generic", [f"columns=[{','.join(COLUMNS)}]"])
+    result = report.write_report([sweep], preset, plots=False)
+    md = result["markdown"]
+    rows = _markdown_rows(md)
+    labels = list(rows)
+    # header with arrows; the reference models first, then the methods; GradDiff (all failed) still listed
+    assert labels[0] == "Run" and rows["Run"] == ["forget_quality ↑", "forget_prob ↓", "retain_prob ↑"]
+    assert labels[1:3] == ["Original (target)", "Retain"]
+    assert set(labels[3:]) == {"GA", "NPO †", "GradDiff †"}
+    assert rows["GradDiff †"] == ["—", "—", "—"]
+    assert "† NPO: 1 of 3 runs did not complete (seed=2 failed: config key `benchmark.source`" in md
+    assert "† GradDiff: 1 of 1 runs did not complete (seed=0 failed" in md
+    target = next(r for r in _runs(sweep) if r["status"] == "completed")["metrics"]["target"]
+    assert rows["Original (target)"][1] == f"{target['forget_prob']:.3f}"  # one model for all seeds: no ± 0
+
+    # each cell: mean ± sample std over the completed seeds, from the results.json files
+    means = {}
+    for method, label in (("ga", "GA"), ("npo", "NPO †")):
+        for i, metric in enumerate(COLUMNS):
+            mean, std = _expected(sweep, method, metric)
+            means[(label, metric)] = mean
+            assert rows[label][i].strip("*") == f"{mean:.3f} ± {std:.3f}"
+    # bold: the best shown mean by the column's direction (ties all bold), methods only
+    for i, (metric, direction) in enumerate(COLUMNS.items()):
+        shown = {label: float(f"{means[(label, metric)]:.3f}") for label in ("GA", "NPO †")}
+        best = (max if direction == "up" else min)(shown.values())
+        for label, value in shown.items():
+            assert rows[label][i].startswith("**") == (value == best), (metric, label)
+        assert not rows["Retain"][i].startswith("**")
+    assert any(rows[label][1].startswith("**") for label in ("GA", "NPO †"))
+
+    # LaTeX: booktabs, balanced environments, escaped underscores, the same numbers and bold cells
+    tex = (sweep / "report_generic.tex").read_text()
+    for env in ("table", "tabular"):
+        assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}") == 1
+    assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
+    assert re.findall(r"(?<!\\)_", tex) == [] and "forget\\_quality $\\uparrow$" in tex
+    mean, std = _expected(sweep, "npo", "forget_prob")
+    npo_line = next(line for line in tex.splitlines() if line.startswith("NPO"))
+    assert f"{mean:.3f} $\\pm$ {std:.3f}" in npo_line and npo_line.startswith("NPO $^\\dagger$")
+    assert tex.count("\\textbf{") == sum(cells.count("**") // 2 for cells in map(" ".join, rows.values()))
+
+    # CSV: full-precision numbers, counts, statuses
+    table = {r["label"]: r for r in csv.DictReader(io.StringIO((sweep / "report_generic.csv").read_text()))}
+    assert float(table["NPO"]["forget_prob_mean"]) == pytest.approx(mean, rel=1e-12)
+    assert float(table["NPO"]["forget_prob_std"]) == pytest.approx(std, rel=1e-12)
+    assert table["NPO"]["forget_prob_n"] == "2" and table["NPO"]["runs"] == "3"
+    assert table["NPO"]["status"] == "completed+failed"
+    assert table["GradDiff"]["status"] == "failed" and table["GradDiff"]["forget_prob_mean"] == ""
+    assert table["Original (target)"]["kind"] == "reference"
+
+
+def test_cli_tofu_preset_prints_markdown_and_draws_the_pareto_plot(sweep):
+    out = subprocess.run(
+        [sys.executable, "-m", "runner.report", str(sweep), "report=tofu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    md = (sweep / "report_tofu.md").read_text()
+    assert md.strip() in out.stdout
+    rows = _markdown_rows(md)
+    assert rows["Method"] == ["Forget Quality ↑", "Model Utility ↑", "Forget Prob. ↓", "Forget ROUGE ↓"]
+    mean, std = _expected(sweep, "ga", "forget_quality")
+    assert rows["GA"][0].strip("*") == f"{mean:.2e} ± {std:.2e}"
+    _assert_image(sweep / "report_tofu_pareto.png", (640, 400))
+    _assert_pdf(sweep / "report_tofu_pareto.pdf")
+
+
+def test_rerun_copies_are_counted_once(sweep, tmp_path):
+    # the same job found twice (a copied run directory): one job_key, one value
+    ga = next(p for p in sweep.rglob("results.json") if "method=ga" in str(p))
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "results.json").write_text(ga.read_text())
+    preset = report.load_preset("generic", ["columns=[forget_prob]"])
+    table = report.write_report([sweep, tmp_path / "copy"], preset, out=tmp_path, plots=False)["table"]
+    ga_row = next(r for r in table.rows if r.label == "GA")
+    assert len(ga_row.runs) == 2 and len(ga_row.values["forget_prob"]) == 2
+
+
+@pytest.fixture(scope="module")
+def short_runs(shared_cache, tmp_path_factory) -> Path:
+    """Real NPO runs with a third of the unlearning (2 epochs instead of 6), seeds 0 and 1."""
+    root = tmp_path_factory.mktemp("short")
+    for seed in (0, 1):
+        _job(shared_cache, root / f"npo-short-{seed}", "npo", seed, "unlearn.epochs=2")
+    return root
+
+
+def _by_seed(root: Path, method: str) -> dict[int, dict]:
+    return {
+        r["config"]["seed"]: r for r in _runs(root) if r["status"] == "completed" and r["choices"]["method"] == method
+    }
+
+
+def test_coreset_preset_and_curve(sweep, short_runs, tmp_path):
+    # SYNTHETIC coreset labels on real runs: the coreset stage does not exist yet, so the full NPO
+    # runs are labelled ratio 1.0 and the 2-epoch runs ratio 0.25 (their metrics are real)
+    inputs = tmp_path / "coreset"
+    for ratio, source in ((1.0, sweep), (0.25, short_runs)):
+        for seed, run in _by_seed(source, "npo").items():
+            run = copy.deepcopy(run)
+            run["config"]["coreset"] = {"name": "random", "ratio": ratio}
+            run["job_key"] += f"-synthetic-coreset-{ratio}"
+            (inputs / f"r{ratio}-s{seed}").mkdir(parents=True)
+            (inputs / f"r{ratio}-s{seed}" / "results.json").write_text(json.dumps(run))
+    result = report.write_report([inputs], report.load_preset("coreset"))
+    rows = _markdown_rows(result["markdown"])
+    assert [c.id for c in result["table"].columns] == ["forget_quality", "model_utility", "forget_prob"]
+    for ratio, source in (("0.25", short_runs), ("1.0", sweep)):
+        mean, std = _expected(source, "npo", "forget_prob")
+        assert rows[f"NPO, random, {ratio}"][2].strip("*") == f"{mean:.3f} ± {std:.3f}"
+    assert list(rows)[3:] == ["NPO, random, 0.25", "NPO, random, 1.0"]  # ratios in numeric order
+    _assert_image(inputs / "report_coreset_coreset_curve.png", (960, 360))
+    _assert_pdf(inputs / "report_coreset_coreset_curve.pdf")
+
+
+def test_attack_preset_rows_before_and_after(sweep, short_runs, tmp_path):
+    # SYNTHETIC attack: the attack stage does not exist yet, so each full NPO run gets, as its
+    # "attacked" metrics, the real metrics of the same seed's 2-epoch run (a less-unlearned model)
+    inputs = tmp_path / "attack"
+    short = _by_seed(short_runs, "npo")
+    for seed, run in _by_seed(sweep, "npo").items():
+        run = copy.deepcopy(run)
+        run["metrics"]["attacked"] = short[seed]["metrics"]["unlearned"]
+        run["choices"]["finetune_attack"] = "relearn"
+        run["attack"] = {"name": "relearn", "synthetic": True}
+        (inputs / f"s{seed}").mkdir(parents=True)
+        (inputs / f"s{seed}" / "results.json").write_text(json.dumps(run))
+    result = report.write_report([inputs], report.load_preset("attack"))
+    rows = _markdown_rows(result["markdown"])
+    assert list(rows)[1:] == ["Original (target)", "NPO, relearn (unlearned)", "NPO, relearn (attacked)"]
+    before, _ = _expected(sweep, "npo", "forget_prob")
+    after, after_std = _expected(short_runs, "npo", "forget_prob")
+    assert rows["NPO, relearn (attacked)"][0].strip("*") == f"{after:.3f} ± {after_std:.3f}"
+    assert rows["NPO, relearn (unlearned)"][0].startswith("**") == (float(f"{before:.3f}") <= float(f"{after:.3f}"))
+    _assert_image(inputs / "report_attack_attack.png", (960, 360))
+    _assert_pdf(inputs / "report_attack_attack.pdf")
+
+
+def test_pareto_front_by_direction():
+    points = [(0.9, 0.2), (0.5, 0.5), (0.4, 0.4), (0.1, 0.6), (0.9, 0.1)]
+    assert pareto_front(points, ("up", "up")) == [0, 1, 3]
+    assert pareto_front(points, ("down", "up")) == [3]
+    assert pareto_front([(-0.3, 1.0), (0.1, 1.0), (0.5, 2.0)], ("zero", "up")) == [1, 2]
+
+
+def test_bad_preset_and_empty_input_name_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="choose one of: .*tofu"):
+        report.load_preset("nope")
+    with pytest.raises(ConfigError, match="no results.json"):
+        report.write_report([tmp_path], report.load_preset("tofu"))
+    assert report.latex_escape("a_b & 5% #1 {x}") == r"a\_b \& 5\% \#1 \{x\}"
+
+
+def _assert_image(path: Path, size: tuple[int, int]) -> None:
+    assert path.stat().st_size > 5000
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == size
+        assert len(set(img.convert("L").getdata())) > 10  # drawn on, not blank
+
+
+def _assert_pdf(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 2000 and b"%%EOF" in data[-64:]
