@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -24,7 +23,9 @@ from tests.conftest import ROOT, TINY, compose_cfg
 
 def _job(cache: Path, run_dir: Path, method: str, seed: int, *extra: str) -> None:
     cfg = compose_cfg(*TINY, f"paths.cache_dir={cache}", f"method={method}", f"seed={seed}", *extra)
-    job.run(cfg, run_dir, choices={"method": method, "benchmark": "tofu", "model": "tiny", "finetune_attack": "none"})
+    groups = {"method": method, "benchmark": "tofu", "model": "tiny", "coreset": "none", "finetune_attack": "none"}
+    groups |= {k: v for k, _, v in (e.partition("=") for e in extra) if k in groups}  # what Hydra would record
+    job.run(cfg, run_dir, choices=groups)
 
 
 @pytest.fixture(scope="module")
@@ -151,63 +152,64 @@ def test_rerun_copies_are_counted_once(sweep, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def short_runs(shared_cache, tmp_path_factory) -> Path:
-    """Real NPO runs with a third of the unlearning (2 epochs instead of 6), seeds 0 and 1."""
-    root = tmp_path_factory.mktemp("short")
-    for seed in (0, 1):
-        _job(shared_cache, root / f"npo-short-{seed}", "npo", seed, "unlearn.epochs=2")
+def coreset_attack_runs(shared_cache, tmp_path_factory) -> Path:
+    """Real NPO jobs on a random forget coreset (ratios 0.25, 0.5; seeds 0, 1), each then relearn-attacked."""
+    root = tmp_path_factory.mktemp("coreset_attack")
+    for ratio in (0.25, 0.5):
+        for seed in (0, 1):
+            _job(
+                shared_cache,
+                root / f"npo-r{ratio}-s{seed}",
+                "npo",
+                seed,
+                "coreset=random",
+                f"coreset.ratio={ratio}",
+                "finetune_attack=relearn",
+                "finetune_attack.train.learning_rate=3e-3",  # strong enough to move the tiny model
+                "finetune_attack.train.epochs=1",
+                "finetune_attack.max_length=96",
+                "finetune_attack.eval_examples=8",
+            )
     return root
 
 
-def _by_seed(root: Path, method: str) -> dict[int, dict]:
-    return {
-        r["config"]["seed"]: r for r in _runs(root) if r["status"] == "completed" and r["choices"]["method"] == method
-    }
+def _expected_where(root: Path, metric: str, model: str, **conditions) -> tuple[float, float]:
+    values = [
+        r["metrics"][model][metric]
+        for r in _runs(root)
+        if r["status"] == "completed" and all(report.lookup(r, k) == v for k, v in conditions.items())
+    ]
+    assert len(values) == 2
+    return statistics.fmean(values), statistics.stdev(values)
 
 
-def test_coreset_preset_and_curve(sweep, short_runs, tmp_path):
-    # SYNTHETIC coreset labels on real runs: the coreset stage does not exist yet, so the full NPO
-    # runs are labelled ratio 1.0 and the 2-epoch runs ratio 0.25 (their metrics are real)
-    inputs = tmp_path / "coreset"
-    for ratio, source in ((1.0, sweep), (0.25, short_runs)):
-        for seed, run in _by_seed(source, "npo").items():
-            run = copy.deepcopy(run)
-            run["config"]["coreset"] = {"name": "random", "ratio": ratio}
-            run["job_key"] += f"-synthetic-coreset-{ratio}"
-            (inputs / f"r{ratio}-s{seed}").mkdir(parents=True)
-            (inputs / f"r{ratio}-s{seed}" / "results.json").write_text(json.dumps(run))
-    result = report.write_report([inputs], report.load_preset("coreset"))
+def test_coreset_preset_and_curve(sweep, coreset_attack_runs, tmp_path):
+    # the coreset runs next to the full-set NPO runs of the sweep (coreset=none, ratio 1.0)
+    result = report.write_report([coreset_attack_runs, sweep], report.load_preset("coreset"), out=tmp_path)
     rows = _markdown_rows(result["markdown"])
-    assert [c.id for c in result["table"].columns] == ["forget_quality", "model_utility", "forget_prob"]
-    for ratio, source in (("0.25", short_runs), ("1.0", sweep)):
-        mean, std = _expected(source, "npo", "forget_prob")
+    cols = [c.id for c in result["table"].columns]
+    assert cols == ["forget_quality", "model_utility", "forget_prob", "coreset.unlearn_steps"]
+    for ratio in (0.25, 0.5):
+        mean, std = _expected_where(coreset_attack_runs, "forget_prob", "unlearned", **{"config.coreset.ratio": ratio})
         assert rows[f"NPO, random, {ratio}"][2].strip("*") == f"{mean:.3f} ± {std:.3f}"
-    assert list(rows)[3:] == ["NPO, random, 0.25", "NPO, random, 1.0"]  # ratios in numeric order
-    _assert_image(inputs / "report_coreset_coreset_curve.png", (960, 360))
-    _assert_pdf(inputs / "report_coreset_coreset_curve.pdf")
+        assert rows[f"NPO, random, {ratio}"][3] == "12 ± 0"  # the coreset takes as many steps as the full set
+    mean, std = _expected(sweep, "npo", "forget_prob")
+    assert rows["NPO, none, 1.0 †"][2].strip("*") == f"{mean:.3f} ± {std:.3f}"
+    assert [k for k in rows if k.startswith("NPO")] == ["NPO, none, 1.0 †", "NPO, random, 0.25", "NPO, random, 0.5"]
+    _assert_image(tmp_path / "report_coreset_coreset_curve.png", (960, 360))
+    _assert_pdf(tmp_path / "report_coreset_coreset_curve.pdf")
 
 
-def test_attack_preset_rows_before_and_after(sweep, short_runs, tmp_path):
-    # SYNTHETIC attack: the attack stage does not exist yet, so each full NPO run gets, as its
-    # "attacked" metrics, the real metrics of the same seed's 2-epoch run (a less-unlearned model)
-    inputs = tmp_path / "attack"
-    short = _by_seed(short_runs, "npo")
-    for seed, run in _by_seed(sweep, "npo").items():
-        run = copy.deepcopy(run)
-        run["metrics"]["attacked"] = short[seed]["metrics"]["unlearned"]
-        run["choices"]["finetune_attack"] = "relearn"
-        run["attack"] = {"name": "relearn", "synthetic": True}
-        (inputs / f"s{seed}").mkdir(parents=True)
-        (inputs / f"s{seed}" / "results.json").write_text(json.dumps(run))
-    result = report.write_report([inputs], report.load_preset("attack"))
+def test_attack_preset_rows_before_and_after(coreset_attack_runs, tmp_path):
+    preset = report.load_preset("attack", ["rows=[choices.method,config.coreset.ratio]"])
+    result = report.write_report([coreset_attack_runs], preset, out=tmp_path)
     rows = _markdown_rows(result["markdown"])
-    assert list(rows)[1:] == ["Original (target)", "NPO, relearn (unlearned)", "NPO, relearn (attacked)"]
-    before, _ = _expected(sweep, "npo", "forget_prob")
-    after, after_std = _expected(short_runs, "npo", "forget_prob")
-    assert rows["NPO, relearn (attacked)"][0].strip("*") == f"{after:.3f} ± {after_std:.3f}"
-    assert rows["NPO, relearn (unlearned)"][0].startswith("**") == (float(f"{before:.3f}") <= float(f"{after:.3f}"))
-    _assert_image(inputs / "report_attack_attack.png", (960, 360))
-    _assert_pdf(inputs / "report_attack_attack.pdf")
+    assert list(rows)[1:4] == ["Original (target)", "NPO, 0.25 (unlearned)", "NPO, 0.25 (attacked)"]
+    for stage in ("unlearned", "attacked"):
+        mean, std = _expected_where(coreset_attack_runs, "forget_prob", stage, **{"config.coreset.ratio": 0.5})
+        assert rows[f"NPO, 0.5 ({stage})"][0].strip("*") == f"{mean:.3f} ± {std:.3f}"
+    _assert_image(tmp_path / "report_attack_attack.png", (960, 360))
+    _assert_pdf(tmp_path / "report_attack_attack.pdf")
 
 
 def test_pareto_front_by_direction():
