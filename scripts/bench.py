@@ -8,6 +8,12 @@ loaded, prepared model on CPU (sampled every 2 ms), or
 ``torch.cuda.max_memory_allocated`` on GPU.
 
     python scripts/bench.py [--methods ga graddiff npo ...] [--steps 5] [--batch 8] [hydra overrides]
+
+MCQ section (WMDP / MMLU scoring speed): questions per second of the runner's
+scorer (runner.metrics.mcq) against lm-eval-harness (HFLM over the same
+in-memory model) on the same shipped MMLU questions, same batch size and
+precision; each system runs once to warm up, then the best of ``--mcq-rounds``
+timed runs counts. ``--mcq only`` skips the method table, ``--mcq off`` this section.
 """
 
 from __future__ import annotations
@@ -119,17 +125,82 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     return {"method": method, "step_s": statistics.median(times), "peak_mb": peak, "device": device.type}
 
 
+MCQ_SUBJECTS = ["high_school_geography", "computer_security", "college_biology", "virology"]
+MCQ_TARGET = 1.0  # runner questions/s over lm-eval's
+
+
+def mcq_section(args) -> None:
+    """Questions/second of the runner vs lm-eval-harness on the shipped MMLU questions (same model, batch, precision)."""
+    import tempfile
+
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from runner.metrics import mcq
+    from runner.models import load_model
+    from scripts.lmeval_mmlu import lm_eval_scores, runner_scores
+
+    try:
+        import lm_eval
+    except ImportError:
+        print("\nMCQ: lm-eval-harness is not installed (pip install -e '.[lmeval]'); runner-only numbers skipped")
+        return
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=args.overrides)
+    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    per_subject = max(1, args.mcq_questions // len(MCQ_SUBJECTS))
+    n = per_subject * len(MCQ_SUBJECTS)
+    work = Path(tempfile.mkdtemp(prefix="bench-lmeval-"))
+    best = {"runner": float("inf"), "lm-eval": float("inf")}
+    for round_ in range(1 + args.mcq_rounds):  # round 0 warms up (kernels, lm-eval's dataset cache)
+        ours = runner_scores(model, tokenizer, MCQ_SUBJECTS, per_subject, args.batch, args.mcq_precision)
+        theirs = lm_eval_scores(model, tokenizer, MCQ_SUBJECTS, per_subject, args.batch, work, args.mcq_precision)
+        if round_:
+            best["runner"] = min(best["runner"], ours["seconds"])
+            best["lm-eval"] = min(best["lm-eval"], theirs["seconds"])
+    same = sum(
+        int(
+            (
+                mcq.predictions(ours["subjects"][s]["logprobs"]) == mcq.predictions(theirs["subjects"][s]["logprobs"])
+            ).sum()
+        )
+        for s in MCQ_SUBJECTS
+    )
+    print(
+        f"\nMCQ scoring on {device.type}: {cfg.model.name}, {n} shipped MMLU questions ({per_subject} from each of "
+        f"{', '.join(MCQ_SUBJECTS)}), batch {args.batch}, {args.mcq_precision}, best of {args.mcq_rounds}"
+    )
+    print("| system | questions/s | seconds |")
+    print("|---|---|---|")
+    print(f"| runner (runner.metrics.mcq) | {n / best['runner']:.1f} | {best['runner']:.2f} |")
+    print(f"| lm-eval-harness {lm_eval.__version__} | {n / best['lm-eval']:.1f} | {best['lm-eval']:.2f} |")
+    ratio = best["lm-eval"] / best["runner"]
+    verdict = "ok" if ratio >= MCQ_TARGET else "UNDER"
+    print(
+        f"runner / lm-eval questions/s: {ratio:.2f}x (target >= {MCQ_TARGET}) {verdict}; same prediction on {same}/{n}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--mcq", choices=["on", "off", "only"], default="on", help="the MCQ speed section")
+    ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
+    ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
+    ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
     args = ap.parse_args()
     if args.one:  # child process: measure one method, print JSON
         print(json.dumps(measure(args.one, args.steps, args.batch, args.warmup, args.overrides)))
+        return
+    if args.mcq == "only":
+        mcq_section(args)
         return
 
     rows = []
@@ -157,6 +228,8 @@ def main() -> None:
             ratio = by_name[method][quantity] / max(by_name[ref][quantity], 1e-9)
             verdict = "ok" if ratio <= bound else "OVER"
             print(f"{method} / {ref} {quantity}: {ratio:.2f} (target <= {bound}) {verdict}")
+    if args.mcq == "on":
+        mcq_section(args)
 
 
 if __name__ == "__main__":

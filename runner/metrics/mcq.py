@@ -74,18 +74,23 @@ def choice_logprobs(
     precision: str,
     desc: str = "questions",
     padding: str = "right",
+    max_length: int | None = None,
 ) -> np.ndarray:
     """log P(" X" | prompt) for the four letters of every question, as an (N, 4) float64 array.
 
     Questions are batched in length order; ``padding`` ``right`` reads each
     row's last real position, ``left`` aligns prompts at the end and passes
     position ids so that padding shifts no position. A progress bar counts
-    questions and shows the ETA.
+    questions and shows the ETA. Contexts longer than ``max_length`` (default:
+    the model's position limit) lose tokens on the left, as in lm-eval.
     """
     if padding not in ("right", "left"):
         raise ValueError(f"padding must be right or left, not {padding!r}")
     m = unwrap(model)
     device = next(m.parameters()).device
+    max_length = max_length or model_max_length(m)
+    if max_length:
+        encoded = [_left_truncate(e, max_length) for e in encoded]
     out = np.zeros((len(encoded), len(LETTERS)), dtype=np.float64)
     fast = [i for i, e in enumerate(encoded) if e.single_token]
     slow = [i for i, e in enumerate(encoded) if not e.single_token]
@@ -117,6 +122,28 @@ def choice_logprobs(
             out[slow] = _sequence_logprobs(m, [encoded[i] for i in slow], pad_id, batch_size, precision, desc)
             bar.update(len(slow))
     return out
+
+
+def model_max_length(model) -> int | None:
+    """The model's position limit, read from its config as lm-eval does (None when it states none)."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(model.config, attr, None)
+        if value:
+            return int(value)
+    return None
+
+
+def _left_truncate(e: EncodedMCQ, max_length: int) -> EncodedMCQ:
+    """Keep the context's last tokens so that what the model reads fits ``max_length``.
+
+    Single-token continuations keep ``max_length`` context tokens, exactly lm-eval's input
+    (context + continuation)[-(max_length + 1):][:-1]. The per-choice path feeds whole sequences,
+    so it keeps ``max_length`` minus the longest continuation (lm-eval keeps one token more there).
+    """
+    room = max_length if e.single_token else max_length - max(len(c) for c in e.continuations)
+    if len(e.context) <= room:
+        return e
+    return EncodedMCQ(e.context[len(e.context) - room :], e.continuations, e.merged)
 
 
 def _sequence_logprobs(model, encoded: list[EncodedMCQ], pad_id: int, batch_size: int, precision: str, desc: str):
