@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runner import job, report
+from runner import job, report, tracking
 from runner.errors import ConfigError
 from runner.plots import pareto_front
 from tests.conftest import ROOT, TINY, compose_cfg
@@ -30,10 +30,15 @@ def _job(cache: Path, run_dir: Path, method: str, seed: int, *extra: str) -> Non
 
 @pytest.fixture(scope="module")
 def sweep(shared_cache, tmp_path_factory) -> Path:
-    """A real sweep (GA, NPO x seeds 0, 1) plus two real failed jobs: NPO seed 2, and GradDiff's only run."""
+    """A real sweep (GA, NPO x seeds 0, 1; logged to W&B offline) plus two real failed jobs: NPO seed 2,
+    and GradDiff's only run."""
     root = tmp_path_factory.mktemp("sweep")
-    cmd = [sys.executable, "-m", "runner", "-m", *TINY, "method=ga,npo", "seed=0,1", f"hydra.sweep.dir={root}"]
-    env = {**os.environ, "RUNNER_CACHE": str(shared_cache)}
+    cmd = [sys.executable, "-m", "runner", "-m", *TINY, "method=ga,npo", "seed=0,1", "logger=wandb"]
+    cmd.append(f"hydra.sweep.dir={root}")
+    wandb_home = tmp_path_factory.mktemp("wandb-home")
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
+    env |= {"RUNNER_CACHE": str(shared_cache), "NETRC": str(wandb_home / "none")}
+    env |= {v: str(wandb_home / v.lower()) for v in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     for method, seed in (("npo", 2), ("graddiff", 0)):
@@ -138,6 +143,19 @@ def test_cli_tofu_preset_prints_markdown_and_draws_the_pareto_plot(sweep):
     assert rows["GA"][0].strip("*") == f"{mean:.2e} ± {std:.2e}"
     _assert_image(sweep / "report_tofu_pareto.png", (640, 400))
     _assert_pdf(sweep / "report_tofu_pareto.pdf")
+
+
+def test_sweep_jobs_are_one_wandb_group_named_after_the_sweep(sweep):
+    runs = {}
+    for run_dir in sweep.glob("*/wandb/offline-run-*"):
+        stored = tracking.read_offline_run(run_dir)
+        runs[stored["name"]] = stored
+    assert set(runs) == {"ga-tofu-tiny-s0", "ga-tofu-tiny-s1", "npo-tofu-tiny-s0", "npo-tofu-tiny-s1"}
+    assert {r["group"] for r in runs.values()} == {sweep.name}  # the multirun directory's name
+    results = json.loads(next(sweep.glob("*method=npo*seed=1*/results.json")).read_text())
+    assert (
+        runs["npo-tofu-tiny-s1"]["summary"]["unlearned/forget_prob"] == results["metrics"]["unlearned"]["forget_prob"]
+    )
 
 
 def test_rerun_copies_are_counted_once(sweep, tmp_path):
