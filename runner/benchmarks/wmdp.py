@@ -79,7 +79,8 @@ class WmdpBenchmark:
         self.forget_rows = [{"text": t} for t in forget]
         self.retain_rows = [{"text": t} for t in retain]
         self.references: dict[str, list[dict]] = {}  # the loaded model is the one to unlearn
-        self.mmlu = MmluSuite(cfg.mmlu, tokenizer) if cfg.mmlu is not None and cfg.mmlu.enabled else None
+        use_mmlu = cfg.get("mmlu") is not None and cfg.mmlu.get("enabled", True)
+        self.mmlu = MmluSuite(cfg.mmlu, tokenizer) if use_mmlu else None
         self._encoded: dict[str, list[mcq.EncodedMCQ]] = {}
 
     def _forget_corpus(self, name: str, source: str) -> list[dict]:
