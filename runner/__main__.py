@@ -1,4 +1,12 @@
-"""``python -m runner [overrides]``: one Hydra job (``-m`` for a sweep)."""
+"""``python -m runner [overrides]``: one Hydra job (``-m`` or ``+sweep=NAME`` for a sweep).
+
+``distributed.nproc_per_node=N`` (N > 1) in a process nobody started as a rank runs the
+job as N local ranks under torchrun, all in this job's run directory; under torchrun or
+Slurm tasks, this process is one of the ranks.
+
+In a sweep, a failing grid point does not stop the others: its error is recorded in its
+results.json and raised to Hydra, which reports the first failure once every point ran.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
@@ -16,21 +25,39 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from runner import job
+    from runner import distributed
 
+    hydra_cfg = HydraConfig.get()
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    distributed.quiet_other_ranks()
     try:
-        hydra_cfg = HydraConfig.get()
+        distributed.check_config(cfg.distributed)
+        if distributed.should_self_launch(cfg.distributed):
+            code = distributed.launch_local(
+                cfg.distributed.nproc_per_node, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir
+            )
+            if code != 0:
+                raise RankFailed(f"the ranks exited with code {code}; see {hydra_cfg.runtime.output_dir}")
+            return
+        from runner import job
+
         job.run(
             cfg,
             hydra_cfg.runtime.output_dir,
             choices=dict(hydra_cfg.runtime.choices),
             overrides=list(hydra_cfg.overrides.task),
         )
-    except (ConfigError, TrainingDiverged) as exc:
+    except (ConfigError, TrainingDiverged, RankFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if sweep:  # Hydra records it and runs the remaining points
+            raise
         sys.exit(1)
     except (KeyboardInterrupt, JobInterrupted):
         sys.exit(130)
+
+
+class RankFailed(RuntimeError):
+    """A job run as local ranks (``distributed.nproc_per_node``) failed."""
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ import signal
 import traceback
 from pathlib import Path
 
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import tracking
+from runner import distributed, tracking
 from runner.attack import run_attack
 from runner.cache import content_key, write_json_atomic
 from runner.coreset import select_coreset
@@ -38,17 +37,21 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
     recorded so that reports can label runs; they do not change what is computed.
     """
     config_checks.validate(cfg)
+    distributed.setup(cfg.distributed)  # process group (several ranks); rank 0 alone writes below
+    main = distributed.is_main_process()
     run_dir = Path(run_dir).resolve()
     cache_dir = Path(cfg.paths.cache_dir).expanduser().resolve()
     key = config_checks.job_key(cfg)
 
-    finished = _finished_job(cache_dir, key)
+    finished = distributed.from_main(_finished_job(cache_dir, key, run_dir))
     if finished is not None:
-        log.info("identical job already completed: %s; reporting its result", finished["_path"])
-        print(metrics_table(finished["metrics"]))
+        if main:
+            log.info("identical job already completed: %s; reporting its result", finished["_path"])
+            print(metrics_table(finished["metrics"]))
         return finished
 
-    record = RunRecord(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
+    record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
+    record.data["launch"] = distributed.launch_info()  # world size, host, Slurm job id
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []))
     tracker = tracking.start(cfg, run_dir, record.data["choices"])  # W&B / TensorBoard; main process only
@@ -57,8 +60,9 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
         _install_sigterm()
         _pipeline(cfg, run_dir, cache_dir, record, tracker.callbacks)
         record.finish("completed")
-    except (KeyboardInterrupt, JobInterrupted):
-        record.finish("interrupted", {"message": "stopped by a signal (Ctrl-C or SIGTERM)"})
+    except (KeyboardInterrupt, JobInterrupted, SystemExit):  # SystemExit: submitit's requeue on preemption
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM (Slurm, srun) must not cut the write
+        record.finish("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
         log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
         raise
     except TrainingDiverged as exc:
@@ -70,13 +74,21 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
     finally:
         signal.signal(signal.SIGTERM, previous)
         tracker.finish(record.data)  # closes the W&B run for every status
-    write_json_atomic(cache_dir / "jobs" / f"{key}.json", {"results": str(record.path)})
-    print(metrics_table(record.data["metrics"]))
+    if main:
+        write_json_atomic(cache_dir / "jobs" / f"{key}.json", {"results": str(record.path)})
+        print(metrics_table(record.data["metrics"]))
     return record.data
 
 
+class _RankRecord(RunRecord):
+    """Ranks other than 0 keep their record in memory: rank 0 alone writes results.json."""
+
+    def save(self) -> None:
+        pass
+
+
 def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, callbacks: list = ()) -> None:
-    torch.manual_seed(cfg.seed)
+    distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
     method = build_method(cfg.method)  # before any expensive stage, so a bad method option fails fast
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)
@@ -119,6 +131,10 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             method, data, unlearn_cfg, cfg.seed, run_dir / "unlearn", callbacks=list(callbacks)
         )
 
+    if not distributed.is_main_process():  # rank 0 evaluates and records; the others only train
+        if cfg.finetune_attack.name != "none":
+            run_attack(cfg, model, tokenizer, bench, run_dir / "attack", [])
+        return
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
@@ -148,12 +164,13 @@ def _prepare_references(
         for kind, rows in bench.references.items()
     }
     evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
+    main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
     evaluations = {}
     # the loaded weights, kept only while some reference must be built from them or restored after
-    cached = {kind: ref.entry.ready() for kind, ref in refs.items()}
+    cached = distributed.from_main({kind: ref.entry.ready() for kind, ref in refs.items()} if main else None)
     need_base = not all(cached.values()) or (refs and "target" not in refs)
     base_state = trainable_state(model) if need_base else None
-    if "target" not in refs:
+    if "target" not in refs and main:
         key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
         evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
     for kind, ref in refs.items():
@@ -163,7 +180,8 @@ def _prepare_references(
             record.data["training"][f"finetune_{kind}"] = ref.build(
                 model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks)
             )
-        evaluations[kind] = ref.evaluation(eval_key, evaluate)
+        if main:
+            evaluations[kind] = ref.evaluation(eval_key, evaluate)
     if "target" in refs:
         refs["target"].load_into(model)
     elif refs:
@@ -191,14 +209,18 @@ def build_method(method_cfg):
         raise
 
 
-def _finished_job(cache_dir: Path, key: str) -> dict | None:
-    pointer = read_results(cache_dir / "jobs" / f"{key}.json")
-    if not pointer:
-        return None
-    result = read_results(Path(pointer["results"]))
-    if result and result.get("status") == "completed" and result.get("job_key") == key:
-        result["_path"] = pointer["results"]
-        return result
+def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dict | None:
+    """The completed result of an identical job: the cache's index, or this run directory itself.
+
+    The run directory counts too, so a sweep resubmitted into the same directory (Slurm
+    requeue, a rerun after a cache clean) skips its finished points.
+    """
+    pointer = read_results(cache_dir / "jobs" / f"{key}.json") or {}
+    for path in (pointer.get("results"), run_dir and run_dir / "results.json"):
+        result = read_results(Path(path)) if path else None
+        if result and result.get("status") == "completed" and result.get("job_key") == key:
+            result["_path"] = str(path)
+            return result
     return None
 
 

@@ -106,7 +106,7 @@ def _dequantised_gguf(model_cfg, cache_dir) -> Path:
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
     entry.finish({"source": str(src)})
-    return out
+    return entry.path  # `out` was the temporary directory, now renamed into place
 
 
 def _tiny_model(model_cfg, cache_dir) -> Path:
@@ -136,7 +136,7 @@ def _tiny_model(model_cfg, cache_dir) -> Path:
     torch.manual_seed(t.seed)
     LlamaForCausalLM(config).to(DTYPES[model_cfg.dtype]).save_pretrained(out)
     entry.finish({"source": "tiny"})
-    return out
+    return entry.path
 
 
 def _train_tiny_tokenizer(vocab_size: int):

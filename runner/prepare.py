@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from runner import distributed
 from runner.cache import CacheEntry, content_key, write_json_atomic
 from runner.models import load_state, save_trainable
 from runner.scoring import mean_nll
@@ -38,7 +38,8 @@ class ReferenceModel:
                 "trainable_layers": cfg.model.trainable_layers,
                 "rows": content_key(rows),
                 "encoding": encoding,  # prompt format and max length: what the rows become as tokens
-                "finetune": OmegaConf.to_container(cfg.benchmark.finetune, resolve=True),
+                # N ranks x batch b share the entry of one process x batch N*b (same model within tolerance)
+                "finetune": distributed.single_process_equivalent(cfg.benchmark.finetune),
                 "precision": cfg.precision,
             }
         )
@@ -69,9 +70,11 @@ class ReferenceModel:
             stage=f"fine-tune {self.kind} model",
             callbacks=callbacks,
         )
-        out = self.entry.start()
-        save_trainable(model, out / STATE_FILE)
-        self.entry.finish({"kind": self.kind, "rows": len(self.rows), "training": stats})
+        if distributed.is_main_process():  # every rank trained; rank 0 writes the cache
+            out = self.entry.start()
+            save_trainable(model, out / STATE_FILE)
+            self.entry.finish({"kind": self.kind, "rows": len(self.rows), "training": stats})
+        distributed.barrier()  # the other ranks may read the entry next
         return stats
 
     def load_into(self, model: torch.nn.Module) -> None:

@@ -2,8 +2,8 @@
 
 Fine-tuning (TOFU target / retain models) passes the plain NLL; unlearning
 passes ``method.loss`` on paired forget / retain batches. Seeding, gradient
-accumulation, the learning-rate schedule, clipping and (later) DeepSpeed are
-the Trainer's.
+accumulation, the learning-rate schedule, clipping and DeepSpeed (its config built
+by runner/distributed.py from the same settings) are the Trainer's.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from runner import distributed
 from runner.data.qa import collate_qa
 from runner.errors import TrainingDiverged
 from runner.scoring import autocast
@@ -41,17 +42,27 @@ class ListDataset(Dataset):
 
 
 class PairedDataset(Dataset):
-    """Each forget example with a retain example drawn at random (seeded, so a rerun draws the same)."""
+    """Each forget example with a retain example drawn at random, a new draw each epoch.
+
+    The draw is a function of (seed, epoch, forget position) alone, not of the order in
+    which a process reads examples: every rank of a multi-process run pairs its own forget
+    examples with their own retain draws (so retain batches differ across ranks), and the
+    pairs are those of the one-process run with the same global batch.
+    """
 
     def __init__(self, forget: list[dict], retain: list[dict], seed: int):
         self.forget, self.retain = forget, retain
-        self.rng = random.Random(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.forget)
 
     def __getitem__(self, i: int) -> dict:
-        return {"forget": self.forget[i], "retain": self.retain[self.rng.randrange(len(self.retain))]}
+        draw = random.Random(f"{self.seed}:{self.epoch}:{i}").randrange(len(self.retain))
+        return {"forget": self.forget[i], "retain": self.retain[draw]}
 
 
 def collate_pairs(pad_id: int):
@@ -108,6 +119,17 @@ class _LossTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
+class _EpochToDataset(TrainerCallback):
+    """Tells a dataset with ``set_epoch`` which epoch begins (accelerate's sampler keeps that to itself)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.epoch = dataset, 0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(self.epoch)
+        self.epoch += 1
+
+
 class _Timing(TrainerCallback):
     def __init__(self):
         self.steps = 0
@@ -138,6 +160,7 @@ def train(
     per_step = train_cfg.batch_size * train_cfg.grad_accum * n_devices
     steps_per_epoch = max(1, math.ceil(len(dataset) / per_step))
     total_steps = train_cfg.get("max_steps") or steps_per_epoch * train_cfg.epochs
+    precision = distributed.training_precision(precision)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=train_cfg.batch_size,
@@ -160,9 +183,11 @@ def train(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        deepspeed=distributed.deepspeed_config(train_cfg, precision),  # None: one process, plain Trainer
+        ddp_timeout=60 * distributed.active_timeout_minutes(),
     )
     low_precision = {str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32}
-    if low_precision:
+    if low_precision and not distributed.uses_deepspeed():  # DeepSpeed keeps fp32 master weights itself
         log.warning(
             "%s: trainable weights are %s and AdamW updates them in place, so small steps round away; "
             "load model.dtype=float32 and keep precision=bf16 (autocast), or train under DeepSpeed bf16",
@@ -181,11 +206,15 @@ def train(
         precision=precision,
         callbacks=[timing, *(callbacks or [])],
     )
+    if hasattr(dataset, "set_epoch"):
+        trainer.add_callback(_EpochToDataset(dataset))
     was_training = model.training
+    before = distributed.snapshot(model)
     model.train()
     try:
         result = trainer.train()
     finally:
         model.train(was_training)
+        distributed.release(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
     seconds = time.perf_counter() - timing.start
     return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}

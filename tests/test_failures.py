@@ -84,7 +84,7 @@ def test_identical_rerun_reports_stored_result_and_reference_models_are_cached(t
 
 def test_partial_cache_entry_is_rebuilt(tmp_path, caplog):
     entry = CacheEntry(tmp_path, "finetuned", "abc", "TOFU target model")
-    entry.start()
+    entry.path.mkdir(parents=True)  # a writer that died mid-way, before builds went through a temporary directory
     (entry.path / "trainable.safetensors").write_bytes(b"half-written")
     with caplog.at_level("WARNING"):
         assert entry.ready() is False
