@@ -27,6 +27,7 @@ import numpy as np
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from runner import distributed
 from runner.data import gsm8k
 from runner.data.classification import TASKS, load_task_rows
 from runner.data.hub import Split
@@ -112,7 +113,9 @@ class FinetuneAttack:
 
     def run(self, ctx: AttackContext, output_dir: Path, callbacks: list | None = None) -> dict:
         examples = self.train_examples(ctx)
-        before = self.task_score(ctx)
+        # the task is scored by rank 0 only; other ranks join the training (its collectives) and nothing else
+        score = self.task_score if distributed.is_main_process() else (lambda _ctx: None)
+        before = score(ctx)
         model = ctx.model
         if self.tuning == "lora":
             peft_model = _attach_lora(model, self.lora)
@@ -134,8 +137,8 @@ class FinetuneAttack:
         )
         if self.tuning == "lora":
             peft_model.merge_and_unload()  # writes W + BA into the model's own Linear layers
-        after = self.task_score(ctx)
-        log.info("attack %s: %s %.4f -> %.4f after %d steps", self.name, self.metric, before, after, stats["steps"])
+        after = score(ctx)
+        log.info("attack %s: %s %s -> %s after %d steps", self.name, self.metric, before, after, stats["steps"])
         return {
             "name": self.name,
             "task_metric": self.metric,

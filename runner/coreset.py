@@ -42,6 +42,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from runner import distributed
 from runner.data.qa import IGNORE, collate_qa
 from runner.errors import ConfigError
 from runner.scoring import autocast, score_sequences, unwrap
@@ -389,6 +390,8 @@ def select_coreset(cfg: DictConfig, model, rows: list[dict], encoded: list[dict]
     selector = build_selector(coreset_cfg)
     start = time.perf_counter()
     ids = selector.select(Pool(rows, encoded, model, pad_id, cfg.eval.batch_size, cfg.precision))
+    # every rank must unlearn with the same examples: rank 0's ranking wins over kernel-level noise
+    ids = distributed.from_main(ids)
     seconds = time.perf_counter() - start
     if len(ids) != len(set(ids)) or len(ids) != coreset_size(selector.ratio, len(rows)):
         raise RuntimeError(f"coreset `{selector.name}` selected {len(ids)} ids, not {len(rows)} * {selector.ratio}")
@@ -401,7 +404,7 @@ def select_coreset(cfg: DictConfig, model, rows: list[dict], encoded: list[dict]
         chosen_rows = new_rows
         chosen = [{**e, "index": i} for e, i in zip(encode(new_rows), ids, strict=True)]
 
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    world = distributed.world_size()
     full_steps = full_set_steps(len(rows), train_cfg, world)
     run_cfg = train_cfg
     if selector.match_steps and not train_cfg.get("max_steps"):
