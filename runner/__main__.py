@@ -29,12 +29,16 @@ def main(cfg: DictConfig) -> None:
 
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    distributed.slurm_to_torch_env()  # under Slurm with one task per GPU, this task's rank
     distributed.quiet_other_ranks()
     try:
         distributed.check_config(cfg.distributed)
         if distributed.should_self_launch(cfg.distributed):
             code = distributed.launch_local(
-                cfg.distributed.nproc_per_node, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir
+                cfg.distributed.nproc_per_node,
+                list(hydra_cfg.overrides.task),
+                hydra_cfg.runtime.output_dir,
+                list(hydra_cfg.overrides.hydra),
             )
             if code != 0:
                 raise RankFailed(f"the ranks exited with code {code}; see {hydra_cfg.runtime.output_dir}")

@@ -72,6 +72,11 @@ def local_rank() -> int:
     return _env_int("LOCAL_RANK", 0)
 
 
+def device() -> torch.device:
+    """This rank's GPU, or the CPU."""
+    return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+
+
 def is_main_process() -> bool:
     """Rank 0 evaluates, writes results.json, the caches and the logs."""
     return rank() == 0
@@ -245,12 +250,26 @@ def should_self_launch(dist_cfg) -> bool:
     return int(dist_cfg.get("nproc_per_node", 1)) > 1 and "RANK" not in os.environ and _env_int("SLURM_NTASKS", 1) <= 1
 
 
-def launch_local(nproc: int, overrides: Iterable[str], run_dir: str) -> int:
+# Hydra settings of the parent that make no sense for the ranks: each rank is a plain run in the job's directory
+_NOT_FOR_RANKS = (
+    "hydra.run.",
+    "hydra.sweep.",
+    "hydra.mode",
+    "hydra/launcher",
+    "hydra.launcher.",
+    "hydra/sweeper",
+    "hydra.sweeper.",
+)
+
+
+def launch_local(nproc: int, overrides: Iterable[str], run_dir: str, hydra_overrides: Iterable[str] = ()) -> int:
     """Run this job as ``nproc`` ranks under torchrun (standalone: a free port per job); returns the exit code.
 
-    The ranks get the job's own overrides plus ``hydra.run.dir`` so they share its run directory.
+    The ranks get the job's own overrides, the command line's Hydra settings that shape the config
+    (``hydra.searchpath``, ...), and ``hydra.run.dir`` so that they share the job's run directory.
     SIGTERM (Slurm's time-out, ``kill``) is passed on to torchrun, which passes it to the ranks.
     """
+    kept_hydra = [o for o in hydra_overrides if not o.lstrip("+~").startswith(_NOT_FOR_RANKS)]
     cmd = [
         sys.executable,
         "-m",
@@ -259,7 +278,8 @@ def launch_local(nproc: int, overrides: Iterable[str], run_dir: str) -> int:
         f"--nproc_per_node={nproc}",
         "-m",
         "runner",
-        *[o for o in overrides if not o.startswith(("hydra.run.dir=", "hydra/launcher="))],
+        *overrides,
+        *kept_hydra,
         f"hydra.run.dir={run_dir}",
     ]
     log.info("starting %d local ranks: %s", nproc, " ".join(cmd))
@@ -342,23 +362,26 @@ def snapshot(model: torch.nn.Module) -> dict:
     }
 
 
-def release(trainer, model: torch.nn.Module, before: dict) -> None:
+def release(trainer, model: torch.nn.Module, before: dict, gather: bool = True) -> None:
     """Undo what DeepSpeed did to ``model`` during one ``train`` call.
 
     Under ZeRO-3 the trained weights are gathered (a collective: every rank calls this)
     and become the parameters' plain storage on every rank. Then the engine removes its
     hooks, and the attributes it attached to parameters and modules are deleted, so the
     next stage (evaluation, a cache save, the next ``train``) sees an ordinary module.
+    ``gather=False`` (training failed: the job ends) skips the collective and leaves ZeRO-3 weights empty.
     """
     engine = getattr(trainer, "model_wrapped", None)
     if engine is None or not hasattr(engine, "zero_optimization_stage"):
         return
     params = list(model.parameters())
-    if engine.zero_optimization_stage() == 3:
+    if engine.zero_optimization_stage() == 3 and gather:
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            full = [p.data.detach().clone() for p in params]
+        full = []
+        for p in params:  # one at a time: the whole model exists once, beside the shards, never twice
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+                full.append(p.data.detach().clone())
     else:
         full = [p.data for p in params]
     engine.destroy()

@@ -92,6 +92,7 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
     method = build_method(cfg.method)  # before any expensive stage, so a bad method option fails fast
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)
+        model.to(distributed.device())  # this rank's GPU (evaluation runs before any trainer would move it)
         set_trainable(model, cfg.model.trainable_layers)
 
     with record.stage("build_benchmark"):

@@ -213,8 +213,11 @@ def train(
     model.train()
     try:
         result = trainer.train()
+    except BaseException:  # the job ends: no collective gather that ranks still training would never join
+        distributed.release(trainer, model, before, gather=False)
+        raise
     finally:
         model.train(was_training)
-        distributed.release(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
+    distributed.release(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
     seconds = time.perf_counter() - timing.start
     return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}

@@ -37,19 +37,29 @@ def _env():
 
 
 def _case(name: str, cache: Path) -> list[str]:
-    return [*TINY, f"paths.cache_dir={cache}", f"hydra.searchpath=[file://{FIXTURE_CONF}]", f"+dist_case={name}"]
+    # a seed of their own: the one-process baselines must not be "identical jobs" of other tests' runs
+    return [
+        *TINY,
+        f"paths.cache_dir={cache}",
+        f"hydra.searchpath=[file://{FIXTURE_CONF}]",
+        f"+dist_case={name}",
+        "seed=71",
+    ]
 
 
 @pytest.fixture(scope="module")
 def single(shared_cache, tmp_path_factory):
-    """The one-process results of NPO and RMU (RMU with its activation cache: the same math, other code path)."""
+    """The one-process results of NPO and RMU (RMU without its activation cache: theta_0 passes each step)."""
+    import torch
+
     out = tmp_path_factory.mktemp("single")
-    results = {}
-    for name in ("npo", "rmu"):
-        overrides = _case(name, shared_cache) + ONE
-        if name == "rmu":
-            overrides.append("method.activation_cache_mb=4096")
-        results[name] = job.run(compose_cfg(*overrides), out / name)
+    results, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread, like each rank (two threads thrash on a busy 2-core box)
+    try:
+        for name in ("npo", "rmu"):
+            results[name] = job.run(compose_cfg(*_case(name, shared_cache), *ONE), out / name)
+    finally:
+        torch.set_num_threads(threads)
     return results
 
 
@@ -120,8 +130,13 @@ def test_none_refuses_several_processes():
 # ---- two ranks for real ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_ranks_under_torchrun_zero2_and_zero3_match_one_process(single, shared_cache, tmp_path):
-    """One torchrun launch, a 4-point sweep: {NPO, RMU} x {ZeRO-2, ZeRO-3}, every parameter partitioned."""
+    """One torchrun launch, a 6-point sweep: {NPO, RMU, RMU with activation cache} x {ZeRO-2, ZeRO-3}.
+
+    Under ZeRO-3 every parameter is partitioned (no persistence threshold). RMU with and without its
+    activation cache computes the same loss by two code paths: both are held to the one-process RMU.
+    """
     sweep = tmp_path / "sweep"
     cmd = [
         sys.executable,
@@ -132,7 +147,7 @@ def test_two_ranks_under_torchrun_zero2_and_zero3_match_one_process(single, shar
         "-m",
         "runner",
         "-m",
-        *_case("npo,rmu", shared_cache),
+        *_case("npo,rmu,rmu_cached", shared_cache),
         "distributed=zero2,zero3",
         "++distributed.zero.stage3_param_persistence_threshold=0",  # ZeRO-3: no whole tiny parameter stays
         *TWO,
@@ -140,7 +155,7 @@ def test_two_ranks_under_torchrun_zero2_and_zero3_match_one_process(single, shar
     ]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
-    for name in ("npo", "rmu"):
+    for name, baseline in (("npo", "npo"), ("rmu", "rmu"), ("rmu_cached", "rmu")):
         for option in ("zero2", "zero3"):
             run_dir = next(sweep.glob(f"*dist_case={name},*distributed={option}*"))
             assert [p.name for p in run_dir.rglob("results.json")] == ["results.json"]  # one, from rank 0
@@ -148,16 +163,20 @@ def test_two_ranks_under_torchrun_zero2_and_zero3_match_one_process(single, shar
             assert record["status"] == "completed"
             assert record["launch"]["world_size"] == 2
             assert record["config"]["distributed"]["name"] == option
-            _assert_close(record["metrics"]["unlearned"], single[name]["metrics"]["unlearned"], f"{name}/{option}")
-            loss, want = record["training"]["unlearn"]["train_loss"], single[name]["training"]["unlearn"]["train_loss"]
+            _assert_close(record["metrics"]["unlearned"], single[baseline]["metrics"]["unlearned"], f"{name}/{option}")
+            loss, want = (
+                record["training"]["unlearn"]["train_loss"],
+                single[baseline]["training"]["unlearn"]["train_loss"],
+            )
             assert loss == pytest.approx(want, rel=0.01), (name, option)
-            assert record["training"]["unlearn"]["steps"] == single[name]["training"]["unlearn"]["steps"]
+            assert record["training"]["unlearn"]["steps"] == single[baseline]["training"]["unlearn"]["steps"]
             log = (run_dir / "__main__.log").read_text()
             assert log.count("cache hit: tiny test model") == 1  # every rank loads it; only rank 0 logs it
     # the reference models of two ranks x batch 4 are the one-process x batch 8 entries: nothing re-trained
     assert "finetune_target" not in record["training"]
 
 
+@pytest.mark.slow
 def test_nproc_per_node_starts_the_ranks_itself_ddp(single, shared_cache, tmp_path):
     """``python -m runner distributed.nproc_per_node=2``: no torchrun on the command line; DDP this time."""
     run_dir = tmp_path / "run"
@@ -175,4 +194,47 @@ def test_nproc_per_node_starts_the_ranks_itself_ddp(single, shared_cache, tmp_pa
     assert out.returncode == 0, out.stderr[-4000:]
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "completed" and record["launch"]["world_size"] == 2
+    assert record["config"]["method"]["_target_"] == "runner.methods.npo.NPO"  # the ranks saw hydra.searchpath
     _assert_close(record["metrics"]["unlearned"], single["npo"]["metrics"]["unlearned"], "npo/ddp")
+
+
+# ---- parallel jobs and ranks share the cache ---------------------------------------------------------
+
+
+def test_a_cache_entry_being_written_is_waited_for_never_deleted(tmp_path):
+    """A writer holds the entry's lock from start() to finish(); a reader that finds no entry waits for it
+    instead of treating the writer's files as a dead job's partial entry."""
+    import threading
+    import time
+
+    from runner.cache import CacheEntry
+
+    writer = CacheEntry(tmp_path, "finetuned", "k1", "TOFU target model")
+    building = writer.start()
+    (building / "trainable.safetensors").write_bytes(b"weights")
+    assert not writer.path.exists()  # written aside, invisible to readers until complete
+
+    answer = {}
+    reader = threading.Thread(target=lambda: answer.update(ready=CacheEntry(tmp_path, "finetuned", "k1", "x").ready()))
+    reader.start()
+    time.sleep(0.5)
+    assert reader.is_alive() and building.exists()  # waiting, and the files in progress are untouched
+    writer.finish({"ok": True})
+    reader.join(timeout=10)
+    assert answer == {"ready": True}
+    assert (writer.path / "trainable.safetensors").read_bytes() == b"weights" and writer.complete()
+    assert not building.exists()  # renamed into place
+
+
+def test_a_second_writer_of_the_same_entry_keeps_the_first(tmp_path):
+    from runner.cache import CacheEntry
+
+    first, second = (CacheEntry(tmp_path, "models", "k2", "tiny test model") for _ in range(2))
+    a = first.start()
+    (a / "w").write_text("first")
+    first.finish()
+    b = second.start()  # built concurrently (both saw a miss); lands after the first
+    (b / "w").write_text("second")
+    second.finish()
+    assert (first.path / "w").read_text() == "first" and not b.exists()
+    assert not list(first.path.parent.glob(".k2.tmp-*"))

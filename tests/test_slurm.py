@@ -65,6 +65,7 @@ def _scontrol_state(env, job_id: str, wait_for_end: bool = True) -> dict:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_two_point_sweep_runs_as_slurm_jobs_and_a_resubmission_skips_both(slurm_env, shared_cache, tmp_path):
     sweep = tmp_path / "sweep"
     first = subprocess.run(
@@ -93,6 +94,7 @@ def test_two_point_sweep_runs_as_slurm_jobs_and_a_resubmission_skips_both(slurm_
     assert logs.count("identical job already completed") == 2  # logged by the two resubmitted Slurm jobs
 
 
+@pytest.mark.slow
 def test_preempted_job_is_requeued_marked_interrupted_and_completes(slurm_env, shared_cache, tmp_path):
     sweep = tmp_path / "sweep"
     cmd = _sweep(sweep, shared_cache, "seed=63", "unlearn.max_steps=300")
@@ -131,3 +133,42 @@ def test_preempted_job_is_requeued_marked_interrupted_and_completes(slurm_env, s
     assert final["status"] == "completed"
     assert final["launch"]["slurm"]["job_id"] == job_id and final["launch"]["slurm"]["restart_count"] == "1"
     assert _scontrol_state(slurm_env, job_id)["Restarts"] == "1"
+
+
+# ---- named sweeps (sweeps/, composed as the config group `sweep`) -----------------------------------
+
+SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_named_sweep_is_a_multirun_whose_every_point_composes_and_names_its_report(name):
+    import itertools
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    text = (ROOT / "sweeps" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    report = re.search(r"^# report: python -m runner\.report <dir> report=(\w+)", text, re.M)
+    assert report, "a sweep names the report preset it feeds"
+    assert (ROOT / "conf" / "report" / f"{report.group(1)}.yaml").is_file()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"+sweep={name}"], return_hydra_config=True)
+        assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"  # `+sweep=NAME` sweeps without -m
+        params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+        grid = [[f"{k}={v}" for v in str(values).split(",")] for k, values in params.items()]
+        points = list(itertools.product(*grid))
+        assert len(points) >= 2
+        for point in points:
+            job = compose("config", overrides=[f"+sweep={name}", *point])
+            OmegaConf.to_container(job, resolve=True)  # every interpolation of every point resolves
+
+
+def test_a_failing_point_does_not_stop_the_sweep(tmp_path, shared_cache):
+    cmd = [sys.executable, "-m", "runner", "-m", *TINY, f"paths.cache_dir={shared_cache}"]
+    cmd += ["unlearn.learning_rate=0,-1", f"hydra.sweep.dir={tmp_path}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0  # the sweep reports the failure ...
+    assert out.stderr.count("error: config key `unlearn.learning_rate`") == 2  # ... after running both points
