@@ -232,10 +232,11 @@ def test_matched_steps_equal_the_full_runs_steps_end_to_end(tiny_cfg, tmp_path):
 
     The coreset run also carries an SST-2 LoRA attack (fixtures), so one job shows coreset and attack records.
     """
-    full = job.run(tiny_cfg("method=ga"), tmp_path / "full")
+    # seed 11: jobs of their own, never an identical finished job of another test file from the shared cache
+    full = job.run(tiny_cfg("method=ga", "seed=11"), tmp_path / "full")
     core = job.run(
         tiny_cfg(
-            "method=ga", "coreset=random", "coreset.ratio=0.25", "finetune_attack=sst2",
+            "method=ga", "seed=11", "coreset=random", "coreset.ratio=0.25", "finetune_attack=sst2",
             "finetune_attack.source=tests/fixtures/hub", "finetune_attack.tuning=lora", "finetune_attack.examples=16",
             "finetune_attack.eval_examples=8", "finetune_attack.train.max_steps=4",
             "finetune_attack.train.learning_rate=1e-3",
@@ -249,7 +250,8 @@ def test_matched_steps_equal_the_full_runs_steps_end_to_end(tiny_cfg, tmp_path):
     assert full["training"]["unlearn"]["steps"] == math.ceil(8 / 4) * 6  # tofu_smoke_tiny: batch 4, 6 epochs
 
     no_match = job.run(
-        tiny_cfg("method=ga", "coreset=random", "coreset.ratio=0.25", "coreset.match_steps=false"), tmp_path / "nm"
+        tiny_cfg("method=ga", "seed=11", "coreset=random", "coreset.ratio=0.25", "coreset.match_steps=false"),
+        tmp_path / "nm",
     )
     assert no_match["training"]["unlearn"]["steps"] == math.ceil(2 / 4) * 6
 
