@@ -97,7 +97,7 @@ def test_two_point_sweep_runs_as_slurm_jobs_and_a_resubmission_skips_both(slurm_
 @pytest.mark.slow
 def test_preempted_job_is_requeued_marked_interrupted_and_completes(slurm_env, shared_cache, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = _sweep(sweep, shared_cache, "seed=63", "unlearn.max_steps=300")
+    cmd = _sweep(sweep, shared_cache, "seed=63", "unlearn.max_steps=150")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=slurm_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         record_path, record = None, None
@@ -133,6 +133,20 @@ def test_preempted_job_is_requeued_marked_interrupted_and_completes(slurm_env, s
     assert final["status"] == "completed"
     assert final["launch"]["slurm"]["job_id"] == job_id and final["launch"]["slurm"]["restart_count"] == "1"
     assert _scontrol_state(slurm_env, job_id)["Restarts"] == "1"
+
+
+@pytest.mark.slow
+def test_slurm_tasks_are_the_ranks_of_one_job(slurm_env, shared_cache, tmp_path):
+    """tasks_per_node=2 with distributed=zero2: Slurm starts the two ranks (SLURM_PROCID -> RANK); one results.json."""
+    sweep = tmp_path / "sweep"
+    cmd = _sweep(sweep, shared_cache, "seed=64", "hydra.launcher.tasks_per_node=2", "distributed=zero2")
+    cmd += ["unlearn.batch_size=2", "benchmark.finetune.batch_size=4"]  # the one-process batches, split in two
+    out = subprocess.run(cmd, cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    [path] = sweep.glob("*/results.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "completed" and record["launch"]["world_size"] == 2
+    assert _scontrol_state(slurm_env, record["launch"]["slurm"]["job_id"])["NumTasks"] == "2"
 
 
 # ---- named sweeps (sweeps/, composed as the config group `sweep`) -----------------------------------
