@@ -47,13 +47,18 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
     if finished is not None:
         if main:
             log.info("identical job already completed: %s; reporting its result", finished["_path"])
+            if Path(finished["_path"]).resolve() != run_dir / "results.json":
+                # a copy in this run dir, so a report over this sweep still sees the point
+                copy = {k: v for k, v in finished.items() if k != "_path"}
+                write_json_atomic(run_dir / "results.json", {**copy, "reused_from": finished["_path"]})
             print(metrics_table(finished["metrics"]))
         return finished
 
     record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
     record.data["launch"] = distributed.launch_info()  # world size, host, Slurm job id
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
-    record.data["overrides"] = scrub_overrides(list(overrides or []))
+    record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
+    record.save()  # labels on disk from the start: a job killed while loading still shows its method
     tracker = tracking.start(cfg, run_dir, record.data["choices"])  # W&B / TensorBoard; main process only
     previous = signal.getsignal(signal.SIGTERM)
     try:

@@ -487,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs="+", help="run or sweep directories, then key=value settings")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     ns = parser.parse_args(argv)
-    inputs = [a for a in ns.args if "=" not in a]
-    settings = [a for a in ns.args if "=" in a]
+    # sweep folders are named like `method=ga,seed=0`: an existing path is an input, not a setting
+    inputs = [a for a in ns.args if "=" not in a or Path(a).exists()]
+    settings = [a for a in ns.args if a not in inputs]
     name = next((s.split("=", 1)[1] for s in settings if s.startswith("report=")), "tofu")
     try:
         preset = load_preset(name, [s for s in settings if not s.startswith("report=")])

@@ -36,12 +36,12 @@ def _now() -> str:
 class RunRecord:
     def __init__(self, run_dir: Path, job_key: str, config: dict):
         self.path = Path(run_dir) / "results.json"
-        self._secrets = secret_values(config)
+        self.secrets = secret_values(config)
         self.data: dict = {
             "status": "running",
             "job_key": job_key,
             "started": _now(),
-            "config": scrub(config),  # tokens and keys never reach the file (runner/secrets.py)
+            "config": scrub(config, self.secrets),  # tokens and keys never reach the file (runner/secrets.py)
             "metrics": {},
             "evaluation": {},
             "per_example": {},
@@ -68,7 +68,7 @@ class RunRecord:
         self.data["status"] = status
         self.data["finished"] = _now()
         if error:
-            self.data["error"] = scrub(error, self._secrets)
+            self.data["error"] = scrub(error, self.secrets)
         self.save()
 
 

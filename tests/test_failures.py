@@ -72,7 +72,8 @@ def test_identical_rerun_reports_stored_result_and_reference_models_are_cached(t
         again = job.run(tiny_cfg("seed=11"), tmp_path / "b")
     assert "identical job already completed" in caplog.text
     assert again["metrics"] == first["metrics"]
-    assert not (tmp_path / "b" / "results.json").exists()
+    copy = json.loads((tmp_path / "b" / "results.json").read_text())  # the reused record, pointing at the original
+    assert copy["reused_from"] == str(tmp_path / "a" / "results.json") and copy["metrics"] == first["metrics"]
 
     caplog.clear()
     with caplog.at_level("INFO"):
