@@ -177,7 +177,8 @@ def train(
         use_cpu=not torch.cuda.is_available(),
         seed=seed,
         data_seed=seed,
-        logging_steps=max(1, total_steps // 5),
+        # a tracker (W&B / TensorBoard) gets a point per step; the console a handful of lines
+        logging_steps=1 if callbacks else max(1, total_steps // 5),
         save_strategy="no",
         report_to=[],
         remove_unused_columns=False,

@@ -129,7 +129,15 @@ class MuseBenchmark:
         gens = greedy_generate(
             model, self.tokenizer, prompts, self.cfg.verbmem.max_new_tokens, bs, precision, "VerbMem"
         )
-        rouge = M.rouge_l_f1(gens, [r["gt"] for r in self.verbmem])
+        # as MUSE: the true continuation is cut to the generated length before ROUGE-L F1
+        limit = self.cfg.verbmem.max_new_tokens
+        truths = [
+            self.tokenizer.decode(
+                self.tokenizer(r["gt"], add_special_tokens=False)["input_ids"][:limit], skip_special_tokens=True
+            )
+            for r in self.verbmem
+        ]
+        rouge = M.rouge_l_f1(gens, truths)
         suites["verbmem_forget"] = {"rouge_l_f1": _mean(rouge), "n": len(rouge)}
         per["verbmem_forget"] = {"rouge_l_f1": rouge, "generation": gens}
 

@@ -87,6 +87,8 @@ MCQ: Schema = {"question": STRING, "choices": FOUR_CHOICES, "answer": CHOICE_IND
 
 def check_schema(rows: list[dict], schema: Schema, where: str, key: str = "benchmark.source") -> None:
     """Every row has every column of ``schema`` with a value of the right type, else a ConfigError."""
+    if not rows:
+        raise ConfigError(key, f"{where} has no rows", "check the data files (or the subset sizes) for this split")
     for i, row in enumerate(rows):
         for column, check in schema.items():
             if column not in row:
