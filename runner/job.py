@@ -49,8 +49,14 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
             log.info("identical job already completed: %s; reporting its result", finished["_path"])
             if Path(finished["_path"]).resolve() != run_dir / "results.json":
                 # a copy in this run dir, so a report over this sweep still sees the point
+                # labelled with this job's own choices: the original may have been launched otherwise
                 copy = {k: v for k, v in finished.items() if k != "_path"}
-                write_json_atomic(run_dir / "results.json", {**copy, "reused_from": finished["_path"]})
+                copy |= {
+                    "choices": {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")},
+                    "overrides": scrub_overrides(list(overrides or [])),
+                    "reused_from": finished["_path"],
+                }
+                write_json_atomic(run_dir / "results.json", copy)
             print(metrics_table(finished["metrics"]))
         return finished
 

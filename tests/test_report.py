@@ -30,10 +30,10 @@ def _job(cache: Path, run_dir: Path, method: str, seed: int, *extra: str) -> Non
 
 @pytest.fixture(scope="module")
 def sweep(shared_cache, tmp_path_factory) -> Path:
-    """A real sweep (GA, NPO x seeds 0, 1; logged to W&B offline) plus two real failed jobs: NPO seed 2,
+    """A real sweep (GA, NPO x seeds 40, 41 — seeds no other test uses, so no job is a reused one; logged to W&B offline) plus two real failed jobs: NPO seed 2,
     and GradDiff's only run."""
     root = tmp_path_factory.mktemp("sweep")
-    cmd = [sys.executable, "-m", "runner", "-m", *TINY, "method=ga,npo", "seed=0,1", "logger=wandb"]
+    cmd = [sys.executable, "-m", "runner", "-m", *TINY, "method=ga,npo", "seed=40,41", "logger=wandb"]
     cmd.append(f"hydra.sweep.dir={root}")
     wandb_home = tmp_path_factory.mktemp("wandb-home")
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
@@ -150,11 +150,11 @@ def test_sweep_jobs_are_one_wandb_group_named_after_the_sweep(sweep):
     for run_dir in sweep.glob("*/wandb/offline-run-*"):
         stored = tracking.read_offline_run(run_dir)
         runs[stored["name"]] = stored
-    assert set(runs) == {"ga-tofu-tiny-s0", "ga-tofu-tiny-s1", "npo-tofu-tiny-s0", "npo-tofu-tiny-s1"}
+    assert set(runs) == {"ga-tofu-tiny-s40", "ga-tofu-tiny-s41", "npo-tofu-tiny-s40", "npo-tofu-tiny-s41"}
     assert {r["group"] for r in runs.values()} == {sweep.name}  # the multirun directory's name
-    results = json.loads(next(sweep.glob("*method=npo*seed=1*/results.json")).read_text())
+    results = json.loads(next(sweep.glob("*method=npo*seed=41*/results.json")).read_text())
     assert (
-        runs["npo-tofu-tiny-s1"]["summary"]["unlearned/forget_prob"] == results["metrics"]["unlearned"]["forget_prob"]
+        runs["npo-tofu-tiny-s41"]["summary"]["unlearned/forget_prob"] == results["metrics"]["unlearned"]["forget_prob"]
     )
 
 
