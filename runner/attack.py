@@ -18,6 +18,7 @@ merged into the weights afterwards so the attacked model is a plain model again.
 
 from __future__ import annotations
 
+import abc
 import logging
 import random
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def _count(value, key: str, fix: str, allow_none: bool = False) -> None:
         raise ConfigError(f"{KEY}.{key}", f"must be a positive count, got {value!r}", fix)
 
 
-class FinetuneAttack:
+class FinetuneAttack(abc.ABC):
     """Shared part: the training settings, full or LoRA tuning, and the before / after task metric."""
 
     metric = "task"
@@ -96,14 +97,15 @@ class FinetuneAttack:
 
     # ---- what a task supplies ----------------------------------------------------------------
 
+    @abc.abstractmethod
     def train_examples(self, ctx: AttackContext) -> list[dict]:
         """Encoded training examples (``input_ids``, ``labels``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def task_score(self, ctx: AttackContext) -> float:
-        raise NotImplementedError
+        """The attack task's own metric on its held-out rows (higher is better)."""
 
-    def check_data(self) -> None:
+    def check_data(self) -> None:  # noqa: B027 - optional hook: most attacks' data ships with the project
         """Cheap check, at config validation, that the attack's data can be found."""
 
     def _encode(self, ctx: AttackContext, rows: list[dict]) -> list[dict]:

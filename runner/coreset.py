@@ -26,6 +26,7 @@ benchmark's ``encode``.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import random
@@ -67,7 +68,7 @@ class Pool:
     precision: str
 
 
-class Selector:
+class Selector(abc.ABC):
     """Base: validates the shared parameters; subclasses implement ``rank`` (or override ``select``)."""
 
     def __init__(self, name: str, ratio: float, seed: int = 0, match_steps: bool = True):
@@ -85,8 +86,9 @@ class Selector:
         k = coreset_size(self.ratio, len(pool.rows))
         return sorted(self.rank(pool)[:k])
 
+    @abc.abstractmethod
     def rank(self, pool: Pool) -> list[int]:
-        raise NotImplementedError
+        """Every id into ``pool.rows``, best first (the first ``k`` form the coreset)."""
 
     def transform(self, rows: list[dict], ids: list[int]) -> list[dict] | None:
         """New rows to train on in place of the selected ones (keyword-only samples); None keeps them."""
