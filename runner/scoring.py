@@ -52,16 +52,11 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-@torch.inference_mode()
-def score_sequences(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str) -> np.ndarray:
-    """Sum of answer NLL and answer length for each encoded sequence, as an (N, 2) array.
-
-    Sequences are batched in length order so padding stays small.
-    """
+def _nll_batches(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str):
+    """(positions in ``encoded``, per-token NLL, label mask) per batch, batched in length order so padding stays small."""
     m = unwrap(model)
     device = next(m.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
-    out = np.zeros((len(encoded), 2), dtype=np.float64)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         idx = order[start : start + batch_size]
         seqs = [encoded[i] for i in idx]
@@ -72,8 +67,26 @@ def score_sequences(model, encoded: list[dict], pad_id: int, batch_size: int, pr
         }
         with autocast(precision, device):
             nll, mask = token_nll(m, batch)
+        yield idx, nll, mask
+
+
+@torch.inference_mode()
+def score_sequences(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str) -> np.ndarray:
+    """Sum of answer NLL and answer length for each encoded sequence, as an (N, 2) array."""
+    out = np.zeros((len(encoded), 2), dtype=np.float64)
+    for idx, nll, mask in _nll_batches(model, encoded, pad_id, batch_size, precision, desc):
         out[idx, 0] = nll.sum(dim=1).double().cpu().numpy()
         out[idx, 1] = mask.sum(dim=1).cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str) -> list:
+    """log P(token | prefix) of every labelled token of each sequence, one float64 array per sequence."""
+    out: list = [None] * len(encoded)
+    for idx, nll, mask in _nll_batches(model, encoded, pad_id, batch_size, precision, desc):
+        for row, i in enumerate(idx):
+            out[i] = (-nll[row][mask[row]]).double().cpu().numpy()
     return out
 
 

@@ -20,16 +20,13 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from runner.cache import content_key
 from runner.data import hub
-from runner.data.qa import IGNORE, pad_sequences
 from runner.data.text import chunk_texts, encode_text
 from runner.errors import ConfigError
 from runner.metrics import muse as M
-from runner.scoring import autocast, greedy_generate, token_nll, unwrap
+from runner.scoring import greedy_generate, token_logprobs
 
 REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
 RAW_SPLITS = ("forget", "retain1", "retain2", "holdout")
@@ -209,28 +206,6 @@ class MuseBenchmark:
             "k": self.cfg.privleak.k,
             **self.encoding(),
         }
-
-
-@torch.inference_mode()
-def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str) -> list:
-    """log P(token | prefix) of every labelled token of each sequence, one float64 array per sequence."""
-    m = unwrap(model)
-    device = next(m.parameters()).device
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
-    out: list = [None] * len(encoded)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
-        idx = order[start : start + batch_size]
-        seqs = [encoded[i] for i in idx]
-        batch = {
-            "input_ids": pad_sequences([s["input_ids"] for s in seqs], pad_id).to(device),
-            "attention_mask": pad_sequences([[1] * len(s["input_ids"]) for s in seqs], 0).to(device),
-            "labels": pad_sequences([s["labels"] for s in seqs], IGNORE).to(device),
-        }
-        with autocast(precision, device):
-            nll, mask = token_nll(m, batch)
-        for row, i in enumerate(idx):
-            out[i] = (-nll[row][mask[row]]).double().cpu().numpy()
-    return out
 
 
 def _cut(generation: str) -> str:
