@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner import attack, coreset
 from runner.cache import content_key
 from runner.errors import ConfigError
+from runner.precision import CHOICES as PRECISIONS
 
 # keys that change where and how a job reports, not what it computes
 NOT_IN_JOB_KEY = ("paths", "logger")
@@ -26,8 +27,10 @@ def validate(cfg: DictConfig) -> None:
         _positive(cfg, f"{block}.epochs", f"set {block}.epochs to a positive count")
         _positive(cfg, f"{block}.batch_size", f"set {block}.batch_size to a positive count")
         _positive(cfg, f"{block}.grad_accum", f"set {block}.grad_accum to a positive count")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ConfigError("precision", f"`{cfg.precision}` is not supported", "use fp32 or bf16")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(
+            "precision", f"`{cfg.precision}` is not supported", "use auto (bf16 where native, else fp32), fp32 or bf16"
+        )
     _positive(cfg, "eval.batch_size", "set eval.batch_size to a positive count")
     # the coreset selector and the fine-tuning attack check their own keys (and the attack its data) now,
     # not after hours of fine-tuning and unlearning

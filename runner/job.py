@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
 from runner import distributed, tracking
+from runner import precision as precision_choice
 from runner.attack import run_attack
 from runner.cache import content_key, write_json_atomic
 from runner.coreset import select_coreset
@@ -39,6 +40,12 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
     config_checks.validate(cfg)
     distributed.setup(cfg.distributed)  # process group (several ranks); rank 0 alone writes below
     main = distributed.is_main_process()
+    # `auto` becomes fp32 or bf16 for this device before anything keys on it: every stage, cache and
+    # the job key see the precision really used
+    chosen_precision = precision_choice.resolve(cfg.precision, distributed.device())
+    if main:
+        log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
+    cfg.precision = chosen_precision["used"]
     run_dir = Path(run_dir).resolve()
     cache_dir = Path(cfg.paths.cache_dir).expanduser().resolve()
     key = config_checks.job_key(cfg)
@@ -62,6 +69,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
 
     record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
     record.data["launch"] = distributed.launch_info()  # world size, host, Slurm job id
+    record.data["precision"] = chosen_precision
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
     record.save()  # labels on disk from the start: a job killed while loading still shows its method

@@ -8,6 +8,7 @@ projection (a quarter of a 135M model's forward cost).
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import numpy as np
 import torch
@@ -90,11 +91,94 @@ def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, pre
     return out
 
 
+def _cache_kwarg(model) -> str:
+    """The forward argument that takes a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(type(model.base_model).forward).parameters else "past_key_values"
+
+
+@torch.inference_mode()
+def score_answer_sets(
+    model,
+    prompts: list[list[int]],
+    answers: list[list[list[int]]],
+    pad_id: int,
+    batch_size: int,
+    precision: str,
+    desc: str,
+) -> list[np.ndarray]:
+    """(sum of NLL, token count) of every answer of every prompt; one (n_answers, 2) array per prompt.
+
+    Equal to ``score_sequences`` on each prompt+answer sequence, but a prompt shared by several
+    answers (TOFU scores the gold, paraphrased and five perturbed answers of each question) runs
+    once: its keys and values are cached and every answer continues from them. Questions are
+    taken in prompt-length order, as many per pass as keep the answers within ``batch_size`` rows.
+    """
+    m = unwrap(model)
+    device = next(m.parameters()).device
+    out = [np.zeros((len(a), 2), dtype=np.float64) for a in answers]
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), max(map(len, answers[i]), default=0)))
+    groups, group, rows = [], [], 0
+    for i in order:
+        if group and rows + len(answers[i]) > batch_size:
+            groups.append(group)
+            group, rows = [], 0
+        group.append(i)
+        rows += len(answers[i])
+    groups += [group] if group else []
+    for group in tqdm(groups, desc=desc, unit="batch", leave=False):
+        # prompts, left-padded so every prompt ends at the last cached position
+        prompt_ids = pad_sequences([prompts[i] for i in group], pad_id, left=True).to(device)
+        prompt_mask = pad_sequences([[1] * len(prompts[i]) for i in group], 0, left=True).to(device)
+        with autocast(precision, device):
+            first = m.base_model(
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True,
+            )
+        owner = torch.tensor([g for g, i in enumerate(group) for _ in answers[i]], device=device)
+        cache = first.cache if hasattr(first, "cache") else first.past_key_values  # renamed in transformers 5.x
+        cache.reorder_cache(owner)  # one copy of its prompt's keys and values per answer
+        seqs = [a for i in group for a in answers[i]]
+        answer_ids = pad_sequences(seqs, pad_id).to(device)
+        answer_mask = pad_sequences([[1] * len(a) for a in seqs], 0).to(device)
+        with autocast(precision, device):
+            hidden = m.base_model(
+                input_ids=answer_ids,
+                attention_mask=torch.cat([prompt_mask[owner], answer_mask], dim=1),
+                position_ids=prompt_mask.sum(-1)[owner, None] + torch.arange(answer_ids.shape[1], device=device),
+                use_cache=False,
+                **{_cache_kwarg(m): cache},
+            ).last_hidden_state
+        # answer token j is predicted at the position before it: the prompt's last one for j = 0
+        before = torch.cat([first.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)
+        mask = answer_mask.bool()
+        logits = m.get_output_embeddings()(before[mask])
+        nll = F.cross_entropy(logits.float(), answer_ids[mask], reduction="none")
+        per_row = torch.zeros(mask.shape, dtype=nll.dtype, device=device).masked_scatter(mask, nll).sum(dim=1)
+        scored = torch.stack([per_row.double(), mask.sum(dim=1).double()], dim=1).cpu().numpy()
+        start = 0
+        for i in group:
+            out[i] = scored[start : start + len(answers[i])]
+            start += len(answers[i])
+    return out
+
+
 @torch.inference_mode()
 def greedy_generate(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, precision: str, desc: str
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    precision: str,
+    desc: str,
+    strip: bool = True,
 ) -> list[str]:
-    """Greedy continuation of each prompt (left-padded batches, length-sorted), decoded without special tokens."""
+    """Greedy continuation of each prompt (left-padded batches, length-sorted), decoded without special tokens.
+
+    ``strip=False`` keeps surrounding whitespace, for callers that cut the text at stop strings first.
+    """
     m = unwrap(model)
     device = next(m.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -114,5 +198,6 @@ def greedy_generate(
                 eos_token_id=tokenizer.eos_token_id,
             )
         for row, i in enumerate(idx):
-            texts[i] = tokenizer.decode(gen[row, input_ids.shape[1] :], skip_special_tokens=True).strip()
+            text = tokenizer.decode(gen[row, input_ids.shape[1] :], skip_special_tokens=True)
+            texts[i] = text.strip() if strip else text
     return texts

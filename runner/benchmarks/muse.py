@@ -145,7 +145,14 @@ class MuseBenchmark:
                 self._tail(self.tokenizer(f"{context}Question: {r['question']}\nAnswer: ")["input_ids"]) for r in qa
             ]
             raw = greedy_generate(
-                model, self.tokenizer, prompts, self.cfg.knowmem.max_new_tokens, bs, precision, f"KnowMem {part}"
+                model,
+                self.tokenizer,
+                prompts,
+                self.cfg.knowmem.max_new_tokens,
+                bs,
+                precision,
+                f"KnowMem {part}",
+                strip=False,  # MUSE cuts at the stop strings first, then strips
             )
             answers = [_cut(g) for g in raw]
             rouge = M.rouge_l_f1(answers, [r["answer"] for r in qa])
@@ -209,6 +216,7 @@ class MuseBenchmark:
 
 
 def _cut(generation: str) -> str:
+    """MUSE's answer: the raw generation up to the first stop string, then stripped (a leading blank line ends it)."""
     for stop in ANSWER_STOPS:
         generation = generation.split(stop)[0]
     return generation.strip()

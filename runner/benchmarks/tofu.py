@@ -13,10 +13,10 @@ from datasets import Dataset
 
 from runner.cache import content_key
 from runner.data import tofu as tofu_data
-from runner.data.qa import PromptFormat, encode_prompt, encode_qa
+from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
-from runner.scoring import greedy_generate, score_sequences
+from runner.scoring import greedy_generate, score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
 
@@ -63,6 +63,12 @@ class TofuBenchmark:
         # TOFU's protocol: the target model learns forget + retain, the retain model (the gold
         # standard that never saw the forget set) learns the retain rows only
         self.references = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        self.max_new_tokens = self._answer_caps()
+        # every row tokenised once, here: a row whose answer does not fit stops the job before any training
+        self._scored = {suite: self._scoring_inputs(suite) for suite in SUITES}
+        for rows, name in ((self.forget_rows, "forget"), (self.retain_rows, "retain")):
+            for i, r in enumerate(rows):
+                self._split(f"{name} training", i, r["question"], r["answer"])
 
     @staticmethod
     def _load(name: str, source: str, columns: tuple[str, ...]) -> Dataset:
@@ -93,51 +99,27 @@ class TofuBenchmark:
 
     def _evaluate_suite(self, model, suite: str, eval_cfg, precision: str):
         ds = self.suites[suite]
-        questions, answers = ds["question"], ds["answer"]
-        perturbed = ds["perturbed_answer"]
+        answers = ds["answer"]
         # the "true" answer of the truth ratio: the paraphrase where TOFU has one, else the answer itself
         has_paraphrase = "paraphrased_answer" in ds.column_names
-        true_answers = ds["paraphrased_answer"] if has_paraphrase else answers
-
-        seqs, owners = [], []  # owners[i] = (question index, role, perturbed slot)
-        for qi, q in enumerate(questions):
-            seqs.append((q, answers[qi]))
-            owners.append((qi, "answer", 0))
-            if has_paraphrase:
-                seqs.append((q, true_answers[qi]))
-                owners.append((qi, "true", 0))
-            for k, p in enumerate(perturbed[qi]):
-                seqs.append((q, p))
-                owners.append((qi, "false", k))
-        encoded = [encode_qa(self.tokenizer, self.fmt, q, a, self.cfg.max_length) for q, a in seqs]
-        scores = score_sequences(
-            model, encoded, self.tokenizer.pad_token_id, eval_cfg.batch_size, precision, f"score {suite}"
+        prompts, answer_sets = self._scored[suite]
+        scores = score_answer_sets(
+            model, prompts, answer_sets, self.tokenizer.pad_token_id, eval_cfg.batch_size, precision, f"score {suite}"
         )
-        avg_nll = scores[:, 0] / np.maximum(scores[:, 1], 1)
-
-        answer_nll = np.zeros(len(questions))
-        false_nll: list[list[float]] = [[] for _ in questions]
-        true_nll = np.zeros(len(questions))
-        for (qi, role, _), v in zip(owners, avg_nll, strict=True):
-            if role == "answer":
-                answer_nll[qi] = v
-            elif role == "true":
-                true_nll[qi] = v
-            else:
-                false_nll[qi].append(v)
-        if not has_paraphrase:
-            true_nll = answer_nll
+        avg_nll = [s[:, 0] / s[:, 1] for s in scores]  # every answer has tokens: _split checks
+        answer_nll = np.array([v[0] for v in avg_nll])
+        true_nll = np.array([v[1] for v in avg_nll]) if has_paraphrase else answer_nll
+        false_nll = [list(v[2:] if has_paraphrase else v[1:]) for v in avg_nll]
 
         prob = M.normalised_prob(answer_nll) if suite in ("forget", "retain") else M.option_prob(answer_nll, false_nll)
         ratios = M.truth_ratio(true_nll, false_nll)
         tr_stat = M.truth_ratio_forget_stat(ratios) if suite == "forget" else M.truth_ratio_utility_stat(ratios)
 
-        prompts = [encode_prompt(self.tokenizer, self.fmt, q) for q in questions]
         generations = greedy_generate(
             model,
             self.tokenizer,
             prompts,
-            self.cfg.max_new_tokens[suite],
+            self.max_new_tokens[suite],
             eval_cfg.batch_size,
             precision,
             f"generate {suite}",
@@ -152,6 +134,57 @@ class TofuBenchmark:
             "generation": generations,
         }
         return agg, per
+
+    def _scoring_inputs(self, suite: str) -> tuple[list[list[int]], list[list[list[int]]]]:
+        """One prompt per question and its answers to score: gold, the paraphrase (if any), the perturbed ones."""
+        ds = self.suites[suite]
+        has_paraphrase = "paraphrased_answer" in ds.column_names
+        prompts, answer_sets = [], []
+        for qi, q in enumerate(ds["question"]):
+            variants = [ds["answer"][qi]]
+            variants += [ds["paraphrased_answer"][qi]] if has_paraphrase else []
+            variants += list(ds["perturbed_answer"][qi])
+            split = [self._split(suite, qi, q, a) for a in variants]
+            prompts.append(split[0][0])
+            answer_sets.append([answer for _, answer in split])
+        return prompts, answer_sets
+
+    def _split(self, suite: str, qi: int, question: str, answer: str) -> tuple[list[int], list[int]]:
+        """(prompt ids, answer ids + EOS) of one row, as trained; an answer cut away entirely is an error."""
+        encoded = encode_qa(self.tokenizer, self.fmt, question, answer, self.cfg.max_length)
+        n_prompt = encoded["labels"].count(IGNORE)
+        if n_prompt == len(encoded["input_ids"]):
+            raise ConfigError(
+                "benchmark.max_length",
+                f"{suite} row {qi} ({question[:60]!r}) has no answer token left: its prompt fills "
+                f"max_length={self.cfg.max_length} tokens, so its probability would be meaningless",
+                "raise benchmark.max_length (TOFU uses 500 for long prompts)",
+            )
+        return encoded["input_ids"][:n_prompt], encoded["input_ids"][n_prompt:]
+
+    def _answer_caps(self) -> dict[str, int]:
+        """Greedy answer length per suite: the configured cap, or (auto) enough for every gold answer.
+
+        ROUGE-L recall of a cut-off answer is capped below 1 even for a model that knows it, so
+        ``auto`` takes the longest gold answer of the evaluated rows in this tokenizer, plus EOS
+        and a margin for rephrasing. Generation stops at each row's EOS, so the cost follows the
+        answers actually produced.
+        """
+        caps = {}
+        for suite in SUITES:
+            asked = self.cfg.max_new_tokens
+            asked = asked if isinstance(asked, (int, str)) else asked[suite]
+            if asked == "auto":
+                longest = max(
+                    len(self.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in self.suites[suite]["answer"]
+                )
+                asked = longest + 1 + max(4, longest // 10)
+            if not isinstance(asked, int) or isinstance(asked, bool) or asked <= 0:
+                raise ConfigError(
+                    f"benchmark.max_new_tokens.{suite}", f"must be a positive count or auto, got {asked!r}", "use auto"
+                )
+            caps[suite] = asked
+        return caps
 
     @staticmethod
     def summarize(evaluation: dict, references: dict[str, dict]) -> dict:
@@ -172,7 +205,8 @@ class TofuBenchmark:
 
     def encoding(self) -> dict:
         """How rows become tokens: part of every cache key of a model trained on them."""
-        return {"format": [self.fmt.question, self.fmt.answer], "max_length": self.cfg.max_length}
+        fmt = [self.fmt.question, self.fmt.answer] + ([] if self.fmt.special_tokens else ["no special tokens"])
+        return {"format": fmt, "max_length": self.cfg.max_length}
 
     def identity(self) -> dict:
         """What the fine-tuning and evaluation caches depend on from this benchmark."""

@@ -11,14 +11,23 @@ IGNORE = -100  # label value skipped by the losses
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How a model wants a question shown; ``{question}`` is replaced."""
+    """How a model wants a question shown; ``{question}`` is replaced.
+
+    ``special_tokens``: whether the tokenizer adds its own (BOS) in front. False for formats that
+    are a rendered chat template which already starts with them, as ``apply_chat_template`` does.
+    """
 
     question: str = "Question: {question}\nAnswer: "
     answer: str = "{answer}"
+    special_tokens: bool = True
 
     @classmethod
     def from_cfg(cls, cfg) -> PromptFormat:
-        return cls(question=cfg.question, answer=cfg.answer)
+        return cls(question=cfg.question, answer=cfg.answer, special_tokens=bool(cfg.get("special_tokens", True)))
+
+    def render(self, question: str, answer: str = "") -> str:
+        """The exact text a model sees for a question (and answer)."""
+        return self.question.format(question=question) + (self.answer.format(answer=answer) if answer else "")
 
 
 def encode_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> dict:
@@ -30,13 +39,14 @@ def encode_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_leng
     """
     prompt = fmt.question.format(question=question)
     answer_text = fmt.answer.format(answer=answer)
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    full_ids = tokenizer(prompt + answer_text, add_special_tokens=True)["input_ids"]
+    prompt_ids = tokenizer(prompt, add_special_tokens=fmt.special_tokens)["input_ids"]
+    full_ids = tokenizer(prompt + answer_text, add_special_tokens=fmt.special_tokens)["input_ids"]
     if full_ids[: len(prompt_ids)] != prompt_ids:
         # the tokenizer merged across the boundary (e.g. a prompt ending in a space): encode the
         # answer on its own so no answer token is mistaken for prompt
         full_ids = prompt_ids + tokenizer(answer_text, add_special_tokens=False)["input_ids"]
-    full_ids = full_ids + [tokenizer.eos_token_id]
+    if full_ids[-1] != tokenizer.eos_token_id:  # a chat format's answer may end in EOS already
+        full_ids = full_ids + [tokenizer.eos_token_id]
     full_ids = full_ids[:max_length]
     n_prompt = min(len(prompt_ids), len(full_ids))
     labels = [IGNORE] * n_prompt + full_ids[n_prompt:]
@@ -44,7 +54,7 @@ def encode_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_leng
 
 
 def encode_prompt(tokenizer, fmt: PromptFormat, question: str) -> list[int]:
-    return tokenizer(fmt.question.format(question=question), add_special_tokens=True)["input_ids"]
+    return tokenizer(fmt.question.format(question=question), add_special_tokens=fmt.special_tokens)["input_ids"]
 
 
 def pad_sequences(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
