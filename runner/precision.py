@@ -1,9 +1,12 @@
-"""Which compute precision a job uses: ``precision: auto`` picks bfloat16 only where it is native.
+"""Which compute precision a job uses: ``precision: auto`` picks bfloat16 only where it pays.
 
-bfloat16 autocast is a large win on hardware that computes it (recent CUDA GPUs, CPUs with
-AMX or AVX512-BF16) and a large loss where it is emulated: on an AVX2-only CPU a training
-step of the default model is tens of times slower than in float32. So the default must
-depend on the device, not on the machine the defaults were written on.
+bfloat16 autocast is a large win on CUDA GPUs that compute it natively and a large loss where
+it is emulated: on an AVX2-only CPU a training step of the default model is tens of times
+slower than in float32. On CPUs that do have it (AMX, AVX512-BF16) autocast still re-casts
+every frozen float32 weight at every op, and ``make bench`` measured the default model's NPO
+step no faster in bf16 than in fp32 there (1.29x slower on a 2-core AMX machine). So ``auto``
+is bf16 on a CUDA GPU with native bfloat16 and fp32 on every CPU; the default never depends on
+the machine the defaults were written on.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def resolve(asked: str, device: torch.device) -> dict:
     """``{"asked", "used", "why"}`` for a job's ``precision`` setting on ``device``."""
     native, reason = native_bf16(device)
     if asked == "auto":
-        return {"asked": asked, "used": "bf16" if native else "fp32", "why": reason}
+        if native and device.type == "cpu":
+            reason += ", but bf16 autocast is no faster than fp32 on CPUs (make bench: precision)"
+        return {"asked": asked, "used": "bf16" if native and device.type == "cuda" else "fp32", "why": reason}
     if asked == "bf16" and not native and reason not in _warned:
         _warned.add(reason)
         log.warning(

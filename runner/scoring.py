@@ -48,8 +48,11 @@ def mean_nll(model, batch: dict) -> torch.Tensor:
 
 
 def autocast(precision: str, device: torch.device):
+    """bfloat16 autocast for ``bf16``, nothing for ``fp32`` (``auto`` must be resolved first: runner.precision)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r} reached a compute stage unresolved; use runner.precision.resolve")
     return contextlib.nullcontext()
 
 

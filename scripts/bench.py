@@ -13,7 +13,13 @@ MCQ section (WMDP / MMLU scoring speed): questions per second of the runner's
 scorer (runner.metrics.mcq) against lm-eval-harness (HFLM over the same
 in-memory model) on the same shipped MMLU questions, same batch size and
 precision; each system runs once to warm up, then the best of ``--mcq-rounds``
-timed runs counts. ``--mcq only`` skips the method table, ``--mcq off`` this section.
+timed runs counts.
+
+Precision section: one NPO step in fp32 and in bf16 autocast, and what ``precision=auto`` picks
+on this machine (it must not be the slower of the two by more than noise). Evaluation section:
+the default TOFU evaluation's scoring (every prompt+answer sequence vs each prompt once, from its
+KV cache) and greedy answers (old fixed caps vs caps derived from the gold answers).
+``--sections precision eval methods mcq`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # every method that trains on a per-step loss (task_vector's cost is a plain fine-tune: GA-like)
@@ -71,11 +79,14 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     from runner.data.qa import PromptFormat
     from runner.methods.reference import UnlearnData
     from runner.models import load_model, set_trainable
+    from runner.precision import resolve
     from runner.scoring import autocast
     from runner.training import collate_pairs
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"method={method}", *overrides])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg.precision = resolve(cfg.precision, device)["used"]  # as a job does: auto -> fp32 | bf16
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
     set_trainable(model, cfg.model.trainable_layers)
@@ -85,7 +96,6 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     pairs = [{"forget": f, "retain": r} for f, r in zip(forget, retain, strict=True)]
     batch_t = collate_pairs(tokenizer.pad_token_id)(pairs)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
     loss_obj = instantiate(cfg.method)
@@ -122,7 +132,102 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     sampler.running = False
     sampler.join()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else sampler.peak - rss_before
-    return {"method": method, "step_s": statistics.median(times), "peak_mb": peak, "device": device.type}
+    return {
+        "method": method,
+        "step_s": statistics.median(times),
+        "peak_mb": peak,
+        "device": device.type,
+        "precision": cfg.precision,
+    }
+
+
+def _measure_in_child(method: str, args, overrides: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--one", method, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd += ["--batch", str(args.batch), *overrides]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def precision_section(args) -> None:
+    """One NPO step of the default model in fp32 and in bf16 autocast, and what precision=auto picks here."""
+    import torch
+
+    from runner.precision import resolve
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = resolve("auto", device)
+    steps = {p: _measure_in_child("npo", args, [*args.overrides, f"precision={p}"])["step_s"] for p in ("fp32", "bf16")}
+    faster = min(steps, key=steps.get)
+    picked, other = steps[chosen["used"]], steps["bf16" if chosen["used"] == "fp32" else "fp32"]
+    print(f"\nprecision on {device.type}: one NPO step, batch {args.batch} forget + {args.batch} retain")
+    print("| precision | step (s) |")
+    print("|---|---|")
+    for p, t in steps.items():
+        print(f"| {p} | {t:.3f} |")
+    verdict = "ok" if picked <= 1.1 * other else "SLOWER"
+    print(
+        f"bf16 / fp32 step time: {steps['bf16'] / steps['fp32']:.2f}; auto picked {chosen['used']} ({chosen['why']}); "
+        f"faster here: {faster}; picked / other: {picked / other:.2f} (target <= 1.1) {verdict}"
+    )
+
+
+def eval_section(args) -> None:
+    """The default TOFU evaluation: scoring every prompt+answer sequence vs each prompt once (KV cache),
+    and greedy answers under the old fixed caps vs caps derived from the gold answers."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from runner.benchmarks.tofu import SUITES, TofuBenchmark
+    from runner.data.qa import IGNORE, PromptFormat
+    from runner.models import load_model
+    from runner.precision import resolve
+    from runner.scoring import greedy_generate, score_answer_sets, score_sequences
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=args.overrides)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve(cfg.precision, device)["used"]
+    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
+    model.to(device)
+    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bs, pad = cfg.eval.batch_size, tokenizer.pad_token_id
+    old_caps = {"forget": 48, "retain": 48, "real_authors": 24, "world_facts": 24}
+
+    def timed(fn, *fn_args):
+        start = time.perf_counter()
+        out = fn(*fn_args)
+        return time.perf_counter() - start, out
+
+    rows, total = [], {"every": 0.0, "shared": 0.0, "old_gen": 0.0, "auto_gen": 0.0}
+    for suite in SUITES:
+        prompts, answers = bench._scored[suite]
+        flat = [
+            {"input_ids": p + a, "labels": [IGNORE] * len(p) + a}
+            for p, ans in zip(prompts, answers, strict=True)
+            for a in ans
+        ]
+        t_every, every = timed(score_sequences, model, flat, pad, bs, precision, "every")
+        t_shared, shared = timed(score_answer_sets, model, prompts, answers, pad, bs, precision, "shared")
+        gap = float(abs(np.concatenate(shared)[:, 0] - every[:, 0]).max())
+        t_old, _ = timed(greedy_generate, model, tokenizer, prompts, old_caps[suite], bs, precision, "old")
+        cap = bench.max_new_tokens[suite]
+        t_auto, _ = timed(greedy_generate, model, tokenizer, prompts, cap, bs, precision, "auto")
+        rows.append((suite, len(flat), t_every, t_shared, gap, old_caps[suite], t_old, cap, t_auto))
+        for k, v in zip(total, (t_every, t_shared, t_old, t_auto), strict=True):
+            total[k] += v
+    print(f"\nTOFU evaluation of {cfg.model.name} on {device.type} ({precision}), eval batch {bs}")
+    print(
+        "| suite | sequences | score each (s) | shared prompt (s) | max NLL gap | old cap | gen (s) | auto cap | gen (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for suite, n, te, ts, gap, oc, to, ac, ta in rows:
+        print(f"| {suite} | {n} | {te:.1f} | {ts:.1f} | {gap:.1e} | {oc} | {to:.1f} | {ac} | {ta:.1f} |")
+    before, after = total["every"] + total["old_gen"], total["shared"] + total["auto_gen"]
+    print(
+        f"scoring shared / each: {total['shared'] / total['every']:.2f}; generation auto caps / old caps: "
+        f"{total['auto_gen'] / total['old_gen']:.2f}; evaluation now / before: {after / before:.2f} "
+        f"(target <= 1.25) {'ok' if after <= 1.25 * before else 'OVER'}"
+    )
 
 
 MCQ_SUBJECTS = ["high_school_geography", "computer_security", "college_biology", "virology"]
@@ -183,37 +288,18 @@ def mcq_section(args) -> None:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--mcq", choices=["on", "off", "only"], default="on", help="the MCQ speed section")
-    ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
-    ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
-    ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
-    args = ap.parse_args()
-    if args.one:  # child process: measure one method, print JSON
-        print(json.dumps(measure(args.one, args.steps, args.batch, args.warmup, args.overrides)))
-        return
-    if args.mcq == "only":
-        mcq_section(args)
-        return
-
+def methods_section(args) -> None:
+    """Per-step time and peak memory of each method, each in its own process, against GA and GradDiff."""
     rows = []
     for method in args.methods:
-        cmd = [sys.executable, __file__, "--one", method, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        cmd += ["--batch", str(args.batch), *args.overrides]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(_measure_in_child(method, args, args.overrides))
         print(f"measured {method}", file=sys.stderr)
     by_name = {r["method"]: r for r in rows}
     ga = by_name.get("ga", rows[0])
     gd = by_name.get("graddiff")
-    print(f"\nper-step cost on {rows[0]['device']}, batch {args.batch} forget + {args.batch} retain")
+    print(
+        f"\nper-step cost on {rows[0]['device']} ({rows[0]['precision']}), batch {args.batch} forget + {args.batch} retain"
+    )
     print("| method | step (s) | step / GA | step / GradDiff | peak memory (MiB) | memory / GA |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -228,8 +314,29 @@ def main() -> None:
             ratio = by_name[method][quantity] / max(by_name[ref][quantity], 1e-9)
             verdict = "ok" if ratio <= bound else "OVER"
             print(f"{method} / {ref} {quantity}: {ratio:.2f} (target <= {bound}) {verdict}")
-    if args.mcq == "on":
-        mcq_section(args)
+
+
+SECTIONS = {"precision": precision_section, "eval": eval_section, "methods": methods_section, "mcq": mcq_section}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS), help="what to measure")
+    ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
+    ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
+    ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
+    args = ap.parse_args()
+    if args.one:  # child process: measure one method, print JSON
+        print(json.dumps(measure(args.one, args.steps, args.batch, args.warmup, args.overrides)))
+        return
+    for name in args.sections:
+        SECTIONS[name](args)
 
 
 if __name__ == "__main__":

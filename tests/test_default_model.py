@@ -6,10 +6,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from runner.benchmarks.tofu import TofuBenchmark
+from runner.benchmarks.tofu import SUITES, TofuBenchmark
 from runner.data.qa import PromptFormat, encode_prompt
 from runner.methods.reference import UnlearnData
 from runner.models import load_model, set_trainable, trainable_state
+from runner.precision import resolve
 from runner.scoring import greedy_generate
 from runner.training import PairedDataset, collate_pairs, train
 from tests.conftest import compose_cfg
@@ -47,7 +48,8 @@ def test_npo_steps_on_the_default_model(smollm, tmp_path):
     forget = bench.encode(bench.forget_rows[:4])
     retain = bench.encode(bench.retain_rows[:4])
     method = instantiate(cfg.method)
-    method.prepare(UnlearnData(model, forget, retain, bench.encode, tokenizer.pad_token_id, 4, cfg.precision, 0))
+    precision = resolve(cfg.precision, torch.device("cpu"))["used"]  # the default, auto, as a job resolves it
+    method.prepare(UnlearnData(model, forget, retain, bench.encode, tokenizer.pad_token_id, 4, precision, 0))
     before = trainable_state(model)
     stats = train(
         model,
@@ -56,10 +58,21 @@ def test_npo_steps_on_the_default_model(smollm, tmp_path):
         method.loss,
         compose_cfg("unlearn.max_steps=2", "unlearn.batch_size=2").unlearn,
         seed=0,
-        precision=cfg.precision,
+        precision=precision,
         output_dir=tmp_path,
         stage="unlearn",
     )
     assert stats["steps"] == 2
     changed = [n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])]
     assert changed
+
+
+def test_default_answer_caps_fit_every_gold_answer(smollm):
+    """ROUGE of a perfect answer is 1: the auto cap holds the longest gold answer of each suite (and EOS)."""
+    cfg, _, tokenizer, _ = smollm
+    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    for suite in SUITES:
+        gold = [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in bench.suites[suite]["answer"]]
+        assert max(gold) + 1 <= bench.max_new_tokens[suite], suite
+    # the old fixed caps (48 / 24) cut some of them: the reason caps are derived
+    assert max(len(tokenizer(a)["input_ids"]) for a in bench.suites["forget"]["answer"]) > 48

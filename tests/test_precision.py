@@ -23,14 +23,22 @@ def test_probe_agrees_with_the_kernel_cpu_flags():
     assert ("without" not in why) == native
 
 
-def test_auto_is_fp32_without_native_bf16_and_bf16_with_it(monkeypatch):
+def test_auto_is_bf16_only_on_a_gpu_with_native_bf16(monkeypatch):
     monkeypatch.setattr(P, "cpu_capabilities", lambda: {"avx": True, "avx2": True})
     assert P.resolve("auto", CPU) == {"asked": "auto", "used": "fp32", "why": "CPU without native bfloat16 (AVX2)"}
+    # a CPU with AMX computes bf16 natively, but autocast measured no faster there than fp32 (make bench)
     monkeypatch.setattr(P, "cpu_capabilities", lambda: {"avx2": True, "avx512_f": True, "amx_bf16": True})
     chosen = P.resolve("auto", CPU)
-    assert chosen["used"] == "bf16" and "amx_bf16" in chosen["why"]
+    assert chosen["used"] == "fp32" and "amx_bf16" in chosen["why"] and "no faster" in chosen["why"]
+    # the GPU branch, with the CUDA probe's two answers
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(P, "native_bf16", lambda device: (True, "CUDA device H100 computes bfloat16 natively"))
+    assert P.resolve("auto", gpu)["used"] == "bf16"
+    monkeypatch.setattr(P, "native_bf16", lambda device: (False, "CUDA device V100 has no native bfloat16"))
+    assert P.resolve("auto", gpu)["used"] == "fp32"
     # an explicit choice is honoured either way
     assert P.resolve("fp32", CPU)["used"] == "fp32"
+    assert P.resolve("bf16", gpu)["used"] == "bf16"
 
 
 def test_explicit_bf16_without_native_support_warns_once(monkeypatch, caplog):
