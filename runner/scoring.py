@@ -114,12 +114,13 @@ def score_answer_sets(
     Equal to ``score_sequences`` on each prompt+answer sequence, but a prompt shared by several
     answers (TOFU scores the gold, paraphrased and five perturbed answers of each question) runs
     once: its keys and values are cached and every answer continues from them. Questions are
-    taken in prompt-length order, as many per pass as keep the answers within ``batch_size`` rows.
+    taken in order of their longest answer (answers are most of the tokens, so this keeps their
+    padding small), as many per pass as keep the answers within ``batch_size`` rows.
     """
     m = unwrap(model)
     device = next(m.parameters()).device
     out = [np.zeros((len(a), 2), dtype=np.float64) for a in answers]
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), max(map(len, answers[i]), default=0)))
+    order = sorted(range(len(prompts)), key=lambda i: (max(map(len, answers[i]), default=0), len(prompts[i])))
     groups, group, rows = [], [], 0
     for i in order:
         if group and rows + len(answers[i]) > batch_size:
