@@ -79,7 +79,7 @@ def _fail(message: str, sweep: bool) -> None:
     if distributed.is_main_process():  # rank 0 says it, once
         print(f"error: {message}", file=sys.stderr)
     if sweep:  # Hydra prints a compact exception's message alone, once every point has run
-        raise PointFailed(f"error: {message}") from None
+        raise PointFailed(f"the first failing point: {message}") from None
     sys.exit(1)
 
 

@@ -244,10 +244,14 @@ def train(
 
 
 def weight_norm(model: torch.nn.Module) -> float:
-    """L2 norm of the trainable weights (float64 sum of squares, so large weights do not overflow it)."""
+    """L2 norm of the trainable weights: per-parameter norms (float32, no float64 copy), summed in Python floats."""
     with torch.no_grad():
-        total = sum(p.detach().double().pow(2).sum().item() for p in model.parameters() if p.requires_grad)
-    return math.sqrt(total)
+        norms = [
+            torch.linalg.vector_norm(p.detach(), dtype=torch.float32).item()
+            for p in model.parameters()
+            if p.requires_grad
+        ]
+    return math.sqrt(sum(n * n for n in norms))
 
 
 def _check_weights(train_cfg, stage: str, steps: int, start: float, end: float) -> None:
