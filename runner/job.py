@@ -48,13 +48,13 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     _hide_secrets(cfg, run_dir)
     try:
         config_checks.validate(cfg)
+        cache_dir = _cache_dir(cfg)
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
     except ConfigError as exc:
         if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
             record_failure(cfg, run_dir, exc, choices, overrides)
         raise
     distributed.setup(cfg.distributed)  # process group (several ranks); rank 0 alone writes below
-    cache_dir = Path(cfg.paths.cache_dir).expanduser().resolve()
     if main:
         clean_stale(cache_dir)  # temporary directories of builds killed earlier
 
@@ -114,6 +114,20 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
             log.warning("could not index the finished job in the cache (%s): %s", exc.strerror or exc, cache_dir)
         print(metrics_table(record.data["metrics"]))
     return record.data
+
+
+def _cache_dir(cfg) -> Path:
+    """The cache directory, created if missing (a read-only one that exists is fine: every entry may be a hit)."""
+    path = Path(str(cfg.paths.cache_dir)).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            "paths.cache_dir",
+            f"{path} does not exist and cannot be created ({exc.strerror or exc})",
+            "point paths.cache_dir (or $RUNNER_CACHE) at a writable directory",
+        ) from None
+    return path
 
 
 def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overrides=None) -> None:

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from runner import job
-from runner.cache import CacheEntry
 from runner.errors import ConfigError, TrainingDiverged
 
 
@@ -75,18 +74,6 @@ def test_identical_rerun_reports_stored_result_and_reference_models_are_cached(t
     assert "cache hit: TOFU target model" in caplog.text
     assert "cache hit: evaluation of the retain model" in caplog.text
     assert "finetune_target" not in other_seed["training"]  # nothing was fine-tuned again
-
-
-def test_partial_cache_entry_is_rebuilt(tmp_path, caplog):
-    entry = CacheEntry(tmp_path, "finetuned", "abc", "TOFU target model")
-    entry.path.mkdir(parents=True)  # a writer that died mid-way, before builds went through a temporary directory
-    (entry.path / "trainable.safetensors").write_bytes(b"half-written")
-    with caplog.at_level("WARNING"):
-        assert entry.ready() is False
-    assert "partial" in caplog.text and not entry.path.exists()
-    entry.start()
-    entry.finish({"ok": True})
-    assert entry.ready() is True
 
 
 def test_partial_target_model_is_rebuilt_by_the_pipeline(tiny_cfg, tmp_path, shared_cache):

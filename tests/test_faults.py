@@ -64,11 +64,17 @@ def _record(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
+def _read(path: Path) -> dict | None:
+    from runner.results import read_results
+
+    return read_results(path)
+
+
 def _wait_for_stage(run_dir: Path, stage: str, proc: subprocess.Popen, timeout: float = 240, after=None) -> dict:
     """The record once ``stage`` is done (in a record other than ``after``: an earlier job's in the same directory)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        record = cache_read(run_dir / "results.json")
+        record = _read(run_dir / "results.json")
         if record and stage in record.get("timings", {}) and record.get("started") != (after or {}).get("started"):
             return record
         assert proc.poll() is None, f"the job ended early ({proc.returncode})"
@@ -76,14 +82,8 @@ def _wait_for_stage(run_dir: Path, stage: str, proc: subprocess.Popen, timeout: 
     raise AssertionError(f"no `{stage}` stage within {timeout}s")
 
 
-def cache_read(path: Path) -> dict | None:
-    from runner.results import read_results
-
-    return read_results(path)
-
-
 @contextlib.contextmanager
-def _tmpfs(path: Path, size: str, read_only: bool = False):
+def _tmpfs(path: Path, size: str):
     """A small file system of our own (tmpfs; needs root): full-disk and read-only cases."""
     path.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
@@ -260,6 +260,18 @@ def test_corrupt_cache_entries_are_named_set_aside_and_rebuilt(warm, tmp_path, c
     for entry in (target, retain, model):
         assert cache.verify(entry) is None  # rebuilt, with checksums
     assert json.loads(used[0].read_text())["suites"]  # computed again and stored
+
+
+def test_partial_cache_entry_is_rebuilt(tmp_path, caplog):
+    entry = cache.CacheEntry(tmp_path, "finetuned", "abc", "TOFU target model")
+    entry.path.mkdir(parents=True)  # a writer that died mid-way, before builds went through a temporary directory
+    (entry.path / "trainable.safetensors").write_bytes(b"half-written")
+    with caplog.at_level("WARNING"):
+        assert entry.ready() is False
+    assert "partial" in caplog.text and not entry.path.exists()
+    entry.start()
+    entry.finish({"ok": True})
+    assert entry.ready() is True
 
 
 # ---- 5, 6, 9. bad config and data: refused before any stage, one line each, a failed record each ----------
@@ -439,12 +451,21 @@ def test_a_full_cache_disk_fails_with_one_line_naming_the_entry(warm, tmp_path):
 
 
 def test_a_read_only_run_directory_is_one_line_before_hydra_writes_there(tmp_path):
-    with _tmpfs(tmp_path / "ro", "1m", read_only=False) as mount:
+    with _tmpfs(tmp_path / "ro", "1m") as mount:
         _remount_read_only(mount)
         out = _run(f"hydra.run.dir={mount / 'run'}")
     assert out.returncode == 1
     errors = _errors(out.stderr)
     assert len(errors) == 1 and "config key `hydra.run.dir`" in errors[0] and "Read-only file system" in errors[0]
+
+
+def test_a_cache_directory_that_cannot_be_created_is_a_config_error_with_a_record(tiny_cfg, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="paths.cache_dir.*cannot be created"):
+        job.run(tiny_cfg(f"paths.cache_dir={blocker / 'cache'}"), tmp_path / "run")
+    record = _record(tmp_path / "run")
+    assert record["status"] == "failed" and record["error"]["setting"] == "paths.cache_dir"
 
 
 # ---- 10. divergence that is not a NaN loss --------------------------------------------------------------
