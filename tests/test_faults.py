@@ -146,6 +146,18 @@ def test_jobs_started_together_get_their_own_run_dirs_and_share_one_build(warm, 
     assert len(list((cache_dir / "finetuned").glob("*/COMPLETE"))) == 2
 
 
+def test_two_configs_composed_in_the_same_instant_name_different_run_and_sweep_dirs():
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        a, b = (compose("config", overrides=list(TINY), return_hydra_config=True) for _ in range(2))
+        names = [(str(c.hydra.run.dir), str(c.hydra.sweep.dir)) for c in (a, b)]  # resolved within milliseconds
+    assert names[0][0] != names[1][0] and names[0][1] != names[1][1]
+    assert str(a.hydra.run.dir) == names[0][0]  # one config reads one name, however often it is resolved
+
+
 def test_a_run_directory_held_by_a_live_job_is_refused(tiny_cfg, tmp_path):
     with rundir.hold(tmp_path), pytest.raises(ConfigError, match="hydra.run.dir.*in use by another running job"):
         job.run(tiny_cfg("seed=83"), tmp_path)
