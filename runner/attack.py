@@ -108,6 +108,10 @@ class FinetuneAttack(abc.ABC):
     def check_data(self) -> None:  # noqa: B027 - optional hook: most attacks' data ships with the project
         """Cheap check, at config validation, that the attack's data can be found."""
 
+    def inputs(self) -> list:
+        """The files (or hub splits) the attack reads, for the job key (runner/inputs.py); none of its own here."""
+        return []
+
     def _encode(self, ctx: AttackContext, rows: list[dict]) -> list[dict]:
         return [encode_qa(ctx.tokenizer, ctx.fmt, r["question"], r["answer"], self.max_length) for r in rows]
 
@@ -175,6 +179,11 @@ class Gsm8kAttack(FinetuneAttack):
         _count(max_new_tokens, "max_new_tokens", "e.g. 256 (a GSM8K solution is ~100-200 tokens)")
         self.max_new_tokens = max_new_tokens
 
+    def inputs(self) -> list:
+        from runner.inputs import Input
+
+        return [Input.file(KEY, gsm8k.DATA_DIR / f"{split}.jsonl") for split in ("train", "test")]
+
     def train_examples(self, ctx):
         rows = gsm8k.load("train")
         return self._encode(ctx, random.Random(self.seed).sample(rows, min(self.examples, len(rows))))
@@ -221,6 +230,14 @@ class ClassificationAttack(FinetuneAttack):
                     f"{split}.parquet or .jsonl)",
                     "download it on a machine with network (scripts/fetch_data.py), or use source=hub",
                 )
+
+    def inputs(self) -> list:
+        from runner.data.hub import input_of
+
+        return [
+            input_of(self.source, Split(self.repo, self.config, s), f"{KEY}.source")
+            for s in (self.train_split, self.eval_split)
+        ]
 
     def _rows(self, split: str) -> list[dict]:
         return load_task_rows(self.task, self.source, self.repo, self.config, split, f"{KEY}.source")

@@ -1,5 +1,9 @@
 """The one exception type a user should see: it names the config key and the fix."""
 
+from __future__ import annotations
+
+import errno
+
 
 class ConfigError(ValueError):
     """Bad input. The message names the config key and says how to fix it."""
@@ -10,12 +14,67 @@ class ConfigError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or gradient norm became NaN or infinite, the optimizer step overflowed, or the weights ran away."""
 
-    def __init__(self, stage: str, step: int, value: float):
-        self.stage, self.step, self.value = stage, step, value
-        super().__init__(f"{stage}: loss is {value} at step {step}; lower the learning rate or check the data")
+    def __init__(self, stage: str, step: int, value, what: str = "loss", fix: str = "", text: str | None = None):
+        self.stage, self.step, self.value, self.what = stage, step, value, what
+        fix = fix or "lower the learning rate or check the data"
+        super().__init__(f"{stage}: {text or f'{what} is {value}'} at step {step}; {fix}")
 
 
 class JobInterrupted(BaseException):
     """SIGTERM / SIGINT arrived; a BaseException so that broad `except Exception` blocks let it through."""
+
+
+# errors of the machine rather than the program: one line and the fix, never a traceback
+_ENVIRONMENT = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+_ENVIRONMENT_TEXT = {
+    "No space left on device": errno.ENOSPC,
+    "os error 28": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+    "os error 30": errno.EROFS,
+}
+
+
+def environment_errno(exc: BaseException) -> int | None:
+    """The errno of a machine-caused error anywhere in ``exc``'s causes (ENOSPC, EROFS, ...); None otherwise."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = exc.errno if isinstance(exc, OSError) else None
+        if code is None:
+            code = next((c for text, c in _ENVIRONMENT_TEXT.items() if text in str(exc)), None)
+        if code in _ENVIRONMENT:
+            return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """One line for an error caused by the machine (full or read-only disk, permissions); None for any other.
+
+    Looks through the exception's causes, and at the message of libraries that do not raise OSError
+    (safetensors reports a full disk as ``SafetensorError: ... No space left on device (os error 28)``).
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = exc.errno if isinstance(exc, OSError) else None
+        if code is None:
+            code = next((c for text, c in _ENVIRONMENT_TEXT.items() if text in str(exc)), None)
+        if code in _ENVIRONMENT:
+            where = getattr(exc, "filename", None)
+            detail = f" ({where})" if where else f" ({str(exc).splitlines()[0][:200]})" if str(exc) else ""
+            return (
+                f"{_ENVIRONMENT[code]}{detail}. Fix: make room or fix the permissions there, or point "
+                "paths.cache_dir / hydra.run.dir at another file system"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -13,10 +13,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import distributed, tracking
+from runner import distributed, rundir, tracking
 from runner import precision as precision_choice
 from runner.attack import run_attack
-from runner.cache import content_key, write_json_atomic
+from runner.cache import clean_stale, content_key, write_json_atomic
 from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
@@ -24,7 +24,7 @@ from runner.methods.reference import UnlearnData
 from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
 from runner.prepare import ReferenceModel, cached_json
 from runner.results import RunRecord, read_results
-from runner.secrets import scrub_overrides
+from runner.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
 from runner.table import metrics_table
 from runner.unlearn import unlearn
 
@@ -37,18 +37,33 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
     ``choices`` (Hydra's group choices, e.g. method=npo) and ``overrides`` (the command line) are
     recorded so that reports can label runs; they do not change what is computed.
     """
-    config_checks.validate(cfg)
-    distributed.setup(cfg.distributed)  # process group (several ranks); rank 0 alone writes below
-    main = distributed.is_main_process()
-    # `auto` becomes fp32 or bf16 for this device before anything keys on it: every stage, cache and
-    # the job key see the precision really used
-    chosen_precision = precision_choice.resolve(cfg.precision, distributed.device())
-    if main:
-        log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
-    cfg.precision = chosen_precision["used"]
     run_dir = Path(run_dir).resolve()
-    cache_dir = Path(cfg.paths.cache_dir).expanduser().resolve()
-    key = config_checks.job_key(cfg)
+    if not distributed.is_main_process():  # the ranks share rank 0's directory; rank 0 alone holds it
+        return _run(cfg, run_dir, choices, overrides)
+    with rundir.hold(run_dir):  # a second live job in this directory stops here, before writing anything
+        return _run(cfg, run_dir, choices, overrides)
+
+
+def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list | None) -> dict:
+    main = distributed.is_main_process()
+    _hide_secrets(cfg, run_dir)
+    try:
+        config_checks.validate(cfg)
+        # `auto` becomes fp32 or bf16 for this device before anything keys on it: every stage, cache and
+        # the job key see the precision really used
+        chosen_precision = precision_choice.resolve(cfg.precision, distributed.device())
+        if main:
+            log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
+        cfg.precision = chosen_precision["used"]
+        cache_dir = _cache_dir(cfg)
+        key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
+    except ConfigError as exc:
+        if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
+            record_failure(cfg, run_dir, exc, choices, overrides)
+        raise
+    distributed.setup(cfg.distributed)  # process group (several ranks); rank 0 alone writes below
+    if main:
+        clean_stale(cache_dir)  # temporary directories of builds killed earlier
 
     finished = distributed.from_main(_finished_job(cache_dir, key, run_dir))
     if finished is not None:
@@ -74,29 +89,85 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
     record.save()  # labels on disk from the start: a job killed while loading still shows its method
     tracker = tracking.start(cfg, run_dir, record.data["choices"])  # W&B / TensorBoard; main process only
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _install_sigterm()
         _pipeline(cfg, run_dir, cache_dir, record, tracker.callbacks)
         record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted, SystemExit):  # SystemExit: submitit's requeue on preemption
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM (Slurm, srun) must not cut the write
-        record.finish("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
-        log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a repeated signal (Slurm, srun) must not cut the write
+            signal.signal(signum, signal.SIG_IGN)
+        record.finish_quietly("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
+        if main:
+            log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
         raise
     except TrainingDiverged as exc:
-        record.finish("failed", {"message": str(exc), "stage": exc.stage, "step": exc.step})
+        record.finish_quietly("failed", {"message": str(exc), "stage": exc.stage, "step": exc.step})
+        raise
+    except ConfigError as exc:
+        record.finish_quietly("failed", {"message": str(exc), "setting": exc.key, "stage": record.current})
         raise
     except Exception as exc:
-        record.finish("failed", {"message": str(exc), "type": type(exc).__name__, "traceback": traceback.format_exc()})
+        error = {"message": str(exc), "type": type(exc).__name__, "stage": record.current}
+        record.finish_quietly("failed", error | {"traceback": traceback.format_exc()})
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         tracker.finish(record.data)  # closes the W&B run for every status
     if main:
-        write_json_atomic(cache_dir / "jobs" / f"{key}.json", {"results": str(record.path)})
+        try:  # the index only speeds up reruns: a read-only or full cache must not fail a completed job
+            write_json_atomic(cache_dir / "jobs" / f"{key}.json", {"results": str(record.path)})
+        except OSError as exc:
+            log.warning("could not index the finished job in the cache (%s): %s", exc.strerror or exc, cache_dir)
         print(metrics_table(record.data["metrics"]))
     return record.data
+
+
+def _cache_dir(cfg) -> Path:
+    """The cache directory, created if missing (a read-only one that exists is fine: every entry may be a hit)."""
+    path = Path(str(cfg.paths.cache_dir)).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            "paths.cache_dir",
+            f"{path} does not exist and cannot be created ({exc.strerror or exc})",
+            "point paths.cache_dir (or $RUNNER_CACHE) at a writable directory",
+        ) from None
+    return path
+
+
+def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overrides=None) -> None:
+    """A ``failed`` results.json for a job stopped by its checks before the pipeline (no record existed yet)."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        key = config_checks.config_key(cfg)
+    except Exception:  # an interpolation that does not resolve is itself the error
+        config, key = OmegaConf.to_container(cfg, resolve=False), "unresolved"
+    try:
+        record = RunRecord(Path(run_dir), key, config)
+    except OSError as err:  # the run directory cannot be written: the console line is all there is
+        log.error("could not write %s/results.json (%s)", run_dir, err.strerror or err)
+        return
+    record.data["launch"] = distributed.launch_info()
+    record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
+    record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
+    error = {"message": str(exc), "stage": "config"}
+    if isinstance(exc, ConfigError):
+        error["setting"] = exc.key  # the config key (a field named "key" would be redacted as a credential)
+    record.finish_quietly("failed", error)
+
+
+def _hide_secrets(cfg, run_dir: Path) -> None:
+    """Redact secrets from the log and from Hydra's saved config first, whatever happens to the job next."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:
+        config = OmegaConf.to_container(cfg, resolve=False)
+    hidden = secret_values(config)
+    install_log_filter(hidden)
+    scrub_files(sorted((run_dir / ".hydra").glob("*.yaml")), hidden)
 
 
 class _RankRecord(RunRecord):
@@ -193,20 +264,37 @@ def _prepare_references(
     if "target" not in refs and main:
         key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
         evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
-    for kind, ref in refs.items():
-        if cached[kind]:
-            ref.load_into(model)
-        else:
-            record.data["training"][f"finetune_{kind}"] = ref.build(
-                model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks)
-            )
-        if main:
-            evaluations[kind] = ref.evaluation(eval_key, evaluate)
+    try:
+        for kind, ref in refs.items():
+            if cached[kind]:
+                _load_cached(ref, model)
+            else:
+                record.data["training"][f"finetune_{kind}"] = ref.build(
+                    model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks)
+                )
+            if main:
+                evaluations[kind] = ref.evaluation(eval_key, evaluate)
+    finally:
+        for ref in refs.values():
+            ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)
     if "target" in refs:
-        refs["target"].load_into(model)
+        _load_cached(refs["target"], model)
     elif refs:
         load_state(model, base_state)
     return evaluations
+
+
+def _load_cached(ref: ReferenceModel, model) -> None:
+    """Load a cached reference model; an entry that passed its checks but does not load is set aside, named."""
+    try:
+        ref.load_into(model)
+    except Exception as exc:  # SafetensorError, OSError, a missing tensor: the entry is bad, not the job
+        aside = ref.entry.set_aside(f"does not load: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        raise ConfigError(
+            "paths.cache_dir",
+            f"the cached {ref.entry.what} ({ref.entry.path}) does not load and was moved aside to {aside}",
+            "run the job again: it rebuilds the entry",
+        ) from exc
 
 
 def build_benchmark(bench_cfg, tokenizer, fmt: PromptFormat):
@@ -245,9 +333,16 @@ def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dic
 
 
 def _install_sigterm():
-    """SIGTERM (Slurm's time-out, `kill`) becomes an exception so the record can say `interrupted`."""
+    """SIGTERM (Slurm's time-out, `kill`) and SIGINT (Ctrl-C) become one exception, so the record can say
+    `interrupted`; a repeat (Slurm signals every process, a launcher forwards the same signal) is ignored
+    instead of cutting the record's write short."""
+    fired = []
 
     def handler(signum, frame):
+        if fired:
+            return
+        fired.append(signum)
         raise JobInterrupted(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, handler)
     return signal.signal(signal.SIGTERM, handler)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import torch
 
 from runner import distributed
 from runner.cache import CacheEntry, content_key, write_json_atomic
+from runner.errors import environment_errno
 from runner.models import load_state, save_trainable
 from runner.scoring import mean_nll
 from runner.training import ListDataset, collate_single, train
@@ -56,9 +59,29 @@ class ReferenceModel:
         callbacks: list | None = None,
     ) -> dict:
         """Fine-tune from the base weights (the caller saw no complete cache entry); returns training stats."""
+        try:
+            stats = self._train(model, base_state, encode, pad_id, run_dir, callbacks)
+        except BaseException:
+            self.entry.abandon()  # the lock taken by ready(): another job may build it now
+            raise
+        if distributed.is_main_process():  # every rank trained; rank 0 writes the cache
+            try:
+                out = self.entry.start()
+                save_trainable(model, out / STATE_FILE)
+                self.entry.finish({"kind": self.kind, "rows": len(self.rows), "training": stats})
+            except BaseException as exc:
+                self.entry.abandon()
+                code = environment_errno(exc) if isinstance(exc, Exception) else None
+                if code is not None:  # safetensors reports a full disk without the file: name the entry
+                    raise OSError(code, os.strerror(code), str(self.entry.path)) from exc
+                raise
+        distributed.barrier()  # the other ranks may read the entry next
+        return stats
+
+    def _train(self, model, base_state, encode, pad_id: int, run_dir: Path, callbacks) -> dict:
         load_state(model, base_state)
         ft = self.cfg.benchmark.finetune
-        stats = train(
+        return train(
             model,
             ListDataset(encode(self.rows)),
             collate_single(pad_id),
@@ -70,12 +93,6 @@ class ReferenceModel:
             stage=f"fine-tune {self.kind} model",
             callbacks=callbacks,
         )
-        if distributed.is_main_process():  # every rank trained; rank 0 writes the cache
-            out = self.entry.start()
-            save_trainable(model, out / STATE_FILE)
-            self.entry.finish({"kind": self.kind, "rows": len(self.rows), "training": stats})
-        distributed.barrier()  # the other ranks may read the entry next
-        return stats
 
     def load_into(self, model: torch.nn.Module) -> None:
         load_state(model, self.state_path)
@@ -86,10 +103,30 @@ class ReferenceModel:
 
 
 def cached_json(path: Path, compute, what: str) -> dict:
-    """``compute()``'s result, stored at ``path`` (atomically) the first time and read back after."""
+    """``compute()``'s result, stored at ``path`` (atomically) the first time and read back after.
+
+    A stored file that does not read back as a JSON object (truncated, overwritten) is logged, moved
+    aside and computed again; a cache that cannot be written (read-only, full) only costs the reuse.
+    """
     if path.is_file():
-        log.info("cache hit: evaluation of %s (%s)", what, path)
-        return json.loads(path.read_text())
+        try:
+            stored = json.loads(path.read_bytes().decode("utf-8"))
+            if isinstance(stored, dict) and stored:
+                log.info("cache hit: evaluation of %s (%s)", what, path)
+                return stored
+            problem = f"holds {type(stored).__name__}, not a result"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = str(exc).splitlines()[0]
+        aside = path.with_name(f".{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(path, aside)
+            where = f"moved aside to {aside}"
+        except OSError:
+            where = "left in place (cannot move it)"
+        log.warning("cached evaluation of %s is corrupt (%s): %s %s; computing it again", what, problem, path, where)
     result = compute()
-    write_json_atomic(path, result)
+    try:
+        write_json_atomic(path, result)
+    except OSError as exc:
+        log.warning("could not store the evaluation of %s in the cache (%s): %s", what, exc.strerror or exc, path)
     return result

@@ -77,9 +77,14 @@ def load_runs(paths: list[str | Path]) -> list[dict]:
     by_key: dict[str, dict] = {}
     for path in find_results(paths):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             log.warning("skipping unreadable %s: %s", path, exc)
+            continue
+        if not isinstance(data, dict):
+            log.warning(
+                "skipping %s: it holds %s, not a run record", path, "null" if data is None else type(data).__name__
+            )
             continue
         data["_path"] = str(path)
         key = data.get("job_key") or str(path)
@@ -231,11 +236,11 @@ def build_table(runs: list[dict], preset: dict) -> Table:
 
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault(tuple(_hashable(lookup(r, k)) for k in row_keys), []).append(r)
+        groups.setdefault(_row_values(r, row_keys), []).append(r)
     notes = []
     for values in sorted(groups, key=_natural_key):
         members = groups[values]
-        base = ", ".join(_label(v, labels) for v in values)
+        base = str(values[0]) if isinstance(values[0], _Unlabelled) else ", ".join(_label(v, labels) for v in values)
         for model_row in model_rows:
             label = base if len(model_rows) == 1 else f"{base} ({model_labels.get(model_row, model_row)})"
             row = Row(label=label, kind="method", model_row=model_row, keys=dict(zip(row_keys, values, strict=True)))
@@ -269,6 +274,18 @@ def build_table(runs: list[dict], preset: dict) -> Table:
     return table
 
 
+class _Unlabelled(str):
+    """The row of a record that holds none of the row keys (empty, cut short): named after its run directory."""
+
+
+def _row_values(run: dict, row_keys: list[str]) -> tuple:
+    values = tuple(_hashable(lookup(run, k)) for k in row_keys)
+    if all(v is None for v in values) and run.get("status") != "completed" and run.get("_path"):
+        name = _Unlabelled(f"{Path(run['_path']).parent.name} (record without fields)")
+        return (name, *[None] * (len(row_keys) - 1))
+    return values
+
+
 def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
@@ -291,7 +308,7 @@ def _label(value, labels: dict) -> str:
 
 
 def _describe_incomplete(run: dict) -> str:
-    status = run.get("status", "unknown")
+    status = run.get("status") or "without a status (an empty or cut-short results.json)"
     seed = lookup(run, "config.seed")
     message = str((run.get("error") or {}).get("message", "")).splitlines()[0:1]
     detail = f": {message[0][:120]}" if message else ""

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import importlib.metadata
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from runner.cache import write_json_atomic
 from runner.secrets import scrub, secret_values
 
+log = logging.getLogger(__name__)
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "hydra-core", "scipy", "rouge-score", "deepspeed")
 
 
@@ -36,6 +38,7 @@ def _now() -> str:
 class RunRecord:
     def __init__(self, run_dir: Path, job_key: str, config: dict):
         self.path = Path(run_dir) / "results.json"
+        self.current: str | None = None  # the stage in progress (or the last one), for a failure's record
         self.secrets = secret_values(config)
         self.data: dict = {
             "status": "running",
@@ -58,6 +61,7 @@ class RunRecord:
     def stage(self, name: str):
         """Time a pipeline stage; the record is saved when it ends."""
         start = time.perf_counter()
+        self.current = name
         try:
             yield
         finally:
@@ -71,9 +75,29 @@ class RunRecord:
             self.data["error"] = scrub(error, self.secrets)
         self.save()
 
+    def finish_quietly(self, status: str, error: dict | None = None) -> None:
+        """``finish`` for a job that is already failing: a record that cannot be written (full or read-only
+        disk) is retried without its bulky parts, then given up with a log line; the job's own error stands."""
+        try:
+            self.finish(status, error)
+        except OSError as exc:
+            for bulky in ("per_example", "evaluation"):
+                self.data[bulky] = {}
+            try:
+                self.save()
+            except OSError:
+                log.error(
+                    "could not write %s (%s): its status stays `%s` on disk",
+                    self.path,
+                    exc.strerror or exc,
+                    (read_results(self.path) or {}).get("status", "absent"),
+                )
+
 
 def read_results(path: Path) -> dict | None:
+    """The record at ``path``; None when missing or not a JSON object (garbage, a list, null, non-UTF-8 bytes)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return data if isinstance(data, dict) else None

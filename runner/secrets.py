@@ -6,6 +6,12 @@ Three rules decide what is a secret:
 - a string shaped like a key: ``hf_...``, ``sk-...``, ``ghp_...``, W&B's 40-hex or ``wandb_v1_...``
   keys, AWS access key ids, long base64 blobs mixing upper case, lower case and digits.
 
+A name is a credential's when one of its words (split at ``_ . -``) is a credential word, so
+``DB_PASSWORD`` is and ``PWD`` / ``OLDPWD`` (the working directory) are not. A value found this way is
+searched for in other text only when it could be a real secret: at least ``MIN_SECRET_CHARS`` long
+and not an existing path (``SSH_AUTH_SOCK``'s socket, a key file's location), so ordinary paths and
+short words are never replaced inside other values.
+
 A secret is replaced by ``<redacted>``; the rest of the text is kept, so a URL with a token inside
 stays readable.
 """
@@ -31,7 +37,9 @@ SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )
-_SECRET_NAME = re.compile(r"(^|[_.\-])(token|key|apikey|secret|password|passwd|pwd|credentials?|auth)($|[_.\-])", re.I)
+_SECRET_NAME = re.compile(r"(^|[_.\-])(token|key|apikey|secret|password|passwd|credentials?|auth)($|[_.\-])", re.I)
+# shorter values are never searched for elsewhere: real tokens are 20+ characters, and "fp32" or "main" are not
+MIN_SECRET_CHARS = 16
 # hashes that are not secrets and are worth keeping (a model revision pins the weights)
 _HASH_NAME = re.compile(r"revision|commit|sha|hash|checksum|digest", re.I)
 
@@ -57,10 +65,20 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(str(name)))
 
 
+def could_be_secret(value) -> bool:
+    """Worth searching for in other text: long enough to be a token, and not a path on this machine."""
+    if not isinstance(value, str) or len(value) < MIN_SECRET_CHARS:
+        return False
+    try:
+        return not Path(value).expanduser().exists()
+    except (OSError, ValueError):  # too long for a path, or a NUL inside: not a path
+        return True
+
+
 def env_secrets() -> list[str]:
     """Values of credential-carrying environment variables set now (longest first, for substitution)."""
     names = set(SECRET_ENV_VARS) | {k for k in os.environ if is_secret_name(k)}
-    values = {os.environ[k] for k in names if len(os.environ.get(k, "")) >= 8}
+    values = {os.environ[k] for k in names if could_be_secret(os.environ.get(k))}
     return sorted(values, key=len, reverse=True)
 
 
@@ -68,6 +86,7 @@ def scrub_text(text: str, extra: list[str] | tuple = (), keep_hex: bool = False)
     """``text`` with every secret value (environment, ``extra``, key-shaped strings) replaced."""
     if not text:
         return text
+    extra = [v for v in extra if could_be_secret(v)]
     for value in [*env_secrets(), *sorted(extra, key=len, reverse=True)]:
         if value and value in text:
             text = text.replace(value, REDACTED)
@@ -99,7 +118,7 @@ def secret_values(obj) -> list[str]:
     found = []
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if is_secret_name(k) and isinstance(v, str) and len(v) >= 4:
+            if is_secret_name(k) and could_be_secret(v):
                 found.append(v)
             else:
                 found.extend(secret_values(v))

@@ -113,6 +113,14 @@ class _LossTrainer(Trainer):
         self._check(loss, terms)
         return loss.detach() / self.current_gradient_accumulation_steps
 
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The Trainer's gradient norm (computed every step, clipped or not): a non-finite one is divergence."""
+        value = super()._get_grad_norm(model, grad_norm=grad_norm)
+        norm = float(value.item() if hasattr(value, "item") else value) if value is not None else None
+        if norm is not None and not math.isfinite(norm):
+            raise TrainingDiverged(self.stage, self.state.global_step + 1, norm, "gradient norm")
+        return value
+
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs:  # add the method's own terms of the latest step
             logs.update({k: round(v, 4) for k, v in self._terms.items()})
@@ -211,14 +219,54 @@ def train(
         trainer.add_callback(_EpochToDataset(dataset))
     was_training = model.training
     before = distributed.snapshot(model)
+    start_norm = weight_norm(model)
     model.train()
     try:
         result = trainer.train()
-    except BaseException:  # the job ends: no collective gather that ranks still training would never join
+    except BaseException as exc:  # the job ends: no collective gather that ranks still training would never join
         distributed.release(trainer, model, before, gather=False)
+        if isinstance(exc, RuntimeError) and "overflow" in str(exc):  # e.g. AdamW's step size past float range
+            raise TrainingDiverged(
+                stage,
+                trainer.state.global_step + 1,
+                float("inf"),
+                "optimizer step",
+                text=f"the optimizer step overflowed ({exc})",
+                fix="lower the learning rate",
+            ) from exc
         raise
     finally:
         model.train(was_training)
     distributed.release(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
+    _check_weights(train_cfg, stage, timing.steps, start_norm, weight_norm(model))
     seconds = time.perf_counter() - timing.start
     return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}
+
+
+def weight_norm(model: torch.nn.Module) -> float:
+    """L2 norm of the trainable weights: per-parameter norms (float32, no float64 copy), summed in Python floats."""
+    with torch.no_grad():
+        norms = [
+            torch.linalg.vector_norm(p.detach(), dtype=torch.float32).item()
+            for p in model.parameters()
+            if p.requires_grad
+        ]
+    return math.sqrt(sum(n * n for n in norms))
+
+
+def _check_weights(train_cfg, stage: str, steps: int, start: float, end: float) -> None:
+    """After a stage: non-finite weights (an optimizer step that blew up) are divergence, whatever the loss said;
+    with ``max_weight_norm_ratio`` set (the unlearning stage's default: 10), so are weights whose norm grew past
+    that multiple of its start, the mark of a learning rate so large that the model collapses with a finite loss."""
+    if not math.isfinite(end):
+        raise TrainingDiverged(stage, steps, end, "weight norm", text=f"the trained weights' norm is {end}")
+    limit = train_cfg.get("max_weight_norm_ratio") if hasattr(train_cfg, "get") else None
+    if limit and start > 0 and end > limit * start:
+        raise TrainingDiverged(
+            stage,
+            steps,
+            end / start,
+            "weight norm ratio",
+            text=f"the trained weights' norm grew {end / start:.3g}-fold (more than max_weight_norm_ratio={limit})",
+            fix="lower the learning rate, or raise unlearn.max_weight_norm_ratio (null: no check)",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,4 +29,7 @@ def test_non_positive_learning_rate_names_key_and_fix(tmp_path):
     out = _run("unlearn.learning_rate=0", f"paths.cache_dir={tmp_path / 'cache'}", tmp_path=tmp_path)
     assert out.returncode == 1
     assert "config key `unlearn.learning_rate`" in out.stderr and "Fix:" in out.stderr
-    assert not (tmp_path / "results.json").exists()
+    assert "Traceback" not in out.stderr
+    record = json.loads((tmp_path / "results.json").read_text())  # a failed record, so a report shows the point
+    assert record["status"] == "failed" and record["error"]["setting"] == "unlearn.learning_rate"
+    assert record["metrics"] == {}

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from runner import job
-from runner.cache import CacheEntry
 from runner.errors import ConfigError, TrainingDiverged
-from tests.conftest import ROOT
 
 
 def _status(run_dir):
@@ -83,18 +76,6 @@ def test_identical_rerun_reports_stored_result_and_reference_models_are_cached(t
     assert "finetune_target" not in other_seed["training"]  # nothing was fine-tuned again
 
 
-def test_partial_cache_entry_is_rebuilt(tmp_path, caplog):
-    entry = CacheEntry(tmp_path, "finetuned", "abc", "TOFU target model")
-    entry.path.mkdir(parents=True)  # a writer that died mid-way, before builds went through a temporary directory
-    (entry.path / "trainable.safetensors").write_bytes(b"half-written")
-    with caplog.at_level("WARNING"):
-        assert entry.ready() is False
-    assert "partial" in caplog.text and not entry.path.exists()
-    entry.start()
-    entry.finish({"ok": True})
-    assert entry.ready() is True
-
-
 def test_partial_target_model_is_rebuilt_by_the_pipeline(tiny_cfg, tmp_path, shared_cache):
     job.run(tiny_cfg("seed=21"), tmp_path / "a")
     markers = list((shared_cache / "finetuned").glob("*/COMPLETE"))
@@ -106,35 +87,4 @@ def test_partial_target_model_is_rebuilt_by_the_pipeline(tiny_cfg, tmp_path, sha
     assert all((m.parent / "COMPLETE").exists() for m in markers)
 
 
-def test_sigterm_marks_interrupted_and_a_rerun_completes(tmp_path, shared_cache):
-    run_dir = tmp_path / "run"
-    args = [
-        sys.executable,
-        "-m",
-        "runner",
-        "experiment=tofu_smoke_tiny",
-        f"paths.cache_dir={shared_cache}",
-        f"hydra.run.dir={run_dir}",
-        "seed=31",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [*args, "unlearn.max_steps=100000"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # wait until unlearning has started
-        path = run_dir / "results.json"
-        if path.exists() and "prepare" in json.loads(path.read_text())["timings"]:
-            break
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) != 0
-    record = json.loads((run_dir / "results.json").read_text())
-    assert record["status"] == "interrupted"
-
-    done = subprocess.run(
-        [*args, "unlearn.max_steps=5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
+# SIGTERM, kill -9 and a rerun in the same directory: tests/test_faults.py

@@ -51,6 +51,16 @@ def hub_splits(corpus: str) -> list[tuple[hub.Split, dict]]:
 class MuseBenchmark:
     name = "muse"
 
+    @staticmethod
+    def inputs(cfg) -> list:
+        """The files (or hub splits) this benchmark reads: their content is part of the job key (runner/inputs.py)."""
+        corpus = str(cfg.corpus)
+        if corpus not in REPOS:
+            return []  # refused with its own message when the benchmark is built
+        splits = [split for split, _ in hub_splits(corpus)]
+        splits.append(hub.Split(REPOS[corpus], str(cfg.forget.config), str(cfg.forget.split)))
+        return [hub.input_of(str(cfg.source), s) for s in dict.fromkeys(splits)]
+
     def __init__(self, cfg, tokenizer, fmt):
         self.cfg, self.tokenizer, self.fmt = cfg, tokenizer, fmt
         corpus = str(cfg.corpus)

@@ -71,6 +71,14 @@ class TofuBenchmark:
                 self._split(f"{name} training", i, r["question"], r["answer"])
 
     @staticmethod
+    def inputs(cfg) -> list:
+        """The files (or hub configs) this benchmark reads: their content is part of the job key (runner/inputs.py)."""
+        retain = cfg.retain_split or tofu_data.RETAIN_FOR_FORGET.get(cfg.forget_split)
+        names = [cfg.forget_split, retain, f"{cfg.forget_split}_perturbed", "retain_perturbed"]
+        names += ["real_authors_perturbed", "world_facts_perturbed"]
+        return [tofu_data.input_of(str(n), str(cfg.source)) for n in names if n]
+
+    @staticmethod
     def _load(name: str, source: str, columns: tuple[str, ...]) -> Dataset:
         ds = tofu_data.load_config(name, source)
         tofu_data.check_columns(ds, name, columns)

@@ -83,6 +83,30 @@ class WmdpBenchmark:
         self.mmlu = MmluSuite(cfg.mmlu, tokenizer) if use_mmlu else None
         self._encoded: dict[str, list[mcq.EncodedMCQ]] = {}
 
+    @staticmethod
+    def inputs(cfg) -> list:
+        """The files (or hub splits) this benchmark reads: their content is part of the job key (runner/inputs.py)."""
+        from runner.data import mmlu as mmlu_data
+        from runner.inputs import Input
+
+        source = str(cfg.source)
+        found = [hub.input_of(source, QUESTIONS[n]) for n in _names(cfg.questions, QUESTIONS, "benchmark.questions")]
+        for name in _names(cfg.forget_corpora, FORGET_CORPORA, "benchmark.forget_corpora"):
+            if name == "cyber":
+                found.append(hub.input_of(source, CORPORA["cyber-forget"]))
+            elif cfg.bio_forget_corpus is not None:
+                found.append(Input.file("benchmark.bio_forget_corpus", hub.resolve_path(str(cfg.bio_forget_corpus))))
+        for name in _names(cfg.retain_corpora, RETAIN_CORPORA, "benchmark.retain_corpora"):
+            if name == "wikitext":
+                found.append(wikitext.input_of(str(cfg.wikitext.source)))
+            else:
+                found.append(hub.input_of(source, CORPORA[name]))
+        if cfg.get("mmlu") is not None and cfg.mmlu.get("enabled", True):
+            mmlu_source = str(cfg.mmlu.source)
+            for subject in mmlu_data.resolve_subjects(cfg.mmlu.subjects, mmlu_source, "benchmark.mmlu.subjects"):
+                found.append(mmlu_data.input_of(subject, mmlu_source))
+        return found
+
     def _forget_corpus(self, name: str, source: str) -> list[dict]:
         if name == "cyber":
             return hub.load_split(source, CORPORA["cyber-forget"], hub.TEXT, fetch_hint=FETCH_HINT)

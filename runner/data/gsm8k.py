@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
+
+from runner.data.files import read_jsonl
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "gsm8k"
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")  # 1,234.5 and -7; a sentence's full stop is not a decimal
@@ -12,9 +13,7 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")  # 1,234.5 and -7; a sentence's ful
 
 def load(split: str) -> list[dict]:
     """``{"question", "answer"}`` rows of ``train`` (7473) or ``test`` (1319), in file order."""
-    path = DATA_DIR / f"{split}.jsonl"
-    with path.open(encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_jsonl(DATA_DIR / f"{split}.jsonl", "finetune_attack")
     return [{"question": r["question"], "answer": r["answer"]} for r in rows]
 
 

@@ -12,11 +12,11 @@ config, split and column.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.data.files import read_jsonl, read_parquet
 from runner.errors import ConfigError
 
 SUFFIXES = (".parquet", ".jsonl")
@@ -111,14 +111,25 @@ def check_schema(rows: list[dict], schema: Schema, where: str, key: str = "bench
 # ---- reading -----------------------------------------------------------------------------------
 
 
-def read_rows(path: Path) -> list[dict]:
-    """All rows of a parquet or JSON Lines file as dicts."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+def read_rows(path: Path, key: str = "benchmark.source") -> list[dict]:
+    """All rows of a parquet or JSON Lines file as dicts (a malformed file: ConfigError naming it and ``key``)."""
+    rows = read_parquet(path, key) if path.suffix == ".parquet" else read_jsonl(path, key)
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise ConfigError(
+            key, f"{path} row {bad} is {type(rows[bad]).__name__}, not an object", "one JSON object a row"
+        )
+    return rows
 
-        return pq.read_table(path).to_pylist()
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+
+def input_of(source: str, split: Split, key: str = "benchmark.source"):
+    """The file (or hub split) ``load_split(source, split)`` reads, as a job input (runner/inputs.py)."""
+    from runner.inputs import Input
+
+    if source == "hub":
+        return Input.hub_data(key, f"{split.repo} {split.config} {split.split}")
+    path = split.local_path(source)
+    return Input.file(key, path if path is not None else resolve_path(source) / split.repo / split.config / split.split)
 
 
 def load_split(
@@ -137,7 +148,7 @@ def load_file(path: str | Path, schema: Schema, what: str, key: str) -> list[dic
         raise ConfigError(key, f"no file at {path}", f"point {key} at the {what} (.jsonl or .parquet)")
     if path.suffix not in SUFFIXES:
         raise ConfigError(key, f"{path} is neither .jsonl nor .parquet", "convert the file to JSON Lines or parquet")
-    rows = read_rows(path)
+    rows = read_rows(path, key)
     check_schema(rows, schema, f"{what} ({path})", key)
     return rows
 
@@ -158,7 +169,7 @@ def _load_local(root: Path, split: Split, key: str, fetch_hint: str) -> list[dic
             f"{split} is not in {root} (no {expected}.parquet or .jsonl)",
             f"download it on a machine with network{fetch_hint or ' with scripts/fetch_data.py'}, or use source=hub",
         )
-    return read_rows(path)
+    return read_rows(path, key)
 
 
 def _load_hub(split: Split, key: str) -> list[dict]:

@@ -9,10 +9,10 @@ hub's rows are these rows in this order); ``hub`` or a directory read
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from runner.data import hub
+from runner.data.files import read_csv
 from runner.errors import ConfigError
 
 HUB_ID = "cais/mmlu"
@@ -112,8 +112,7 @@ def load_subject(subject: str, source: str, key: str = "benchmark.mmlu.source") 
     if source != "local":
         rows = hub.load_split(source, split, hub.MCQ, key, fetch_hint=" with scripts/fetch_data.py mmlu")
         return [{**r, "subject": r.get("subject", subject)} for r in rows]
-    with (PROJECT_DATA / f"{subject}_test.csv").open(encoding="utf-8", newline="") as f:
-        raw = list(csv.reader(f))
+    raw = read_csv(PROJECT_DATA / f"{subject}_test.csv", key)
     rows = []
     for i, rec in enumerate(raw):
         if len(rec) != 6 or rec[5] not in LETTERS:
@@ -123,3 +122,12 @@ def load_subject(subject: str, source: str, key: str = "benchmark.mmlu.source") 
         rows.append({"question": rec[0], "subject": subject, "choices": rec[1:5], "answer": LETTERS.index(rec[5])})
     hub.check_schema(rows, hub.MCQ, str(split), key)
     return rows
+
+
+def input_of(subject: str, source: str, key: str = "benchmark.mmlu.source"):
+    """The file (or hub split) ``load_subject(subject, source)`` reads, as a job input (runner/inputs.py)."""
+    from runner.inputs import Input
+
+    if source == "local":
+        return Input.file(key, PROJECT_DATA / f"{subject}_test.csv", format="text")
+    return hub.input_of(source, hub.Split(HUB_ID, subject, "test"), key)

@@ -7,11 +7,11 @@ are read the same way.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from datasets import Dataset
 
+from runner.data.files import read_jsonl
 from runner.errors import ConfigError
 
 HUB_ID = "locuslab/TOFU"
@@ -20,9 +20,14 @@ RETAIN_FOR_FORGET = {"forget01": "retain99", "forget05": "retain95", "forget10":
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "data" / "tofu"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def input_of(name: str, source: str):
+    """The file (or hub config) ``load_config(name, source)`` reads, as a job input (runner/inputs.py)."""
+    from runner.inputs import Input
+
+    if source == "hub":
+        return Input.hub_data("benchmark.source", f"{HUB_ID} {name}")
+    folder = PROJECT_DATA if source == "local" else Path(source).expanduser()
+    return Input.file("benchmark.source", folder / f"{name}.json", format="jsonl")
 
 
 def load_config(name: str, source: str) -> Dataset:
@@ -44,7 +49,7 @@ def load_config(name: str, source: str) -> Dataset:
             f"directory holding {name}.json (JSON Lines, as on the hub); offline, "
             "benchmark.forget_split=forget01 with benchmark.source=local works",
         )
-    return Dataset.from_list(_read_jsonl(path))
+    return Dataset.from_list(read_jsonl(path, "benchmark.source"))
 
 
 def _load_hub(name: str) -> Dataset:

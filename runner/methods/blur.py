@@ -37,6 +37,11 @@ def combine(
 
 
 class BLUR:
+    # the update is written into p.grad by hand: DeepSpeed (every strategy but none, even on one process)
+    # keeps its own gradient buffers and partitions, so only the plain trainer sees it (checked at start-up)
+    strategies = ("none",)
+    strategies_reason = "it writes whole gradients itself, which DeepSpeed's engine does not see"
+
     def __init__(self, base: str = "npo", gamma: float = 1.0, base_args: dict | None = None):
         self.base_name, self.gamma = base, gamma
         self.base = build_base(base, base_args, "method.base")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.data import tofu
+from runner.data.files import read_lines
 from runner.data.qa import IGNORE, collate_qa
 from runner.methods.base import forget_and_retain
 from runner.methods.reference import forget_reference_logprobs
@@ -46,8 +47,7 @@ def idkdpo_forget_loss(
 
 
 def read_refusals(path: Path = IDK_FILE) -> list[str]:
-    with path.open(encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in read_lines(path, "method") if line.strip()]
 
 
 def _pad_to(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
@@ -62,6 +62,12 @@ def stack_batches(a: dict, b: dict, pad_id: int) -> dict:
 
 
 class IdkDPO:
+    @staticmethod
+    def inputs(method_cfg) -> list:
+        from runner.inputs import Input
+
+        return [Input.file("method", IDK_FILE, format="text")]  # one refusal per line, not JSON
+
     def __init__(self, beta: float = 0.1, alpha: float = 1.0):
         self.beta, self.alpha = beta, alpha
         self.idk_examples: dict[int, dict] = {}  # forget index -> encoded (question, refusal)

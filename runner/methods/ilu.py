@@ -17,13 +17,13 @@ backward). L_unlearn is the ``base`` method's loss (NPO or RMU).
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from runner.data.files import read_jsonl
 from runner.data.qa import collate_qa
 from runner.errors import ConfigError
 from runner.methods.base import build_base, require_single_process
@@ -45,12 +45,25 @@ def load_environment(name: str, limit: int, seed: int) -> list[dict]:
     path = ENVIRONMENTS.get(name)
     if path is None:
         raise ConfigError("method.environments", f"unknown environment `{name}`", f"use one of {sorted(ENVIRONMENTS)}")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [{"question": r["question"], "answer": r["answer"]} for r in rows]
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in read_jsonl(path, "method.environments")]
     return random.Random(seed).sample(rows, min(limit, len(rows)))
 
 
 class ILU:
+    # the invariance penalty differentiates whole gradients of the trainable parameters (checked at start-up)
+    strategies = ("none",)
+    strategies_reason = "its penalty needs whole gradients of the trainable parameters in one process"
+
+    @staticmethod
+    def inputs(method_cfg) -> list:
+        from runner.inputs import Input
+
+        return [
+            Input.file("method.environments", ENVIRONMENTS[str(e)])
+            for e in method_cfg.get("environments", ())
+            if str(e) in ENVIRONMENTS
+        ]
+
     def __init__(
         self,
         base: str = "npo",

@@ -1,0 +1,92 @@
+"""Run directories: a unique name per job, checked writable before Hydra writes there, one live job each.
+
+- ``${runner.uid:}`` (registered on import of ``runner``) is a short random suffix; conf/config.yaml
+  names run and sweep directories by the time to the microsecond plus this suffix, so jobs started
+  in the same second (or microsecond) never share a directory.
+- ``CheckRunDir`` is a Hydra callback: before Hydra creates the run (or sweep) directory and opens
+  its log file there, it checks that the directory can be created and written, and stops with one
+  message naming ``hydra.run.dir`` (or ``hydra.sweep.dir``) otherwise.
+- ``hold`` takes a lock on the run directory for the job's lifetime, so two live jobs given the
+  same directory (an explicit ``hydra.run.dir``) cannot overwrite each other's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from runner.errors import ConfigError
+
+LOCK_NAME = ".runner.lock"
+
+
+def unique_suffix() -> str:
+    return secrets.token_hex(3)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("runner.uid"):
+        # cached: every reading of one config (run dir, sweep dir, the saved hydra.yaml) sees one value
+        OmegaConf.register_new_resolver("runner.uid", unique_suffix, use_cache=True)
+
+
+def check_writable(path: Path, key: str) -> None:
+    """Create ``path`` if needed and write a probe file in it; ConfigError naming ``key`` if either fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(b"probe\n" * 512)  # a few KiB: a full file system refuses it
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise ConfigError(
+            key,
+            f"cannot write to {path} ({exc.strerror or exc})",
+            f"point {key} at a writable directory with free space (or make room on that file system)",
+        ) from None
+
+
+class CheckRunDir(Callback):
+    """Hydra callback (conf/config.yaml ``hydra.callbacks``): the output directory is writable, checked first."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(value, key: str) -> None:
+        try:
+            check_writable(Path(str(value)).expanduser(), key)
+        except ConfigError as exc:
+            # Hydra turns a callback's exception into a warning and goes on: stop here, one line
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+
+
+@contextlib.contextmanager
+def hold(run_dir: Path):
+    """Lock ``run_dir`` for this job; a ConfigError when another live job holds it (the kernel drops a dead one's)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "hydra.run.dir",
+                f"{run_dir} is in use by another running job",
+                "give each job its own directory (leave hydra.run.dir unset: the default is unique per job)",
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
