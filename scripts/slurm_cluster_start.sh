@@ -62,7 +62,7 @@ fi
 
 # ---- slurm.conf -------------------------------------------------------------------------------------
 NODE=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(nproc --all)  # the machine's CPUs: plain nproc follows OMP_NUM_THREADS
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 cat >"$CONF.new" <<EOF
 # single-node cluster written by scripts/slurm_cluster_start.sh
