@@ -15,10 +15,16 @@ class PromptFormat:
 
     question: str = "Question: {question}\nAnswer: "
     answer: str = "{answer}"
+    # reasoning benchmarks: the prompt around a problem (None: ``question``), and the model's
+    # end-of-thinking tag (None: the model does not think in tags)
+    reasoning: str | None = None
+    think_end: str | None = None
 
     @classmethod
     def from_cfg(cls, cfg) -> PromptFormat:
-        return cls(question=cfg.question, answer=cfg.answer)
+        return cls(
+            question=cfg.question, answer=cfg.answer, reasoning=cfg.get("reasoning"), think_end=cfg.get("think_end")
+        )
 
 
 def encode_qa(tokenizer, fmt: PromptFormat, question: str, answer: str, max_length: int) -> dict:
