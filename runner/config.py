@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attack, coreset
+from runner import attack, coreset, evaluate
 from runner.cache import content_key
 from runner.errors import ConfigError
 
@@ -33,6 +33,7 @@ def validate(cfg: DictConfig) -> None:
     # not after hours of fine-tuning and unlearning
     coreset.check_config(cfg)
     attack.check_config(cfg)
+    evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
 
 
 def job_key(cfg: DictConfig) -> str:

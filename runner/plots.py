@@ -3,7 +3,10 @@
 - ``pareto``: forget metric vs utility metric, one point per method (mean, with ± std bars),
   the seeds as faint dots, the reference models as stars, and the Pareto front of the methods;
 - ``coreset_curve``: each metric vs the coreset ratio, one line per method with a ± std band;
-- ``attack``: each metric before and after the fine-tuning attack, bars per method.
+- ``attack``: each metric before and after the fine-tuning attack, bars per method;
+- ``reflection_frequency``: reasoning runs' reflection-token frequency by generated position (pooled
+  over a row's runs, in bins of ``bin`` positions), one panel per benchmark, with each decoding's
+  logit offset (CyclicReflex's wave, TIP's constant) drawn over it on a second axis.
 
 A figure is ``plot.width`` x ``plot.height`` inches at ``plot.dpi`` (preset or per-plot keys), so its
 PNG is exactly width*dpi x height*dpi pixels.
@@ -23,7 +26,12 @@ SIZE = {"width": 6.4, "height": 4.0, "dpi": 100}
 
 def draw(spec: dict, runs: list[dict], table, preset: dict, stem: Path) -> list[Path]:
     kind = spec.get("kind")
-    painters = {"pareto": _pareto, "coreset_curve": _coreset_curve, "attack": _attack}
+    painters = {
+        "pareto": _pareto,
+        "coreset_curve": _coreset_curve,
+        "attack": _attack,
+        "reflection_frequency": _reflection_frequency,
+    }
     if kind not in painters:
         raise ConfigError("report.plots.kind", f"`{kind}` unknown", f"use one of {', '.join(painters)}")
     size = {**SIZE, **(preset.get("plot") or {}), **{k: spec[k] for k in SIZE if k in spec}}
@@ -177,3 +185,59 @@ def _attack(fig, spec: dict, table) -> None:
         ax.set_title(_axis_label(col), fontsize=9)
     if axes:
         axes[0].legend(fontsize=7)
+
+
+# ---------------------------------------------------------------- reflection tokens by position
+
+
+def _reflection_frequency(fig, spec: dict, table) -> None:
+    import numpy as np
+
+    from runner.decoding.processors import triangular_wave
+    from runner.metrics.reasoning import frequency_by_position
+
+    width = int(spec.get("bin", 10))
+    panels: dict[str, list] = {}  # benchmark -> [(label, positions, lengths, decoding config)]
+    for row in table.rows:
+        positions, lengths, decoding = [], [], None
+        for run in row.runs:
+            if run.get("status") != "completed":
+                continue
+            for suite in ((run.get("per_example") or {}).get(row.model_row) or {}).values():
+                if isinstance(suite, dict) and "reflection_positions" in suite:
+                    positions += suite["reflection_positions"]
+                    lengths += suite["length"]
+            decoding = decoding or (run.get("config") or {}).get("decoding")
+        if lengths:
+            bench = str(((row.runs[0].get("config") or {}).get("benchmark") or {}).get("name", ""))
+            panels.setdefault(bench, []).append((row.label, positions, lengths, decoding or {}))
+    if not panels:
+        raise ConfigError("report.plots", "no run records reflection positions", "report reasoning benchmark runs")
+    for k, (bench, lines) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        offsets = ax.twinx()
+        horizon = max(max(ls) for _, _, ls, _ in lines)
+        t = np.arange(horizon)
+        drawn = set()
+        for label, positions, lengths, decoding in lines:
+            starts, freq = frequency_by_position(positions, lengths, width)
+            (line,) = ax.plot(starts + width / 2, freq * 100, label=label, linewidth=1.2)
+            lo, hi = (decoding.get("window") or [0, horizon])[:2]
+            inside = (t >= lo) & (t < hi)
+            if "amplitude" in decoding and "period" in decoding:
+                wave = triangular_wave(t, decoding["amplitude"], decoding["period"], decoding.get("shift", 0.0))
+                offset = np.where(inside, wave, np.nan)
+            elif "delta" in decoding:
+                offset = np.where(inside, float(decoding["delta"]), np.nan)
+            else:
+                continue
+            key = (decoding.get("name"), tuple(np.nan_to_num(offset).round(3)))
+            if key not in drawn:
+                drawn.add(key)
+                offsets.plot(t, offset, linestyle="--", color=line.get_color(), alpha=0.6, linewidth=1)
+        offsets.axhline(0.0, color="gray", linewidth=0.5, linestyle=":")
+        offsets.set_ylabel("logit offset (dashed)", fontsize=8)
+        ax.set_xlabel("generated position")
+        ax.set_ylabel(f"reflection tokens (% of tokens, bins of {width})", fontsize=8)
+        ax.set_title(spec.get("title") or _label(bench), fontsize=10)
+        ax.legend(fontsize=7, loc="upper right")
