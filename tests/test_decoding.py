@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from runner.decoding.base import DecodingContext
-from runner.decoding.processors import BudgetForcing, ReflectionBias, triangular_wave, wave_phase
+from runner.decoding.processors import (
+    BudgetForcing,
+    ProbabilityByPosition,
+    ReflectionBias,
+    TokenProbability,
+    sampling_warpers,
+    triangular_wave,
+    wave_phase,
+)
 from runner.decoding.strategies import (
     BudgetForcingDecoding,
     CyclicReflex,
@@ -170,6 +178,33 @@ def test_budget_forcing_sampling_draws_the_stop_with_its_probability():
     half[:, 2] = 0.0
     proc(torch.zeros(rows, 1, dtype=torch.long), half)
     assert abs(proc.waits.float().mean().item() - 0.5) < 0.03
+
+
+# ---------------------------------------------------------------- expected reflection frequency
+
+
+def test_token_probability_records_the_samplers_probability_by_hand():
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])  # vocab 4, token 0 the reflection
+    e = torch.e
+
+    def run(warpers) -> ProbabilityByPosition:
+        into = ProbabilityByPosition(4)
+        proc = TokenProbability([0], into, [3], warpers)
+        ids = torch.zeros(2, 1, dtype=torch.long)
+        proc(ids, logits)  # t=0: both rows
+        proc(torch.cat([ids, torch.tensor([[3], [1]])], dim=1), logits)  # t=1: row 0 has ended (EOS)
+        proc.flush()
+        return into
+
+    greedy = run([])  # the softmax of the processed logits
+    assert greedy.mass[0] == pytest.approx(e**2 / (e**2 + 3) + e / (e + 3))
+    assert greedy.mass[1] == pytest.approx(e / (e + 3)) and greedy.count.tolist() == [2, 1, 0, 0]
+    hot = run(sampling_warpers(True, 2.0, None))  # temperature 2 halves the logits
+    assert hot.mass[0] == pytest.approx(e / (e + 3) + e**0.5 / (e**0.5 + 3))
+    # top-p 0.5: row 0 keeps token 0 alone (0.71 >= 0.5); row 1 keeps token 0 (0.475) and one 0.175 token
+    nucleus = run(sampling_warpers(True, 1.0, 0.5))
+    assert nucleus.mass[0] == pytest.approx(1.0 + e / (e + 1))
+    assert nucleus.to_dict() == {"mass": pytest.approx([1.0 + e / (e + 1), e / (e + 1)]), "count": [2.0, 1.0]}
 
 
 # ---------------------------------------------------------------- strategies and their config

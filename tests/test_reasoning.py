@@ -68,6 +68,27 @@ def test_aime_and_amc_load_from_a_hub_layout_directory():
     assert [r["answer"] for r in amc23] == ["49", "121", "169"]  # floats in the hub schema
 
 
+def test_fetch_data_copies_the_reasoning_splits_and_the_runner_reads_the_parquet(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fetch_data
+
+    splits = fetch_data.splits_for("reasoning")
+    assert [s.repo for s, _ in splits] == [
+        "HuggingFaceH4/MATH-500",
+        "openai/gsm8k",
+        "HuggingFaceH4/aime_2024",
+        "opencompass/AIME2025",
+        "opencompass/AIME2025",
+        "zwhe99/amc23",
+    ]
+    hub_only = [(s, schema) for s, schema in splits if s.repo not in ("HuggingFaceH4/MATH-500", "openai/gsm8k")]
+    written = fetch_data.fetch(hub_only, tmp_path, source=str(FIXTURES))  # the fixtures stand in for the hub
+    assert len(written) == 4 and all(p.suffix == ".parquet" for p in written)
+    for name in ("aime24", "aime25", "amc23"):
+        data = _bench(name).data
+        assert load_problems(data, str(tmp_path)) == load_problems(data, str(FIXTURES))
+
+
 def test_missing_sources_say_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match=r"benchmark\.source.*no copy.*ships.*fetch_data\.py reasoning"):
         load_problems(_bench("aime24").data, "local")
@@ -286,3 +307,15 @@ def test_sweep_over_decoding_runs_and_reports(shared_cache, tmp_path):
     assert "Accuracy (%)" in report.stdout and "pass@4" not in report.stdout  # n=1: no pass@k column
     png = sweep / "report_reasoning_reflection_frequency.png"
     assert png.is_file() and png.stat().st_size > 10_000
+
+
+def test_tracker_run_name_of_an_evaluation_only_job():
+    from omegaconf import OmegaConf
+
+    from runner import tracking
+
+    config = OmegaConf.to_container(
+        compose_cfg("method=none", "benchmark=math500", "decoding=cyclicreflex", "model=tiny", "seed=3"), resolve=True
+    )
+    assert tracking.run_name(config, {}) == "none-math500-tiny-cyclicreflex-s3"
+    assert tracking.run_name(config, {"method": "none", "benchmark": "math500"}).startswith("none-math500-tiny")

@@ -43,7 +43,7 @@ def test_gsm8k_gold_solutions_score_100_percent_and_a_shuffled_pairing_near_0():
 
 
 def test_extraction_prefers_boxed_and_reads_plain_numbers():
-    assert R.check_answer("so x = 3, y = 4, and the answer is $\\boxed{\\frac{1}{2}}$.", "0.5") == ("1/2", True)
+    assert R.check_answer("so x = 3, y = 4, and the answer is $\\boxed{\\frac{1}{2}}$.", "0.5") == ("\\frac{1}{2}", True)
     assert R.check_answer("The total is 1,000 dollars.", "1000")[1]
     assert R.check_answer("I am not sure.", "7") == ("", False)
     assert not R.check_answer("\\boxed{8}", "7")[1]
@@ -97,3 +97,10 @@ def test_reflection_rates_pool_over_responses_by_hand():
     starts, freq = R.frequency_by_position(positions, lengths, bin_width=2)
     assert starts.tolist() == [0, 2, 4]
     assert np.allclose(freq, [2 / 4, 0 / 3, 1 / 2])
+
+
+def test_expected_rate_pools_probability_over_the_rows_generating():
+    mass, count = [0.5, 0.2, 0.1], [2, 2, 1]  # probability summed over the rows at each position
+    assert R.probability_rate(mass, count) == pytest.approx(0.8 / 5)
+    assert R.probability_rate(mass, count, R.in_window([1, 3])) == pytest.approx(0.3 / 3)
+    assert R.probability_rate(mass, count, R.in_window([5, 9])) is None

@@ -16,7 +16,10 @@ Metrics: ``accuracy`` (mean over all answers: pass@1, and with n samples per pro
 mean accuracy), ``pass@k`` for each k of ``pass_k`` with 1 < k <= n, ``mean_length``,
 ``mean_thinking_length``, ``reflections_per_response``, ``reflection_rate`` (reflection
 tokens per generated token) and, where ``analysis`` gives a wave period or a window, the
-reflection rate in the wave's +A quarter and -A half and inside the window.
+reflection rate in the wave's +A quarter and -A half and inside the window. With
+``analysis.probability``, the same as expected rates (``reflection_prob*``): the probability
+the sampler gave the reflection tokens at each position, averaged over the answers still
+generating there; smooth where reflection tokens are too rare to count.
 
 As a benchmark it only evaluates: no forget or retain set, no reference models, so it
 runs in evaluation-only jobs (``method=none``).
@@ -24,6 +27,7 @@ runs in evaluation-only jobs (``method=none``).
 
 from __future__ import annotations
 
+import copy
 import statistics
 
 from omegaconf import OmegaConf
@@ -32,7 +36,8 @@ from runner.cache import content_key
 from runner.data.qa import PromptFormat, encode_qa
 from runner.data.reasoning import load_problems
 from runner.decoding.base import DecodingContext
-from runner.decoding.generate import generate
+from runner.decoding.generate import eos_token_ids, generate
+from runner.decoding.processors import ProbabilityByPosition, TokenProbability, sampling_warpers
 from runner.decoding.strategies import build_decoding
 from runner.decoding.tokens import tag_token_ids, word_token_ids
 from runner.errors import ConfigError
@@ -68,7 +73,22 @@ class ReasoningSuite:
         self.prompt_texts = [reasoning_prompt(fmt, str(cfg.instruction), r["question"]) for r in self.rows]
         self.prompts = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in self.prompt_texts]
 
+    def select(self, indices: list[int]) -> ReasoningSuite:
+        """The same suite on the problems at ``indices`` only (e.g. chunks of a time-boxed run)."""
+        part = copy.copy(self)
+        for name in ("rows", "golds", "prompt_texts", "prompts"):
+            setattr(part, name, [getattr(self, name)[i] for i in indices])
+        return part
+
     def evaluate(self, model, batch_size: int, precision: str) -> tuple[dict, dict]:
+        analysis = self.cfg.get("analysis") or {}
+        probability = ProbabilityByPosition(int(self.cfg.max_new_tokens))
+        observers = None
+        if analysis.get("probability", False):
+            d = self.decoding
+            warpers = sampling_warpers(d.do_sample, d.temperature, d.top_p)
+            eos = eos_token_ids(model, self.tokenizer)
+            observers = lambda: [TokenProbability(self.reflection_ids, probability, eos, warpers)]  # noqa: E731
         run = generate(
             model,
             self.tokenizer,
@@ -79,6 +99,7 @@ class ReasoningSuite:
             batch_size,
             precision,
             desc=f"{self.name} ({self.decoding.name})",
+            observers=observers,
         )
         per: dict[str, list] = {
             k: []
@@ -118,13 +139,13 @@ class ReasoningSuite:
                 }
                 for k, v in row.items():
                     per[k].append(v)
-        agg = self.aggregate(per, len(self.rows), self.decoding.n)
+        agg = self.aggregate(per, len(self.rows), self.decoding.n, probability.to_dict() if observers else None)
         agg["generation"] = run.stats
         agg["reflection_token_ids"] = self.words  # what was counted: each word's token ids
         agg["decoding_tokens"] = self.resolved  # what the decoding resolved (its words, s1's tag and insert)
         return agg, per
 
-    def aggregate(self, per: dict, problems: int, n: int) -> dict:
+    def aggregate(self, per: dict, problems: int, n: int, probability: dict | None = None) -> dict:
         correct = per["correct"]
         agg = {
             "accuracy": sum(correct) / len(correct),
@@ -143,16 +164,20 @@ class ReasoningSuite:
                 agg[f"pass@{k}"] = statistics.fmean(R.pass_at_k(n, c, k) for c in by_problem)
         analysis = self.cfg.get("analysis") or {}
         positions, lengths = per["reflection_positions"], per["length"]
+        subsets = {"": None}
         if analysis.get("period"):
             period, shift, window = float(analysis.period), float(analysis.get("shift") or 0.0), analysis.get("window")
-            agg["reflection_rate_peak_quarter"] = R.reflection_rate(
-                positions, lengths, R.in_phase(period, shift, R.PEAK_QUARTER, window)
-            )
-            agg["reflection_rate_negative_half"] = R.reflection_rate(
-                positions, lengths, R.in_phase(period, shift, R.NEGATIVE_HALF, window)
-            )
+            subsets["_peak_quarter"] = R.in_phase(period, shift, R.PEAK_QUARTER, window)
+            subsets["_negative_half"] = R.in_phase(period, shift, R.NEGATIVE_HALF, window)
         if analysis.get("window"):
-            agg["reflection_rate_in_window"] = R.reflection_rate(positions, lengths, R.in_window(analysis.window))
+            subsets["_in_window"] = R.in_window(analysis.window)
+        for suffix, keep in subsets.items():
+            if suffix:
+                agg[f"reflection_rate{suffix}"] = R.reflection_rate(positions, lengths, keep)
+            if probability is not None:
+                agg[f"reflection_prob{suffix}"] = R.probability_rate(probability["mass"], probability["count"], keep)
+        if probability is not None:
+            agg["reflection_probability"] = probability  # per position: summed probability, rows generating
         return agg
 
     @staticmethod
@@ -168,6 +193,10 @@ class ReasoningSuite:
             "reflection_rate_peak_quarter",
             "reflection_rate_negative_half",
             "reflection_rate_in_window",
+            "reflection_prob",
+            "reflection_prob_peak_quarter",
+            "reflection_prob_negative_half",
+            "reflection_prob_in_window",
         ]
         return {f"{prefix}{k}": agg[k] for k in keys if k in agg}
 

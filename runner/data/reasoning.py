@@ -17,7 +17,7 @@ PROJECT_DATA = hub.PROJECT_ROOT / "data"
 FETCH_HINT = " with scripts/fetch_data.py reasoning"
 
 
-def _is_answer(v) -> str | None:
+def is_answer(v) -> str | None:
     ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
     return None if ok else "a string or a number"
 
@@ -34,7 +34,7 @@ def splits(data_cfg) -> list[hub.Split]:
 
 def load_problems(data_cfg, source: str, key: str = "benchmark.source") -> list[dict]:
     """``{"question", "answer"}`` rows of every split in ``data_cfg.splits``, schema-checked."""
-    schema = {str(data_cfg.question): hub.STRING, str(data_cfg.answer): _is_answer}
+    schema = {str(data_cfg.question): hub.STRING, str(data_cfg.answer): is_answer}
     if source == "local":
         local = data_cfg.get("local")
         if not local:

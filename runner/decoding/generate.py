@@ -86,9 +86,15 @@ def generate(
     batch_size: int,
     precision: str,
     desc: str = "generate",
+    observers=None,
     **generate_kwargs,
 ) -> GenerationRun:
-    """``strategy.n`` continuations of each prompt (token-id lists), in prompt order."""
+    """``strategy.n`` continuations of each prompt (token-id lists), in prompt order.
+
+    ``observers``: a function returning fresh processors that watch each batch after the
+    strategy's (e.g. :class:`runner.decoding.processors.TokenProbability`); their ``flush()``
+    runs when the batch is done.
+    """
     m = unwrap(model)
     device = next(m.parameters()).device
     n = strategy.n
@@ -107,6 +113,7 @@ def generate(
         input_ids = pad_sequences([prompts[i] for i in idx], pad_id, left=True).to(device)
         attention = pad_sequences([[1] * len(prompts[i]) for i in idx], 0, left=True).to(device)
         progress = _Throughput(bar, eos, start, run.tokens)
+        watching = observers() if observers else []
         with autocast(precision, device):
             out = m.generate(
                 input_ids=input_ids,
@@ -115,10 +122,12 @@ def generate(
                 num_return_sequences=n,
                 pad_token_id=pad_id,
                 eos_token_id=sorted(eos),
-                logits_processor=LogitsProcessorList([*strategy.processors(ctx), progress]),
+                logits_processor=LogitsProcessorList([*strategy.processors(ctx), *watching, progress]),
                 **strategy.generate_kwargs(),
                 **generate_kwargs,
             )
+        for watcher in watching:
+            watcher.flush()
         new = out[:, input_ids.shape[1] :].tolist()
         for row, tokens in enumerate(new):
             cut = next((k for k, tok in enumerate(tokens) if tok in eos), len(tokens))

@@ -11,6 +11,8 @@ generated the end-of-thinking tag, the reflection processors leave it alone.
 - :class:`BudgetForcing`: s1's budget forcing (Muennighoff et al., 2025): below
   the minimum thinking budget, an attempt to close the thinking becomes
   "Wait" instead (at most ``max_waits`` times); at the maximum the tag is forced.
+- :class:`TokenProbability` changes nothing: it records, per position, the probability
+  the sampler gives a set of tokens (the expected reflection frequency).
 
 transformers applies these to the raw logits, before temperature and top-p.
 """
@@ -127,11 +129,7 @@ class BudgetForcing(_RowState):
         self.insert_ids = [int(i) for i in insert_ids]
         self.min_thinking, self.max_thinking, self.max_waits = int(min_thinking), max_thinking, int(max_waits)
         self.do_sample = do_sample
-        self.warpers = []
-        if do_sample and temperature not in (None, 1.0):
-            self.warpers.append(TemperatureLogitsWarper(float(temperature)))
-        if do_sample and top_p not in (None, 1.0):
-            self.warpers.append(TopPLogitsWarper(float(top_p)))
+        self.warpers = sampling_warpers(do_sample, temperature, top_p)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.waits: torch.Tensor | None = None  # (rows,) insertions so far
         self.queue: list[list[int]] = []  # per row: insert tokens still to force
@@ -182,3 +180,67 @@ class BudgetForcing(_RowState):
             else:
                 scores[row, self.end_id] = float("-inf")
         return scores
+
+
+def sampling_warpers(do_sample: bool, temperature: float | None, top_p: float | None) -> list:
+    """The warpers ``generate`` applies after the custom processors when sampling (temperature, then top-p)."""
+    warpers = []
+    if do_sample and temperature not in (None, 1.0):
+        warpers.append(TemperatureLogitsWarper(float(temperature)))
+    if do_sample and top_p not in (None, 1.0):
+        warpers.append(TopPLogitsWarper(float(top_p)))
+    return warpers
+
+
+class ProbabilityByPosition:
+    """Running sums over generate calls: ``mass[t]`` (probability summed over rows) and ``count[t]`` (rows)."""
+
+    def __init__(self, positions: int):
+        self.mass = torch.zeros(positions, dtype=torch.float64)
+        self.count = torch.zeros(positions, dtype=torch.float64)
+
+    def to_dict(self) -> dict:
+        last = int(torch.nonzero(self.count).max()) + 1 if self.count.any() else 0
+        return {"mass": self.mass[:last].tolist(), "count": self.count[:last].tolist()}
+
+
+class TokenProbability(LogitsProcessor):
+    """Records the probability that the next token is one of ``token_ids``, for every row still generating.
+
+    The distribution is the one the token is drawn from: the processed logits (this processor
+    comes after the strategy's) through the sampling warpers (temperature, top-p), or their
+    softmax for greedy decoding. Sums stay on the device until the call ends (no per-step sync).
+    """
+
+    def __init__(self, token_ids: Sequence[int], into: ProbabilityByPosition, eos_ids, warpers: list):
+        self.ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+        self.eos = torch.tensor(sorted(eos_ids), dtype=torch.long)
+        self.into, self.warpers = into, warpers
+        self.prompt_len: int | None = None
+        self.finished = self.mass = self.count = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+            size = len(self.into.mass)
+            self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=scores.device)
+            self.mass = torch.zeros(size, dtype=torch.float64, device=scores.device)
+            self.count = torch.zeros(size, dtype=torch.float64, device=scores.device)
+        t = input_ids.shape[1] - self.prompt_len
+        if t > 0:
+            self.finished |= torch.isin(input_ids[:, -1], self.eos.to(input_ids.device))
+        if t < len(self.mass):
+            warped = scores
+            for warp in self.warpers:
+                warped = warp(input_ids, warped)
+            p = torch.softmax(warped.float(), dim=-1)[:, self.ids.to(scores.device)].sum(dim=-1)
+            alive = (~self.finished).to(torch.float64)
+            self.mass[t] += (p.double() * alive).sum()
+            self.count[t] += alive.sum()
+        return scores
+
+    def flush(self) -> None:
+        """Add this call's sums to the running ones (after generate returns)."""
+        if self.mass is not None:
+            self.into.mass += self.mass.cpu()
+            self.into.count += self.count.cpu()

@@ -163,3 +163,11 @@ def frequency_by_position(
     with np.errstate(invalid="ignore", divide="ignore"):
         freq = np.where(tok > 0, hit / np.maximum(tok, 1), np.nan)
     return starts, freq
+
+
+def probability_rate(mass: Sequence[float], count: Sequence[float], keep=None) -> float | None:
+    """Expected reflection rate over the positions ``keep`` selects: summed probability / rows generating."""
+    mass, count = np.asarray(mass, dtype=np.float64), np.asarray(count, dtype=np.float64)
+    mask = np.ones(len(mass), dtype=bool) if keep is None else keep(np.arange(len(mass)))
+    rows = count[mask].sum()
+    return float(mass[mask].sum() / rows) if rows > 0 else None
