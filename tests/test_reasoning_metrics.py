@@ -43,7 +43,8 @@ def test_gsm8k_gold_solutions_score_100_percent_and_a_shuffled_pairing_near_0():
 
 
 def test_extraction_prefers_boxed_and_reads_plain_numbers():
-    assert R.check_answer("so x = 3, y = 4, and the answer is $\\boxed{\\frac{1}{2}}$.", "0.5") == ("\\frac{1}{2}", True)
+    boxed = "so x = 3, y = 4, and the answer is $\\boxed{\\frac{1}{2}}$."
+    assert R.check_answer(boxed, "0.5") == ("\\frac{1}{2}", True)
     assert R.check_answer("The total is 1,000 dollars.", "1000")[1]
     assert R.check_answer("I am not sure.", "7") == ("", False)
     assert not R.check_answer("\\boxed{8}", "7")[1]
