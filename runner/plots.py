@@ -228,6 +228,8 @@ def _reflection_frequency(fig, spec: dict, table) -> None:
         for label, positions, lengths, mass, count, decoding in lines:
             starts, freq = frequency_by_position(positions, lengths, width)
             centres = starts + width / 2
+            if not np.nansum(freq) and (mass is None or not np.sum(mass)):
+                label += " (none)"  # nothing to draw on a log scale: say so in the legend
             if mass is not None:  # expected frequency (solid), counted frequency (dots)
                 binned = np.add.reduceat(mass, starts[starts < len(mass)]) / np.maximum(
                     np.add.reduceat(count, starts[starts < len(count)]), 1e-12
