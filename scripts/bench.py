@@ -204,7 +204,7 @@ def generation_section(args) -> None:
     from runner.data.qa import PromptFormat, pad_sequences
     from runner.decoding.base import DecodingContext
     from runner.decoding.generate import eos_token_ids, generate
-    from runner.decoding.processors import ProbabilityByPosition, TokenProbability
+    from runner.decoding.processors import BudgetForcing, ProbabilityByPosition, TokenProbability
     from runner.decoding.strategies import CyclicReflex, ThoughtSwitchingPenalty
     from runner.models import load_model
     from runner.scoring import autocast
@@ -266,6 +266,31 @@ def generation_section(args) -> None:
             rate = measure()
             if round_:
                 best[name] = max(best[name], rate)
+    # the processors alone, on logits of this batch's shape: a bound on their share that neighbours' load
+    # on a shared machine cannot blur (they run once per step, as in generate)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    reflection = sorted(suite.reflection_ids)
+    alone = {
+        "CyclicReflex": lambda: CyclicReflex(amplitude=5.0, period=64, do_sample=False).processors(ctx),
+        "TIP": lambda: ThoughtSwitchingPenalty(do_sample=False).processors(ctx),
+        "s1 (forcing phase)": lambda: [BudgetForcing(reflection[0], [reflection[1]], tokens, None, 10**9, False)],
+        "expected-frequency recorder": lambda: [
+            TokenProbability(suite.reflection_ids, ProbabilityByPosition(tokens), {tokenizer.eos_token_id}, [])
+        ],
+    }
+    per_step = {}
+    for name, build in alone.items():
+        procs = build()
+        ids = torch.zeros(n, 16, dtype=torch.long, device=device)
+        start = time.perf_counter()
+        for _ in range(tokens):
+            scores = torch.randn(n, vocab, device=device)
+            for proc in procs:
+                scores = proc(ids, scores)
+            ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
+        sync()
+        per_step[name] = (time.perf_counter() - start) / tokens
+    step = n / best["plain model.generate"]  # seconds per generate step of the whole batch
     print(
         f"\nGeneration on {device.type}: {cfg.model.name}, {n} shipped GSM8K prompts in one batch, {tokens} new tokens "
         f"each (greedy, EOS ignored), {cfg.precision}, best of {args.gen_rounds}"
@@ -279,6 +304,11 @@ def generation_section(args) -> None:
         if name != "plain model.generate":
             verdict = "ok" if rate / base >= GEN_TARGET else "UNDER"
             print(f"{name} / plain generate tokens/s: {rate / base:.2f}x (target >= {GEN_TARGET}) {verdict}")
+    print(
+        f"\nprocessor time per step alone, drawing random {n} x {vocab} logits included (a plain step: {step * 1000:.0f} ms):"
+    )
+    for name, seconds in per_step.items():
+        print(f"  {name}: {seconds * 1000:.2f} ms ({seconds / step:.1%} of a step)")
 
 
 def main() -> None:
