@@ -61,11 +61,13 @@ class _RowState(LogitsProcessor):
         if self.prompt_len is None:
             self.prompt_len = input_ids.shape[1]
             self.thinking_done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            if self.think_end is not None:  # on the device once, not a copy every step
+                self.think_end = self.think_end.to(input_ids.device)
         t = input_ids.shape[1] - self.prompt_len
         if t < 0 or input_ids.shape[0] != self.thinking_done.shape[0]:
             raise RuntimeError("a decoding processor serves one generate call; build new ones for the next")
         if self.think_end is not None and t >= len(self.think_end):
-            tag = self.think_end.to(input_ids.device)
+            tag = self.think_end
             self.thinking_done |= (input_ids[:, -len(tag) :] == tag).all(dim=1)
         return t
 
@@ -92,7 +94,9 @@ class ReflectionBias(_RowState):
         delta = float(self.offset(t))
         if delta == 0.0:
             return scores
-        ids = self.token_ids.to(scores.device)
+        if self.token_ids.device != scores.device:
+            self.token_ids = self.token_ids.to(scores.device)
+        ids = self.token_ids
         active = (~self.thinking_done).to(scores.dtype).unsqueeze(1)  # (rows, 1): 0 once a row closed its thinking
         scores = scores.clone()
         scores[:, ids] += delta * active
