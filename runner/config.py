@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attack, coreset, distributed, inputs
+from runner import attack, coreset, distributed, evaluate, inputs
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
@@ -86,6 +86,7 @@ def validate(cfg: DictConfig) -> None:
     # not after hours of fine-tuning and unlearning
     coreset.check_config(cfg)
     attack.check_config(cfg)
+    evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
 
 
 def check_strategy(cfg: DictConfig) -> None:

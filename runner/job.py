@@ -13,7 +13,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import distributed, rundir, tracking
+from runner import distributed, evaluate, rundir, tracking
 from runner import precision as precision_choice
 from runner.attack import run_attack
 from runner.cache import clean_stale, content_key, write_json_atomic
@@ -179,6 +179,8 @@ class _RankRecord(RunRecord):
 
 def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, callbacks: list = ()) -> None:
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
+    if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)
+        return evaluate.evaluate_only(cfg, cache_dir, record)
     method = build_method(cfg.method)  # before any expensive stage, so a bad method option fails fast
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)

@@ -3,7 +3,12 @@
 - ``pareto``: forget metric vs utility metric, one point per method (mean, with ± std bars),
   the seeds as faint dots, the reference models as stars, and the Pareto front of the methods;
 - ``coreset_curve``: each metric vs the coreset ratio, one line per method with a ± std band;
-- ``attack``: each metric before and after the fine-tuning attack, bars per method.
+- ``attack``: each metric before and after the fine-tuning attack, bars per method;
+- ``reflection_frequency``: reasoning runs' reflection-token frequency by generated position (pooled
+  over a row's runs, in bins of ``bin`` positions; the expected frequency as a line where the runs
+  recorded probabilities, the counted one as dots), one panel per benchmark, with each decoding's
+  logit offset (CyclicReflex's wave, TIP's constant) drawn over it on a second axis; log scale
+  when the values span more than two decades (``logy: false`` to keep it linear).
 
 A figure is ``plot.width`` x ``plot.height`` inches at ``plot.dpi`` (preset or per-plot keys), so its
 PNG is exactly width*dpi x height*dpi pixels.
@@ -23,7 +28,12 @@ SIZE = {"width": 6.4, "height": 4.0, "dpi": 100}
 
 def draw(spec: dict, runs: list[dict], table, preset: dict, stem: Path) -> list[Path]:
     kind = spec.get("kind")
-    painters = {"pareto": _pareto, "coreset_curve": _coreset_curve, "attack": _attack}
+    painters = {
+        "pareto": _pareto,
+        "coreset_curve": _coreset_curve,
+        "attack": _attack,
+        "reflection_frequency": _reflection_frequency,
+    }
     if kind not in painters:
         raise ConfigError("report.plots.kind", f"`{kind}` unknown", f"use one of {', '.join(painters)}")
     size = {**SIZE, **(preset.get("plot") or {}), **{k: spec[k] for k in SIZE if k in spec}}
@@ -177,3 +187,87 @@ def _attack(fig, spec: dict, table) -> None:
         ax.set_title(_axis_label(col), fontsize=9)
     if axes:
         axes[0].legend(fontsize=7)
+
+
+# ---------------------------------------------------------------- reflection tokens by position
+
+
+def _reflection_frequency(fig, spec: dict, table) -> None:
+    import numpy as np
+
+    from runner.decoding.processors import triangular_wave
+    from runner.metrics.reasoning import frequency_by_position
+
+    width = int(spec.get("bin", 10))
+    panels: dict[str, list] = {}  # benchmark -> [(row label, positions, lengths, mass, count, decoding config)]
+    for row in table.rows:
+        positions, lengths, mass, count, decoding = [], [], None, None, None
+        for run in row.runs:
+            if run.get("status") != "completed":
+                continue
+            for suite in ((run.get("per_example") or {}).get(row.model_row) or {}).values():
+                if isinstance(suite, dict) and "reflection_positions" in suite:
+                    positions += suite["reflection_positions"]
+                    lengths += suite["length"]
+            for agg in ((run.get("evaluation") or {}).get(row.model_row) or {}).values():
+                prob = agg.get("reflection_probability") if isinstance(agg, dict) else None
+                if prob:
+                    mass, count = _add(mass, prob["mass"]), _add(count, prob["count"])
+            decoding = decoding or (run.get("config") or {}).get("decoding")
+        if lengths:
+            bench = str(((row.runs[0].get("config") or {}).get("benchmark") or {}).get("name", ""))
+            panels.setdefault(bench, []).append((row.label, positions, lengths, mass, count, decoding or {}))
+    if not panels:
+        raise ConfigError("report.plots", "no run records reflection positions", "report reasoning benchmark runs")
+    for k, (bench, lines) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        offsets = ax.twinx()
+        horizon = max(max(line[2]) for line in lines)
+        t = np.arange(horizon)
+        drawn, values = set(), []
+        for label, positions, lengths, mass, count, decoding in lines:
+            starts, freq = frequency_by_position(positions, lengths, width)
+            centres = starts + width / 2
+            if not np.nansum(freq) and (mass is None or not np.sum(mass)):
+                label += " (none)"  # nothing to draw on a log scale: say so in the legend
+            if mass is not None:  # expected frequency (solid), counted frequency (dots)
+                binned = np.add.reduceat(mass, starts[starts < len(mass)]) / np.maximum(
+                    np.add.reduceat(count, starts[starts < len(count)]), 1e-12
+                )
+                (line,) = ax.plot(centres[: len(binned)], binned * 100, label=label, linewidth=1.2)
+                ax.plot(centres, freq * 100, linestyle="none", marker=".", markersize=3, color=line.get_color())
+                values += list(binned[binned > 0] * 100)
+            else:
+                (line,) = ax.plot(centres, freq * 100, label=label, linewidth=1.2)
+            values += list(freq[freq > 0] * 100)
+            lo, hi = (decoding.get("window") or [0, horizon])[:2]
+            inside = (t >= lo) & (t < hi)
+            if "amplitude" in decoding and "period" in decoding:
+                wave = triangular_wave(t, decoding["amplitude"], decoding["period"], decoding.get("shift", 0.0))
+                offset = np.where(inside, wave, np.nan)
+            elif "delta" in decoding:
+                offset = np.where(inside, float(decoding["delta"]), np.nan)
+            else:
+                continue
+            key = (decoding.get("name"), tuple(np.nan_to_num(offset).round(3)))
+            if key not in drawn:
+                drawn.add(key)
+                offsets.plot(t, offset, linestyle="--", color=line.get_color(), alpha=0.6, linewidth=1)
+        if values and spec.get("logy", "auto") in ("auto", True) and max(values) / min(values) > 100:
+            ax.set_yscale("log")  # rare reflections next to boosted ones: decades apart
+        offsets.axhline(0.0, color="gray", linewidth=0.5, linestyle=":")
+        offsets.set_ylabel("logit offset (dashed)", fontsize=8)
+        ax.set_xlabel("generated position")
+        ax.set_ylabel(f"reflection tokens, % (bins of {width})", fontsize=8)
+        ax.set_title(spec.get("title") or _label(bench), fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+
+
+def _add(total, values):
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if total is None:
+        return values
+    width = max(len(total), len(values))
+    return np.pad(total, (0, width - len(total))) + np.pad(values, (0, width - len(values)))

@@ -89,8 +89,8 @@ def flatten(obj, prefix: str = "", sep: str = ".") -> dict:
 
 
 def run_name(config: dict, choices: dict) -> str:
-    """method-benchmark-model[-coreset<ratio>][-attack]-s<seed>, from Hydra's choices where known."""
-    method = choices.get("method") or _class_name(config.get("method", {}))
+    """method-benchmark-model[-coreset<ratio>][-attack][-decoding]-s<seed>, from Hydra's choices where known."""
+    method = choices.get("method") or _class_name(config.get("method") or {}) or "none"
     benchmark = choices.get("benchmark") or config.get("benchmark", {}).get("name", "")
     model = choices.get("model") or config.get("model", {}).get("name", "")
     parts = [str(p) for p in (method, benchmark, model) if p]
@@ -100,6 +100,9 @@ def run_name(config: dict, choices: dict) -> str:
     attack = config.get("finetune_attack") or {}
     if attack.get("name", "none") != "none":
         parts.append(str(attack["name"]))
+    decoding = config.get("decoding") or {}
+    if decoding.get("name", "greedy") != "greedy":
+        parts.append(str(decoding["name"]))
     parts.append(f"s{config.get('seed', 0)}")
     return "-".join(parts)
 

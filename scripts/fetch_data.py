@@ -10,6 +10,7 @@ WMDP's WikiText ``benchmark.wikitext.source=DIR``, for MMLU
     python scripts/fetch_data.py wmdp --bio-forget --out /data/hub    # + the gated bio forget corpus
     python scripts/fetch_data.py muse --corpus news --out /data/hub   # news | books | all
     python scripts/fetch_data.py mmlu --out /data/hub [--subjects college_biology virology]
+    python scripts/fetch_data.py reasoning --out /data/hub            # MATH-500, GSM8K, AIME 24/25, AMC 23
 
 The WMDP bio forget corpus is gated: request access with the form on
 https://huggingface.co/datasets/cais/wmdp-bio-forget-corpus and run
@@ -50,7 +51,18 @@ def splits_for(benchmark: str, corpus: str = "all", subjects=None) -> list[tuple
         return [(hub.Split(mmlu.HUB_ID, s, "test"), hub.MCQ) for s in names]
     if benchmark == "wikitext":
         return [(wikitext.HUB_SPLIT, hub.TEXT)]
-    raise SystemExit(f"unknown benchmark {benchmark!r}: use wmdp, muse, mmlu or wikitext")
+    if benchmark == "reasoning":  # the splits each conf/benchmark/<name>.yaml names, with its columns
+        from omegaconf import OmegaConf
+
+        from runner.data import reasoning
+
+        out = []
+        for name in ("math500", "gsm8k", "aime24", "aime25", "amc23"):
+            data = OmegaConf.load(ROOT / "conf" / "benchmark" / f"{name}.yaml").data
+            schema = {str(data.question): hub.STRING, str(data.answer): reasoning.is_answer}
+            out += [(split, schema) for split in reasoning.splits(data)]
+        return out
+    raise SystemExit(f"unknown benchmark {benchmark!r}: use wmdp, muse, mmlu, wikitext or reasoning")
 
 
 def write_parquet(rows: list[dict], path: Path) -> None:
@@ -97,7 +109,7 @@ def fetch_bio_forget(out: Path) -> Path:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("benchmark", choices=["wmdp", "muse", "mmlu", "wikitext"])
+    ap.add_argument("benchmark", choices=["wmdp", "muse", "mmlu", "wikitext", "reasoning"])
     ap.add_argument("--out", required=True, type=Path, help="directory to fill (<repo id>/<config>/<split>.parquet)")
     ap.add_argument("--corpus", default="all", choices=["news", "books", "all"], help="MUSE corpus")
     ap.add_argument("--subjects", nargs="*", help="MMLU subjects (default: all 57)")

@@ -47,3 +47,11 @@ def random_llama(**config):
         max_position_embeddings=32,
     )
     return LlamaForCausalLM(LlamaConfig(**{**sizes, **config}))
+
+
+@pytest.fixture(scope="session")
+def smollm2(shared_cache):
+    """(model, tokenizer) of the real default model, SmolLM2-135M-Instruct, dequantised once per session."""
+    from runner.models import load_model
+
+    return load_model(compose_cfg().model, shared_cache)

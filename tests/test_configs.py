@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from tests.conftest import CONF_DIR, compose_cfg
 
 GROUPS = ["model", "method", "benchmark", "coreset", "finetune_attack", "distributed", "logger", "experiment"]
+GROUPS.append("decoding")
 
 
 def _options(group: str) -> list[str]:
@@ -21,7 +22,9 @@ def test_every_option_composes(group, option):
     cfg = compose_cfg(f"{group}={option}")
     container = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     assert container["seed"] == 0
-    if group == "method":
+    if group == "method" and option == "none":
+        assert cfg.method is None  # an evaluation-only job
+    elif group == "method":
         assert cfg.method._target_.startswith("runner.methods.")
     if group == "model":
         assert cfg.model.name == option

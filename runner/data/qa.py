@@ -20,10 +20,20 @@ class PromptFormat:
     question: str = "Question: {question}\nAnswer: "
     answer: str = "{answer}"
     special_tokens: bool = True
+    # reasoning benchmarks: the prompt around a problem (None: ``question``), and the model's
+    # end-of-thinking tag (None: the model does not think in tags)
+    reasoning: str | None = None
+    think_end: str | None = None
 
     @classmethod
     def from_cfg(cls, cfg) -> PromptFormat:
-        return cls(question=cfg.question, answer=cfg.answer, special_tokens=bool(cfg.get("special_tokens", True)))
+        return cls(
+            question=cfg.question,
+            answer=cfg.answer,
+            special_tokens=bool(cfg.get("special_tokens", True)),
+            reasoning=cfg.get("reasoning"),
+            think_end=cfg.get("think_end"),
+        )
 
     def render(self, question: str, answer: str = "") -> str:
         """The exact text a model sees for a question (and answer)."""

@@ -1,0 +1,143 @@
+"""Batched, KV-cached generation under a decoding strategy, with problems/s and tokens/s on the progress bar.
+
+Prompts are sorted by length and cut into batches of ``batch_size`` sequences (a
+problem with ``n`` samples takes ``n`` of them), left-padded, and handed to
+``model.generate`` with the strategy's sampling settings and a fresh set of its
+logits processors. Each generation is cut at its first end-of-sequence token.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from runner.data.qa import pad_sequences
+from runner.decoding.base import DecodingContext
+from runner.scoring import autocast, unwrap
+
+
+@dataclass
+class Generated:
+    """One generated continuation: its tokens up to (not including) the first end-of-sequence token."""
+
+    ids: list[int]
+    text: str
+
+
+@dataclass
+class GenerationRun:
+    outputs: list[list[Generated]]  # per prompt, its n samples
+    tokens: int = 0  # generated tokens, all samples
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Throughput(LogitsProcessor):
+    """Estimates tokens generated so far (rows still going x steps, the row count read once a second, so the
+    device is not synchronised every step) and shows the run's tokens/s on the progress bar."""
+
+    def __init__(self, bar, eos_ids: set[int], start: float, done_tokens: int):
+        self.bar, self.start, self.done_tokens = bar, start, done_tokens
+        self.eos = torch.tensor(sorted(eos_ids), dtype=torch.long)
+        self.finished: torch.Tensor | None = None
+        self.prompt_len: int | None = None
+        self.alive, self.tokens, self.last_shown = 0, 0, 0.0
+
+    def __call__(self, input_ids, scores):
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+            self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            self.alive = input_ids.shape[0]
+        else:
+            self.finished |= torch.isin(input_ids[:, -1], self.eos.to(input_ids.device))
+        now = time.perf_counter()
+        if now - self.last_shown > 1.0:
+            self.alive, self.last_shown = int((~self.finished).sum()), now
+            self.bar.set_postfix_str(f"{(self.done_tokens + self.tokens) / max(now - self.start, 1e-9):.1f} tok/s")
+        self.tokens += self.alive
+        return scores
+
+
+def eos_token_ids(model, tokenizer) -> set[int]:
+    """The tokenizer's end-of-sequence token and the model's generation_config ones."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(unwrap(model).generation_config, "eos_token_id", None)
+    if configured is not None:
+        ids |= set(configured) if isinstance(configured, (list, tuple)) else {configured}
+    return ids
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    strategy,
+    ctx: DecodingContext,
+    max_new_tokens: int,
+    batch_size: int,
+    precision: str,
+    desc: str = "generate",
+    observers=None,
+    **generate_kwargs,
+) -> GenerationRun:
+    """``strategy.n`` continuations of each prompt (token-id lists), in prompt order.
+
+    ``observers``: a function returning fresh processors that watch each batch after the
+    strategy's (e.g. :class:`runner.decoding.processors.TokenProbability`); their ``flush()``
+    runs when the batch is done.
+    """
+    m = unwrap(model)
+    device = next(m.parameters()).device
+    n = strategy.n
+    per_batch = max(1, batch_size // n)  # problems per batch: batch_size counts sequences
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    eos = eos_token_ids(m, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    outputs: list[list[Generated]] = [[] for _ in prompts]
+    if strategy.do_sample:
+        torch.manual_seed(strategy.seed)
+    run = GenerationRun(outputs)
+    start = time.perf_counter()
+    bar = tqdm(total=len(prompts), desc=desc, unit="problem", leave=False)
+    for first in range(0, len(order), per_batch):
+        idx = order[first : first + per_batch]
+        input_ids = pad_sequences([prompts[i] for i in idx], pad_id, left=True).to(device)
+        attention = pad_sequences([[1] * len(prompts[i]) for i in idx], 0, left=True).to(device)
+        progress = _Throughput(bar, eos, start, run.tokens)
+        watching = observers() if observers else []
+        with autocast(precision, device):
+            out = m.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=pad_id,
+                eos_token_id=sorted(eos),
+                logits_processor=LogitsProcessorList([*strategy.processors(ctx), *watching, progress]),
+                **strategy.generate_kwargs(),
+                **generate_kwargs,
+            )
+        for watcher in watching:
+            watcher.flush()
+        new = out[:, input_ids.shape[1] :].tolist()
+        for row, tokens in enumerate(new):
+            cut = next((k for k, tok in enumerate(tokens) if tok in eos), len(tokens))
+            ids = tokens[:cut]
+            outputs[idx[row // n]].append(Generated(ids, tokenizer.decode(ids, skip_special_tokens=False)))
+            run.tokens += len(ids)
+        bar.update(len(idx))
+        run.seconds = time.perf_counter() - start
+        bar.set_postfix_str(f"{run.tokens_per_s:.1f} tok/s")
+    bar.close()
+    run.seconds = time.perf_counter() - start
+    run.stats = {"tokens": run.tokens, "seconds": round(run.seconds, 2), "tokens_per_s": round(run.tokens_per_s, 1)}
+    return run
