@@ -28,7 +28,11 @@ REFERENCE = {
         f"<|system|>\nYou are a helpful assistant.</s>\n<|user|>\n{Q}</s>\n<|assistant|>\n{A}</s>\n",
         False,
     ),
-    # not in open-unlearning: Mistral's chat template, and TOFU's own phi format
+    # not in open-unlearning: DeepSeek-R1 distills' chat template (user turn; the tokenizer adds BOS),
+    # Mistral's chat template, and TOFU's own phi format
+    "deepseek-r1-distill-llama-8b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
+    "deepseek-r1-distill-qwen-1.5b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
+    "deepseek-r1-distill-qwen-7b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
     "mistral-7b-instruct": (f"[INST] {Q} [/INST]{A}", True),
     "phi-1.5": (f"Question: {Q}\nAnswer: {A}", True),
 }
