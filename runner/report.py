@@ -494,6 +494,14 @@ def write_report(inputs: list[str | Path], preset: dict, out: str | None = None,
     return {"table": table, "markdown": markdown, "files": files, "runs": runs}
 
 
+def _is_path(arg: str) -> bool:
+    """An existing file or folder; a setting too long to be a file name is not one (and must not crash the check)."""
+    try:
+        return Path(arg).exists()
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m runner.report",
@@ -505,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     ns = parser.parse_args(argv)
     # sweep folders are named like `method=ga,seed=0`: an existing path is an input, not a setting
-    inputs = [a for a in ns.args if "=" not in a or Path(a).exists()]
+    inputs = [a for a in ns.args if "=" not in a or _is_path(a)]
     settings = [a for a in ns.args if a not in inputs]
     name = next((s.split("=", 1)[1] for s in settings if s.startswith("report=")), "tofu")
     try:

@@ -255,3 +255,11 @@ def _assert_image(path: Path, size: tuple[int, int]) -> None:
 def _assert_pdf(path: Path) -> None:
     data = path.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 2000 and b"%%EOF" in data[-64:]
+
+
+def test_a_setting_longer_than_a_file_name_is_a_setting_not_a_crash():
+    from runner.report import _is_path
+
+    long_setting = "rows=[" + ",".join(["choices.method"] * 40) + "]"
+    assert len(long_setting) > 255 and not _is_path(long_setting)
+    assert _is_path(".")
