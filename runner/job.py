@@ -76,6 +76,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
                 copy |= {
                     "choices": {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")},
                     "overrides": scrub_overrides(list(overrides or [])),
+                    "precision": chosen_precision,  # same precision used; this job's own way of asking for it
                     "reused_from": finished["_path"],
                 }
                 write_json_atomic(run_dir / "results.json", copy)

@@ -53,8 +53,13 @@ def test_explicit_bf16_without_native_support_warns_once(monkeypatch, caplog):
 
 def test_the_run_record_carries_the_choice_and_every_stage_uses_it(tiny_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(P, "cpu_capabilities", lambda: {"avx2": True})
-    result = job.run(tiny_cfg("precision=auto", "method=ga"), tmp_path)
+    result = job.run(tiny_cfg("precision=auto", "method=ga", "seed=23"), tmp_path)  # a seed no other test runs
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["precision"] == {"asked": "auto", "used": "fp32", "why": "CPU without native bfloat16 (AVX2)"}
     assert on_disk["config"]["precision"] == "fp32"  # what every stage was handed
     assert result["status"] == "completed"
+    # asked the same computation again with precision=fp32: the stored result is reused, the record says how it was asked
+    again = tmp_path / "again"
+    job.run(tiny_cfg("precision=fp32", "method=ga", "seed=23"), again)
+    reused = json.loads((again / "results.json").read_text())
+    assert reused["reused_from"] and reused["precision"]["asked"] == "fp32"
