@@ -100,14 +100,15 @@ def _remount_read_only(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def warm(shared_cache, tmp_path_factory) -> dict:
-    """The shared cache with the tiny model and both TOFU reference models (and their evaluations), plus the
-    completed record of that job."""
-    run_dir = tmp_path_factory.mktemp("warm")
-    cfg = compose_cfg(*TINY, f"paths.cache_dir={shared_cache}", "seed=80")
+def warm(tmp_path_factory) -> dict:
+    """A cache with just the tiny model and both TOFU reference models (and their evaluations), plus the
+    completed record of that job. Its own cache, not the session's: the cases copy it onto small file
+    systems, which the session cache outgrows as other test files add models to it."""
+    run_dir, cache = tmp_path_factory.mktemp("warm"), tmp_path_factory.mktemp("warm-cache")
+    cfg = compose_cfg(*TINY, f"paths.cache_dir={cache}", "seed=80")
     record = job.run(cfg, run_dir, choices={"method": "npo", "benchmark": "tofu", "model": "tiny"})
     assert record["status"] == "completed"
-    return {"cache": shared_cache, "record": run_dir / "results.json"}
+    return {"cache": cache, "record": run_dir / "results.json"}
 
 
 def _copy_cache(src: Path, dst: Path, kinds=("models", "finetuned")) -> Path:
