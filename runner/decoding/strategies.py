@@ -7,7 +7,7 @@ against the tokenizer before any generation.
 
 from __future__ import annotations
 
-import functools
+import abc
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -85,7 +85,7 @@ def _window(window, key: str) -> tuple[int, int]:
     return int(window[0]), int(window[1])
 
 
-class _ReflectionDecoding(Decoding):
+class _ReflectionDecoding(Decoding, abc.ABC):
     """Shared by CyclicReflex and TIP: an offset on the reflection words' logits inside a window."""
 
     def __init__(self, words=REFLECTION_WORDS, window=(0, 8192), **kwargs):
@@ -94,8 +94,9 @@ class _ReflectionDecoding(Decoding):
         self.window = _window(list(window), "decoding.window")
         self._ids: dict[int, dict[str, list[int]]] = {}
 
+    @abc.abstractmethod
     def offset(self, t: int) -> float:
-        raise NotImplementedError
+        """The offset added to the reflection words' logits at generated position ``t``."""
 
     def word_ids(self, tokenizer) -> dict[str, list[int]]:
         if id(tokenizer) not in self._ids:
@@ -119,7 +120,9 @@ class CyclicReflex(_ReflectionDecoding):
         self.amplitude, self.period, self.shift = float(amplitude), float(period), float(shift)
         if self.period <= 0:
             raise ConfigError("decoding.period", f"must be > 0, got {period}", "e.g. 1200 (900 for AMC23)")
-        self.offset = functools.partial(triangular_wave, amplitude=self.amplitude, period=self.period, shift=self.shift)
+
+    def offset(self, t: int) -> float:
+        return triangular_wave(t, amplitude=self.amplitude, period=self.period, shift=self.shift)
 
 
 class ThoughtSwitchingPenalty(_ReflectionDecoding):
