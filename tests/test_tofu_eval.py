@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import random_llama
 
 from runner import job
 from runner.benchmarks.muse import _cut
@@ -16,6 +15,7 @@ from runner.data.qa import IGNORE, PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model
 from runner.scoring import score_answer_sets, score_sequences
+from tests.conftest import random_llama
 
 
 def test_shared_prompt_scoring_equals_scoring_each_sequence():
@@ -38,7 +38,7 @@ def test_shared_prompt_scoring_equals_scoring_each_sequence():
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer(shared_cache):
-    from conftest import compose_cfg
+    from tests.conftest import compose_cfg
 
     cfg = compose_cfg("experiment=tofu_smoke_tiny", f"paths.cache_dir={shared_cache}")
     return load_model(cfg.model, shared_cache)[1], cfg
