@@ -3,8 +3,9 @@
 A component's config node is ``_target_`` (the class) plus its options; ``null`` means "none"
 (no coreset, no attack, no tracker, one process). ``build`` turns a node into an object of the
 kind's contract, with the runtime objects the caller passes (a tokenizer, a prompt format...)
-added as keyword arguments. Nested nodes with their own ``_target_`` are built first, so a
-component can hold another one (BLUR's base method is a config node Hydra composes).
+added as keyword arguments. A component that holds another (BLUR's base method, a config node
+Hydra composes) receives that node as plain options and builds it with ``build`` itself, naming
+the contract it needs.
 
 ``get_class`` rather than ``hydra.utils.instantiate``: a ConfigError raised in a constructor
 reaches the user as it is, not wrapped in Hydra's InstantiationException.
@@ -27,16 +28,6 @@ def is_none(node: Any) -> bool:
     return node is None
 
 
-def _build_nested(value: Any, key: str) -> Any:
-    if isinstance(value, dict) and "_target_" in value:
-        return _construct(dict(value), object, key, {})
-    if isinstance(value, dict):
-        return {k: _build_nested(v, f"{key}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_build_nested(v, f"{key}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
 def _construct(options: dict, kind: type, key: str, runtime: dict) -> Any:
     target = options.pop("_target_")
     try:
@@ -49,9 +40,8 @@ def _construct(options: dict, kind: type, key: str, runtime: dict) -> Any:
         raise ConfigError(
             f"{key}._target_", f"`{target}` is not a {kind.__name__}", f"point it at a {kind.__name__} subclass"
         )
-    kwargs = {name: _build_nested(value, f"{key}.{name}") for name, value in options.items()}
     try:
-        return cls(**kwargs, **runtime)
+        return cls(**options, **runtime)
     except TypeError as exc:  # an unknown or missing option
         raise ConfigError(key, str(exc), f"see the options of the `{key}` config group in conf/") from exc
 

@@ -97,9 +97,9 @@ def check_strategy(cfg: DictConfig) -> None:
         return
     try:
         cls = get_class(target)
-    except Exception:  # reported by build_method with Hydra's message
+    except Exception:  # reported where the method is built, with the builder's message
         return
-    supported = tuple(getattr(cls, "strategies", distributed.STRATEGIES))
+    supported = tuple(getattr(cls, "strategies", None) or distributed.STRATEGIES)
     if strategy not in supported:
         name = OmegaConf.select(cfg, "method.name") or cls.__name__
         why = getattr(cls, "strategies_reason", "")

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from runner import distributed
+from runner.benchmarks.base import build_benchmark
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model
@@ -53,21 +54,19 @@ def check_config(cfg: DictConfig) -> None:
 
 def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
     """The evaluation-only pipeline; fills ``record`` (saved by the caller)."""
-    from runner.job import build_benchmark  # the pipeline module builds benchmarks for every job kind
-
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)
         model.to(distributed.device())
 
     with record.stage("build_benchmark"):
         bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
-        if bench.references:
+        if bench.finetuned_models:
             raise ConfigError(
                 "method",
-                f"benchmark={cfg.benchmark.name} scores against reference models ({', '.join(bench.references)}) "
-                "that an evaluation-only job does not build",
-                "choose an unlearning method, or a benchmark without references (wmdp, math500, gsm8k, aime24, "
-                "aime25, amc23; muse with benchmark.build_references=false)",
+                f"benchmark={cfg.benchmark.name} scores against fine-tuned models "
+                f"({', '.join(bench.finetuned_models)}) that an evaluation-only job does not build",
+                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, math500, gsm8k, "
+                "aime24, aime25, amc23; muse with benchmark.build_references=false)",
             )
 
     if not distributed.is_main_process():  # rank 0 evaluates and records

@@ -1,4 +1,4 @@
-"""One job, top to bottom: config -> model -> benchmark -> reference models -> unlearn -> evaluate -> record."""
+"""One unlearning job, top to bottom: config -> model -> benchmark -> fine-tuned models -> unlearn -> evaluate -> record."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import signal
 import traceback
 from pathlib import Path
 
-from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
 from runner import distributed, evaluate, rundir, tracking
 from runner import precision as precision_choice
 from runner.attack import run_attack
+from runner.benchmarks.base import Benchmark, build_benchmark
 from runner.cache import clean_stale, content_key, write_json_atomic
+from runner.components import build
 from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
-from runner.methods.reference import UnlearnData
+from runner.finetuned import FinetunedModel, cached_json
+from runner.methods.base import Method, UnlearnData
 from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
-from runner.prepare import ReferenceModel, cached_json
 from runner.results import RunRecord, read_results
 from runner.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
 from runner.table import metrics_table
@@ -182,7 +182,7 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
     if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)
         return evaluate.evaluate_only(cfg, cache_dir, record)
-    method = build_method(cfg.method)  # before any expensive stage, so a bad method option fails fast
+    method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast
     with record.stage("load_model"):
         model, tokenizer = load_model(cfg.model, cache_dir)
         model.to(distributed.device())  # this rank's GPU (evaluation runs before any trainer would move it)
@@ -199,8 +199,8 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             }
         )
 
-    with record.stage("prepare"):
-        evaluations = _prepare_references(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, callbacks)
+    with record.stage("finetuned_models"):
+        evaluations = _finetuned_models(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, callbacks)
 
     forget_rows, forget, unlearn_cfg = bench.forget_rows, bench.encode(bench.forget_rows), cfg.unlearn
     if cfg.coreset.name != "none":  # unlearn with part of the forget set (runner/coreset.py)
@@ -216,14 +216,12 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             retain=bench.encode(bench.retain_rows),
             encode=bench.encode,
             pad_id=pad_id,
-            batch_size=cfg.eval.batch_size,
+            eval_batch_size=cfg.eval.batch_size,
             precision=cfg.precision,
             seed=cfg.seed,
             forget_rows=forget_rows,
         )
-        record.data["training"]["unlearn"] = unlearn(
-            method, data, unlearn_cfg, cfg.seed, run_dir / "unlearn", callbacks=list(callbacks)
-        )
+        record.data["training"]["unlearn"] = unlearn(method, data, unlearn_cfg, run_dir / "unlearn", list(callbacks))
 
     if not distributed.is_main_process():  # rank 0 evaluates and records; the others only train
         if cfg.finetune_attack.name != "none":
@@ -237,25 +235,35 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             record.data["attack"] = run_attack(cfg, model, tokenizer, bench, run_dir / "attack", list(callbacks))
             evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
-    references = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
-    record.data["metrics"] = {k: bench.summarize(v, references) for k, v in evaluations.items()}
+    baselines = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
+    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
 
 
-def _prepare_references(
-    cfg, model, bench, pad_id: int, eval_key: str, cache_dir: Path, run_dir: Path, record, callbacks: list = ()
+def _finetuned_models(
+    cfg, model, bench: Benchmark, pad_id: int, eval_key: str, cache_dir: Path, run_dir: Path, record, callbacks=()
 ) -> dict:
-    """Build (or load from the cache) the benchmark's reference models and evaluate each once.
+    """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
 
     Returns evaluations in report order: "target" (the model unlearning starts from) first. On
-    return the model holds the target's weights. A benchmark without a "target" reference
-    unlearns the loaded model itself, whose evaluation is cached under its identity.
+    return the model holds the target's weights. A benchmark without a "target" model unlearns
+    the loaded model itself, whose evaluation is cached under its identity.
     """
     identity = model_identity(cfg.model)
     refs = {
-        kind: ReferenceModel(kind, rows, identity, bench.encoding(), cfg, cache_dir)
-        for kind, rows in bench.references.items()
+        kind: FinetunedModel(
+            kind,
+            rows,
+            identity,
+            bench.encoding(),
+            benchmark=str(cfg.benchmark.name),
+            finetune_cfg=cfg.benchmark.finetune,
+            trainable_layers=cfg.model.trainable_layers,
+            precision=cfg.precision,
+            cache_dir=cache_dir,
+        )
+        for kind, rows in bench.finetuned_models.items()
     }
     evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
     main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
@@ -287,8 +295,8 @@ def _prepare_references(
     return evaluations
 
 
-def _load_cached(ref: ReferenceModel, model) -> None:
-    """Load a cached reference model; an entry that passed its checks but does not load is set aside, named."""
+def _load_cached(ref: FinetunedModel, model) -> None:
+    """Load a cached fine-tuned model; an entry that passed its checks but does not load is set aside, named."""
     try:
         ref.load_into(model)
     except Exception as exc:  # SafetensorError, OSError, a missing tensor: the entry is bad, not the job
@@ -298,26 +306,6 @@ def _load_cached(ref: ReferenceModel, model) -> None:
             f"the cached {ref.entry.what} ({ref.entry.path}) does not load and was moved aside to {aside}",
             "run the job again: it rebuilds the entry",
         ) from exc
-
-
-def build_benchmark(bench_cfg, tokenizer, fmt: PromptFormat):
-    """The benchmark class named by ``benchmark._target_``, given its config, the tokenizer and prompt format."""
-    if "_target_" not in bench_cfg:
-        raise ConfigError("benchmark._target_", "is missing", "choose a benchmark with benchmark=tofu|wmdp|muse")
-    return get_class(bench_cfg._target_)(bench_cfg, tokenizer, fmt)
-
-
-def build_method(method_cfg):
-    """``instantiate`` the method; a ConfigError from its constructor surfaces as itself, not wrapped by Hydra."""
-    try:
-        return instantiate(method_cfg)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
 
 
 def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dict | None:

@@ -1,41 +1,22 @@
-"""The unlearning stage: a method's optional hooks, then the shared trainer on its loss.
-
-Hooks a method may define, each optional but ``loss``:
-- ``select_trainable(model)``: which parameters train (RMU trains a few MLP matrices);
-- ``prepare(data)``: one-off work on theta_0 (reference log-probs, frozen activations, control vector);
-- ``loss(model, batch) -> (loss, terms)``: the objective, on paired forget / retain batches;
-- ``backward(model, batch, scale) -> (loss, terms)``: fills the gradients itself, for methods
-  that change the update rather than the loss (BLUR);
-- ``unlearn(model, data, train, train_cfg) -> stats``: methods that are not a training loop on a
-  loss at all (task-vector negation), given the shared ``train`` function (seed, precision and
-  output directory bound) and the run's trainer settings for any fine-tuning.
-"""
+"""The unlearning stage: a method's hooks in the order its contract gives (``runner/methods/base.py``)."""
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
-from runner.methods.reference import UnlearnData
-from runner.training import PairedDataset, collate_pairs, train
+from runner.methods.base import Method, UnlearnData
+from runner.training import train
 
 
-def unlearn(method, data: UnlearnData, train_cfg, seed: int, output_dir: Path, callbacks: list | None = None) -> dict:
-    model = data.model
-    if hasattr(method, "select_trainable"):
-        method.select_trainable(model)
+def unlearn(method: Method, data: UnlearnData, train_cfg, output_dir: Path, callbacks: list | None = None) -> dict:
+    """Choose the trainable parameters, do the method's one-off work on theta_0, then its update.
+
+    ``data.seed`` seeds everything in the stage: the forget / retain pairing, the trainer, the method.
+    """
+    method.select_trainable(data.model)
     method.prepare(data)
-    run_train = functools.partial(
-        train, seed=seed, precision=data.precision, output_dir=output_dir, callbacks=callbacks
+    bound_train = functools.partial(
+        train, seed=data.seed, precision=data.precision, output_dir=output_dir, callbacks=callbacks
     )
-    if hasattr(method, "unlearn"):
-        return method.unlearn(model, data, run_train, train_cfg)
-    return run_train(
-        model,
-        PairedDataset(data.forget, data.retain, seed),
-        collate_pairs(data.pad_id),
-        method.loss,
-        train_cfg,
-        stage="unlearn",
-        backward_fn=getattr(method, "backward", None),
-    )
+    return method.unlearn(data.model, data, bound_train, train_cfg)

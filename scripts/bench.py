@@ -80,11 +80,11 @@ class PeakRSS(threading.Thread):
 def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[str]) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
-    from runner.benchmarks.tofu import TofuBenchmark
+    from runner.benchmarks.base import build_benchmark
+    from runner.components import build
     from runner.data.qa import PromptFormat
-    from runner.methods.reference import UnlearnData
+    from runner.methods.base import Method, UnlearnData
     from runner.models import load_model, set_trainable
     from runner.precision import resolve
     from runner.scoring import autocast
@@ -97,7 +97,7 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
     set_trainable(model, cfg.model.trainable_layers)
-    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     forget = bench.encode(bench.forget_rows)[:batch]
     retain = bench.encode(bench.retain_rows)[:batch]
     pairs = [{"forget": f, "retain": r} for f, r in zip(forget, retain, strict=True)]
@@ -105,7 +105,7 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
 
     model.to(device)
     batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
-    loss_obj = instantiate(cfg.method)
+    loss_obj = build(cfg.method, Method, "method")
     data = UnlearnData(
         model, forget, retain, bench.encode, tokenizer.pad_token_id, batch, cfg.precision, 0, bench.forget_rows[:batch]
     )
@@ -184,7 +184,8 @@ def eval_section(args) -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from runner.benchmarks.tofu import SUITES, TofuBenchmark
+    from runner.benchmarks.base import build_benchmark
+    from runner.benchmarks.tofu import SUITES
     from runner.data.qa import IGNORE, PromptFormat
     from runner.models import load_model
     from runner.precision import resolve
@@ -196,7 +197,7 @@ def eval_section(args) -> None:
     precision = resolve(cfg.precision, device)["used"]
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
     model.to(device)
-    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     bs, pad = cfg.eval.batch_size, tokenizer.pad_token_id
     old_caps = {"forget": 48, "retain": 48, "real_authors": 24, "world_facts": 24}
 

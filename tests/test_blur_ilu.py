@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from runner.methods.base import ForgetRetainMethod
 from runner.methods.blur import BLUR, combine
 from runner.methods.ilu import ILU, invariance_penalty
+
+NPO_NODE = {"_target_": "runner.methods.npo.NPO"}  # a base method config node, as Hydra composes it
 
 
 def _flat(ts):
@@ -45,7 +48,7 @@ def test_blur_backward_fills_grads_with_the_combined_direction():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1, bias=False)
 
-    class Base:  # two quadratic losses with known gradients
+    class Base(ForgetRetainMethod):  # two quadratic losses with known gradients
         alpha = 1.0
 
         def forget_term(self, m, batch):
@@ -54,7 +57,7 @@ def test_blur_backward_fills_grads_with_the_combined_direction():
         def retain_term(self, m, batch):
             return (m.weight**2).sum()
 
-    blur = BLUR(base="npo", gamma=1.0)
+    blur = BLUR(base=NPO_NODE, gamma=1.0)
     blur.base = Base()
     w = model.weight.detach().clone()
     a = torch.tensor([[1.0, 2.0, 0.0]])
@@ -95,7 +98,7 @@ def test_ilu_rejects_unknown_reading_and_environment():
     from runner.errors import ConfigError
 
     with pytest.raises(ConfigError, match="method.reading"):
-        ILU(reading="diagonal")
+        ILU(base=NPO_NODE, reading="diagonal")
     with pytest.raises(ConfigError, match="method.environments"):
         from runner.methods.ilu import load_environment
 
@@ -124,7 +127,8 @@ def test_whole_gradient_methods_refuse_multi_process_runs(tmp_path):
         from runner.methods.blur import BLUR
         from runner.methods.ilu import ILU
         dist.init_process_group("gloo")
-        for method in (BLUR(), ILU()):
+        node = {"_target_": "runner.methods.npo.NPO"}
+        for method in (BLUR(base=node), ILU(base=node)):
             try:
                 method.prepare(None)
             except ConfigError as exc:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from runner import config, coreset, job
+from runner.benchmarks.base import build_benchmark
 from runner.coreset import Pool, coreset_size
 from runner.errors import ConfigError
 from runner.scoring import mean_nll
@@ -216,7 +217,7 @@ def test_coreset_on_a_text_benchmark_keeps_ids_and_rows_aligned(tiny_cfg):
     from runner.models import load_model
 
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir))
-    bench = job.build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     rows = bench.forget_rows
     chosen = coreset.select_coreset(cfg, model, rows, bench.encode(rows), bench.encode, tokenizer.pad_token_id)
     ids = chosen.record["selected"]

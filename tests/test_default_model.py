@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
-from runner.benchmarks.tofu import SUITES, TofuBenchmark
+from runner.benchmarks.base import build_benchmark
+from runner.benchmarks.tofu import SUITES
+from runner.components import build
 from runner.data.qa import PromptFormat, encode_prompt
-from runner.methods.reference import UnlearnData
+from runner.methods.base import Method, UnlearnData
 from runner.models import load_model, set_trainable, trainable_state
 from runner.precision import resolve
 from runner.scoring import greedy_generate
@@ -44,10 +45,10 @@ def test_npo_steps_on_the_default_model(smollm, tmp_path):
     cfg, model, tokenizer, _ = smollm
     trainable = set_trainable(model, cfg.model.trainable_layers)
     assert trainable and all(".layers.2" in n for n in trainable)  # the last 4 of 30 layers: 26..29
-    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     forget = bench.encode(bench.forget_rows[:4])
     retain = bench.encode(bench.retain_rows[:4])
-    method = instantiate(cfg.method)
+    method = build(cfg.method, Method, "method")
     precision = resolve(cfg.precision, torch.device("cpu"))["used"]  # the default, auto, as a job resolves it
     method.prepare(UnlearnData(model, forget, retain, bench.encode, tokenizer.pad_token_id, 4, precision, 0))
     before = trainable_state(model)
@@ -70,7 +71,7 @@ def test_npo_steps_on_the_default_model(smollm, tmp_path):
 def test_default_answer_caps_fit_every_gold_answer(smollm):
     """ROUGE of a perfect answer is 1: the auto cap holds the longest gold answer of each suite (and EOS)."""
     cfg, _, tokenizer, _ = smollm
-    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     for suite in SUITES:
         gold = [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in bench.suites[suite]["answer"]]
         assert max(gold) + 1 <= bench.max_new_tokens[suite], suite

@@ -408,7 +408,7 @@ def test_sigterm_to_two_ddp_ranks_records_interrupted_and_exits_130_without_trac
         f"hydra.run.dir={run_dir}",
         "seed=89",
     )
-    _wait_for_stage(run_dir, "prepare", proc)
+    _wait_for_stage(run_dir, "finetuned_models", proc)
     proc.send_signal(signal.SIGTERM)  # while the ranks unlearn
     proc.wait(timeout=120)
     out, err = _console(tmp_path / "console")
@@ -423,14 +423,14 @@ def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
     args = (f"paths.cache_dir={warm['cache']}", f"hydra.run.dir={run_dir}", "seed=90", "unlearn.max_steps=100000")
 
     proc = _start(tmp_path / "first", *args)
-    first = _wait_for_stage(run_dir, "prepare", proc)
+    first = _wait_for_stage(run_dir, "finetuned_models", proc)
     proc.kill()  # kill -9: nothing can be written
     proc.wait(timeout=60)
     assert _record(run_dir)["status"] == "running"
 
     time.sleep(1.1)  # records stamp their start by the second
     proc = _start(tmp_path / "second", *args)  # the dead job's lock on the directory went with it
-    _wait_for_stage(run_dir, "prepare", proc, after=first)
+    _wait_for_stage(run_dir, "finetuned_models", proc, after=first)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     out, err = _console(tmp_path / "second")
@@ -460,7 +460,7 @@ def test_a_full_cache_disk_fails_with_one_line_naming_the_entry(warm, tmp_path):
     assert str(cache_dir / "finetuned") in errors[0]
     assert leftovers == []  # the half-written entry was dropped, not left as a partial one
     record = _record(run_dir)
-    assert record["status"] == "failed" and record["error"]["stage"] == "prepare"
+    assert record["status"] == "failed" and record["error"]["stage"] == "finetuned_models"
 
 
 def test_a_read_only_run_directory_is_one_line_before_hydra_writes_there(tmp_path):

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from runner.components import build
 from runner.data.qa import IGNORE, collate_qa
+from runner.methods.base import Method, UnlearnData
 from runner.methods.idkdpo import idkdpo_forget_loss, read_refusals, stack_batches
-from runner.methods.reference import UnlearnData
 from runner.methods.simnpo import simnpo_forget_loss
 from runner.methods.undial import undial_loss, undial_target_logits
 from runner.methods.wga import wga_forget_loss, wga_weights
@@ -177,7 +177,7 @@ def make_data(model) -> UnlearnData:
         retain=toy_encode(RETAIN_ROWS),
         encode=toy_encode,
         pad_id=PAD,
-        batch_size=2,
+        eval_batch_size=2,
         precision="fp32",
         seed=3,
         forget_rows=FORGET_ROWS,
@@ -189,8 +189,8 @@ def make_batch(data: UnlearnData, forget_ids=(3, 0, 2), retain_ids=(1, 2, 0)) ->
     return collate_pairs(data.pad_id)(pairs)
 
 
-def build(name: str):
-    return instantiate(compose_cfg(f"method={name}").method)
+def make_method(name: str):
+    return build(compose_cfg(f"method={name}").method, Method, "method")
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def build(name: str):
     ],
 )
 def test_method_step_on_tiny_llama(tiny_llama, name, terms):
-    method = build(name)
+    method = make_method(name)
     data = make_data(tiny_llama)
     before = [p.detach().clone() for p in tiny_llama.parameters()]
     method.prepare(data)
@@ -237,7 +237,7 @@ def test_yaml_defaults():
 
 
 def test_simnpo_lengths_count_answer_tokens_with_eos(tiny_llama):
-    method = build("simnpo")
+    method = make_method("simnpo")
     data = make_data(tiny_llama)
     batch = make_batch(data)
     with torch.no_grad():
@@ -250,7 +250,7 @@ def test_simnpo_lengths_count_answer_tokens_with_eos(tiny_llama):
 
 
 def test_undial_skips_the_retain_batch_when_alpha_is_zero(tiny_llama):
-    method = build("undial")
+    method = make_method("undial")
     data = make_data(tiny_llama)
     method.prepare(data)
     batch = make_batch(data)
@@ -261,7 +261,7 @@ def test_undial_skips_the_retain_batch_when_alpha_is_zero(tiny_llama):
 
 def test_idkdpo_pairs_refusals_by_seed_and_index(tiny_llama):
     data = make_data(tiny_llama)
-    first, second = build("idkdpo"), build("idkdpo")
+    first, second = make_method("idkdpo"), make_method("idkdpo")
     first.prepare(data)
     second.prepare(data)
     # the answer of each pair is one of the refusals (as toy_encode sees it)
@@ -284,4 +284,4 @@ def test_idkdpo_needs_forget_rows(tiny_llama):
     data = make_data(tiny_llama)
     data.forget_rows = None
     with pytest.raises(ValueError, match="forget_rows"):
-        build("idkdpo").prepare(data)
+        make_method("idkdpo").prepare(data)

@@ -20,7 +20,7 @@ def test_unlearning_lowers_forget_metrics(tiny_cfg, tmp_path, method):
     assert on_disk["status"] == "completed"
     assert set(on_disk) >= REQUIRED
     assert on_disk["config"]["method"]["_target_"] == cfg.method._target_
-    for stage in ("load_model", "build_benchmark", "prepare", "unlearn", "evaluate"):
+    for stage in ("load_model", "build_benchmark", "finetuned_models", "unlearn", "evaluate"):
         assert on_disk["timings"][stage] >= 0
     assert on_disk["training"]["unlearn"]["steps"] > 0
 
@@ -60,16 +60,22 @@ ZOO = {
     "blur": ["method=blur"],
     "blur_rmu": [
         "method=blur",
-        "method.base=rmu",
-        "+method.base_args={layer:1,trainable_layers:[0,1],steering_coeff:20,alpha:10}",
+        "method@method.base=rmu",
+        "method.base.layer=1",
+        "method.base.trainable_layers=[0,1]",
+        "method.base.steering_coeff=20",
+        "method.base.alpha=10",
     ],
     "ilu": ["method=ilu", "method.env_examples=8"],
     "ilu_rmu_scalar": [
         "method=ilu",
         "method.env_examples=8",
         "method.reading=scalar",
-        "method.base=rmu",
-        "+method.base_args={layer:1,trainable_layers:[0,1],steering_coeff:20,alpha:10}",
+        "method@method.base=rmu",
+        "method.base.layer=1",
+        "method.base.trainable_layers=[0,1]",
+        "method.base.steering_coeff=20",
+        "method.base.alpha=10",
     ],
 }
 

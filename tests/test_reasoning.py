@@ -138,8 +138,8 @@ def test_what_an_evaluation_only_job_cannot_do_fails_at_validation():
     validate(compose_cfg("decoding=greedy"))  # the default TOFU job is untouched
 
 
-def test_evaluation_only_on_a_benchmark_with_reference_models_fails_clearly(tiny_cfg, tmp_path):
-    with pytest.raises(ConfigError, match="reference models"):
+def test_evaluation_only_on_a_benchmark_with_finetuned_models_fails_clearly(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"fine-tuned models \(target, retain\)"):
         job.run(tiny_cfg("method=none"), tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
 
@@ -152,7 +152,7 @@ def test_evaluation_only_job_on_the_tiny_model(smoke_cfg, tmp_path):
     result = job.run(cfg, tmp_path / "a", choices={"method": "none", "decoding": "cyclicreflex"})
     on_disk = json.loads((tmp_path / "a" / "results.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["training"] == {}
-    assert set(on_disk["timings"]) == {"load_model", "build_benchmark", "evaluate"}  # no unlearning, no references
+    assert set(on_disk["timings"]) == {"load_model", "build_benchmark", "evaluate"}  # no unlearning, no fine-tuned models
     metrics = on_disk["metrics"]["evaluated"]
     assert set(metrics) >= {"accuracy", "mean_length", "reflections_per_response", "reflection_rate"}
     per = on_disk["per_example"]["evaluated"]["gsm8k"]

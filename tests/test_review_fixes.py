@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from runner import job
+from runner.components import build
 from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.errors import ConfigError
-from runner.methods.reference import OriginalWeights
+from runner.methods.base import Method
+from runner.methods.theta0 import OriginalWeights
 from tests.conftest import compose_cfg
 
 
@@ -39,10 +41,12 @@ def test_every_experiment_and_method_instantiates():
 
     evaluation_only = {"reasoning_smoke_tiny", "reflection_demo_smollm2", "cyclicreflex_math500", "none"}
     for exp in sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")):
-        method = job.build_method(compose_cfg(f"experiment={exp}").method)
+        method = build(compose_cfg(f"experiment={exp}").method, Method, "method")
         assert (method is None) == (exp in evaluation_only), exp
     for name in sorted(p.stem for p in (Path(CONF_DIR) / "method").glob("*.yaml")):
-        assert (job.build_method(compose_cfg(f"method={name}").method) is None) == (name in evaluation_only), name
+        assert (build(compose_cfg(f"method={name}").method, Method, "method") is None) == (name in evaluation_only), (
+            name
+        )
 
 
 def test_method_config_error_is_not_wrapped_by_hydra(tiny_cfg, tmp_path):
@@ -55,14 +59,24 @@ def test_coreset_ratio_without_a_selector_is_rejected(tiny_cfg, tmp_path):
         job.run(tiny_cfg("coreset.ratio=0.05"), tmp_path)
 
 
-def test_reference_model_cache_key_follows_the_prompt_format(tmp_path):
-    from runner.prepare import ReferenceModel
+def test_finetuned_model_cache_key_follows_the_prompt_format(tmp_path):
+    from runner.finetuned import FinetunedModel
 
     cfg = compose_cfg("experiment=tofu_smoke_tiny")
     rows = [{"question": "q", "answer": "a"}]
 
     def key(encoding):
-        return ReferenceModel("target", rows, {"tiny": 1}, encoding, cfg, tmp_path).entry.path.name
+        return FinetunedModel(
+            "target",
+            rows,
+            {"tiny": 1},
+            encoding,
+            benchmark="tofu",
+            finetune_cfg=cfg.benchmark.finetune,
+            trainable_layers=cfg.model.trainable_layers,
+            precision=cfg.precision,
+            cache_dir=tmp_path,
+        ).entry.path.name
 
     base = {"format": ["Q: {question}\nA: ", "{answer}"], "max_length": 96}
     assert key(base) == key(dict(base))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from runner.components import build
 from runner.errors import ConfigError
-from runner.methods.reference import UnlearnData
+from runner.methods.base import Method, UnlearnData
 from runner.methods.rmu import RMU, control_vector, hidden_at_layer, rmu_forget_loss, rmu_retain_loss
 from tests.conftest import compose_cfg, random_llama
 
@@ -106,7 +106,7 @@ def make_data(model, seed: int = 0) -> UnlearnData:
         retain=[],
         encode=lambda rows: [],
         pad_id=0,
-        batch_size=2,
+        eval_batch_size=2,
         precision="fp32",
         seed=seed,
     )
@@ -268,7 +268,7 @@ def test_one_update():
 
 
 def test_yaml_instantiates_the_paper_defaults():
-    method = instantiate(compose_cfg("method=rmu").method)
+    method = build(compose_cfg("method=rmu").method, Method, "method")
     assert isinstance(method, RMU)
     assert (method.layer, method.trainable_layers) == (7, [5, 6, 7])
     assert (method.steering_coeff, method.alpha) == (6.5, 1200.0)

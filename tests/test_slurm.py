@@ -110,10 +110,10 @@ def test_preempted_job_is_requeued_marked_interrupted_and_completes(slurm_env, s
                     record = json.loads(record_path.read_text())
                 except json.JSONDecodeError:
                     record = None
-                if record and "prepare" in record["timings"]:
+                if record and "finetuned_models" in record["timings"]:
                     break
             time.sleep(0.2)
-        assert record and "prepare" in record["timings"], "the job did not reach unlearning"
+        assert record and "finetuned_models" in record["timings"], "the job did not reach unlearning"
         job_id = record["launch"]["slurm"]["job_id"]
         time.sleep(0.5)
         # what Slurm sends before a time-out (--signal=USR2@signal_delay_s) or on preemption

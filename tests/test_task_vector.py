@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from runner.components import build
 from runner.data.qa import collate_qa
-from runner.methods.reference import UnlearnData
+from runner.methods.base import Method, UnlearnData
 from runner.methods.task_vector import TaskVector, finetune_cfg, low_rank
 from runner.models import set_trainable
 from runner.scoring import mean_nll
@@ -66,7 +66,7 @@ def make_data(model) -> UnlearnData:
         retain=RETAIN,
         encode=lambda rows: [],
         pad_id=PAD,
-        batch_size=4,
+        eval_batch_size=4,
         precision="fp32",
         seed=SEED,
     )
@@ -74,7 +74,7 @@ def make_data(model) -> UnlearnData:
 
 def run(method: TaskVector, model, tmp_path) -> dict:
     """Call the method exactly as the job does."""
-    return unlearn(method, make_data(model), OmegaConf.create(SHARED), SEED, tmp_path / "unlearn")
+    return unlearn(method, make_data(model), OmegaConf.create(SHARED), tmp_path / "unlearn")
 
 
 def params_of(model) -> dict[str, torch.Tensor]:
@@ -109,7 +109,7 @@ def test_finetune_settings_fall_back_to_the_shared_train_cfg():
 
 
 def test_config_instantiates():
-    method = instantiate(compose_cfg("method=task_vector").method)
+    method = build(compose_cfg("method=task_vector").method, Method, "method")
     assert isinstance(method, TaskVector)
     assert method.variant == "full" and method.lam == 1.0 and method.rank == 8
     assert method.finetune == {"epochs": 5, "learning_rate": None, "batch_size": None}

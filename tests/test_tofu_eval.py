@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from runner import job
+from runner.benchmarks.base import build_benchmark
 from runner.benchmarks.muse import _cut
-from runner.benchmarks.tofu import SUITES, TofuBenchmark
+from runner.benchmarks.tofu import SUITES
 from runner.data.qa import IGNORE, PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model
@@ -46,7 +47,7 @@ def tiny_tokenizer(shared_cache):
 
 def test_auto_cap_fits_the_longest_gold_answer_of_each_suite(tiny_tokenizer):
     tokenizer, cfg = tiny_tokenizer
-    bench = TofuBenchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     for suite in SUITES:
         longest = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in bench.suites[suite]["answer"])
         assert longest + 1 <= bench.max_new_tokens[suite] <= longest + 1 + max(4, longest // 10)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import job
+from runner.benchmarks.base import build_benchmark
 from runner.benchmarks.muse import MuseBenchmark
 from runner.benchmarks.wmdp import WmdpBenchmark
 from runner.data import hub
@@ -53,7 +54,9 @@ def cfg_for(experiment: str, cache, *overrides):
 
 def build(cls, tokenizer, cache, experiment, *overrides):
     cfg = cfg_for(experiment, cache, *overrides)
-    return cls(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    assert type(bench) is cls
+    return bench
 
 
 @pytest.fixture
@@ -78,7 +81,7 @@ def test_wmdp_reads_the_hub_layout(tokenizer, shared_cache):
     assert len(bench.forget_rows) == 8 and len(bench.retain_rows) == 8
     assert "moss" in bench.forget_rows[0]["text"] and "Harlow" in bench.forget_rows[4]["text"]
     assert "Homarus" in bench.retain_rows[0]["text"] and "fern" in bench.retain_rows[4]["text"]
-    assert bench.references == {}  # the loaded model is the one unlearned
+    assert bench.finetuned_models == {}  # the loaded model is the one unlearned
     encoded = bench.encode(bench.forget_rows)
     assert [e["index"] for e in encoded] == list(range(8))
     assert all(e["labels"] == e["input_ids"] and len(e["input_ids"]) <= 64 for e in encoded)
@@ -146,9 +149,9 @@ def test_missing_split_points_at_fetch_data(tokenizer, shared_cache, hub_copy):
 def test_muse_news_and_books(tokenizer, shared_cache):
     news = build(MuseBenchmark, tokenizer, shared_cache, "muse_smoke_tiny")
     assert news.repo == "muse-bench/MUSE-News"
-    assert set(news.references) == {"target", "retain"}
-    assert news.references["target"] == news.forget_rows + news.retain_rows
-    assert news.references["retain"] == news.retain_rows
+    assert set(news.finetuned_models) == {"target", "retain"}
+    assert news.finetuned_models["target"] == news.forget_rows + news.retain_rows
+    assert news.finetuned_models["retain"] == news.retain_rows
     assert "Brackenford" in news.forget_rows[0]["text"]
     assert len(news.verbmem) == 3 and len(news.knowmem["forget"]["icl"]) == 2
     books = build(MuseBenchmark, tokenizer, shared_cache, "muse_smoke_tiny", "benchmark.corpus=books")
@@ -190,7 +193,7 @@ def test_muse_hub_target_needs_a_retrain_auc(tokenizer, shared_cache):
         "benchmark.build_references=false",
         "benchmark.privleak.retrain_auc=0.4772",
     )
-    assert bench.references == {}
+    assert bench.finetuned_models == {}
     evaluation = {
         "suites": {
             "verbmem_forget": {"rouge_l_f1": 0.5},

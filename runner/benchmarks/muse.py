@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import hub
 from runner.data.text import chunk_texts, encode_text
@@ -48,7 +49,7 @@ def hub_splits(corpus: str) -> list[tuple[hub.Split, dict]]:
     return out
 
 
-class MuseBenchmark:
+class MuseBenchmark(Benchmark):
     name = "muse"
 
     @staticmethod
@@ -61,8 +62,9 @@ class MuseBenchmark:
         splits.append(hub.Split(REPOS[corpus], str(cfg.forget.config), str(cfg.forget.split)))
         return [hub.input_of(str(cfg.source), s) for s in dict.fromkeys(splits)]
 
-    def __init__(self, cfg, tokenizer, fmt):
-        self.cfg, self.tokenizer, self.fmt = cfg, tokenizer, fmt
+    def __init__(self, tokenizer, fmt, **options):
+        super().__init__(tokenizer, fmt, **options)
+        cfg = self.cfg
         corpus = str(cfg.corpus)
         if corpus not in REPOS:
             raise ConfigError("benchmark.corpus", f"`{corpus}` is not a MUSE corpus", "use news or books")
@@ -95,7 +97,7 @@ class MuseBenchmark:
         retain_texts = [r["text"] for r in load("raw", str(cfg.retain_split), hub.TEXT)]
         self.forget_rows = [{"text": t} for t in self._windows(forget_texts, n("forget"))]
         self.retain_rows = [{"text": t} for t in self._windows(retain_texts, n("retain"))]
-        self.references = (
+        self.finetuned_models = (
             {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows} if self.build_references else {}
         )
 
@@ -190,11 +192,11 @@ class MuseBenchmark:
         n = self.cfg.get("max_prompt_tokens")
         return ids if n is None or len(ids) <= n else ids[-int(n) :]
 
-    def summarize(self, evaluation: dict, references: dict[str, dict]) -> dict:
+    def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
         s = evaluation["suites"]
         retrain_auc = self.cfg.privleak.retrain_auc
-        if retrain_auc is None and "retain" in references:
-            retrain_auc = references["retain"]["suites"]["privleak"]["auc"]
+        if retrain_auc is None and "retain" in baselines:
+            retrain_auc = baselines["retain"]["suites"]["privleak"]["auc"]
         auc = s["privleak"]["auc"]
         return {
             "verbmem_forget": s["verbmem_forget"]["rouge_l_f1"],

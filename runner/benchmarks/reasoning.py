@@ -32,6 +32,7 @@ import statistics
 
 from omegaconf import OmegaConf
 
+from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data.qa import PromptFormat, encode_qa
 from runner.data.reasoning import load_problems
@@ -214,16 +215,13 @@ class ReasoningSuite:
         }
 
 
-class ReasoningBenchmark:
-    """A reasoning suite as the job's benchmark: evaluation only (no forget / retain sets, no references)."""
+class ReasoningBenchmark(Benchmark):
+    """A reasoning suite as the job's benchmark: evaluation only (no forget / retain sets, no fine-tuned models)."""
 
-    def __init__(self, cfg, tokenizer, fmt: PromptFormat):
-        self.cfg, self.tokenizer, self.fmt = cfg, tokenizer, fmt
-        self.name = str(cfg.name)
-        self.suite = ReasoningSuite(cfg, tokenizer, fmt)
-        self.forget_rows: list[dict] = []
-        self.retain_rows: list[dict] = []
-        self.references: dict[str, list[dict]] = {}
+    def __init__(self, tokenizer, fmt: PromptFormat, **options):
+        super().__init__(tokenizer, fmt, **options)
+        self.name = str(self.cfg.name)
+        self.suite = ReasoningSuite(self.cfg, tokenizer, fmt)
 
     def encode(self, rows: list[dict]) -> list[dict]:
         """Problems as question / gold-answer sequences (for a method that would train on them)."""
@@ -239,7 +237,7 @@ class ReasoningBenchmark:
         agg, per = self.suite.evaluate(model, int(eval_cfg.batch_size), precision)
         return {"suites": {self.name: agg}, "per_example": {self.name: per}}
 
-    def summarize(self, evaluation: dict, references: dict[str, dict]) -> dict:
+    def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
         return ReasoningSuite.summary(evaluation["suites"][self.name])
 
     def encoding(self) -> dict:

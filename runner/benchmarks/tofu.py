@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset
 
+from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import tofu as tofu_data
 from runner.data.qa import IGNORE, PromptFormat, encode_qa
@@ -21,17 +22,18 @@ from runner.scoring import greedy_generate, score_answer_sets
 SUITES = ("forget", "retain", "real_authors", "world_facts")
 
 
-class TofuBenchmark:
+class TofuBenchmark(Benchmark):
     name = "tofu"
 
-    def __init__(self, cfg, tokenizer, fmt: PromptFormat):
+    def __init__(self, tokenizer, fmt: PromptFormat, **options):
+        super().__init__(tokenizer, fmt, **options)
+        cfg = self.cfg
         if cfg.forget_split not in tofu_data.FORGET_SPLITS:
             raise ConfigError(
                 "benchmark.forget_split",
                 f"`{cfg.forget_split}` is not a TOFU forget split",
                 "use forget01, forget05 or forget10",
             )
-        self.cfg, self.tokenizer, self.fmt = cfg, tokenizer, fmt
         src = str(cfg.source)
         retain_split = cfg.retain_split or tofu_data.RETAIN_FOR_FORGET[cfg.forget_split]
         forget = self._load(cfg.forget_split, src, ("question", "answer"))
@@ -62,7 +64,7 @@ class TofuBenchmark:
         ]
         # TOFU's protocol: the target model learns forget + retain, the retain model (the gold
         # standard that never saw the forget set) learns the retain rows only
-        self.references = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        self.finetuned_models = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
         self.max_new_tokens = self._answer_caps()
         # every row tokenised once, here: a row whose answer does not fit stops the job before any training
         self._scored = {suite: self._scoring_inputs(suite) for suite in SUITES}
@@ -195,11 +197,11 @@ class TofuBenchmark:
         return caps
 
     @staticmethod
-    def summarize(evaluation: dict, references: dict[str, dict]) -> dict:
+    def summarize(evaluation: dict, baselines: dict[str, dict]) -> dict:
         """Headline numbers: Forget Quality against the retain model, Model Utility, forget Probability / ROUGE."""
         fq = M.forget_quality(
             evaluation["per_example"]["forget"]["truth_ratio"],
-            references["retain"]["per_example"]["forget"]["truth_ratio"],
+            baselines["retain"]["per_example"]["forget"]["truth_ratio"],
         )
         return {
             "forget_quality": fq,

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from runner.benchmarks.base import Benchmark
 from runner.benchmarks.mmlu import MmluSuite
 from runner.cache import content_key
 from runner.data import hub, wikitext
@@ -49,11 +50,12 @@ def bio_forget_missing(path) -> ConfigError:
     )
 
 
-class WmdpBenchmark:
+class WmdpBenchmark(Benchmark):
     name = "wmdp"
 
-    def __init__(self, cfg, tokenizer, fmt):
-        self.cfg, self.tokenizer, self.fmt = cfg, tokenizer, fmt
+    def __init__(self, tokenizer, fmt, **options):
+        super().__init__(tokenizer, fmt, **options)
+        cfg = self.cfg
         source = str(cfg.source)
         sub = cfg.get("subset")
 
@@ -78,7 +80,6 @@ class WmdpBenchmark:
             retain += head(self._texts(rows), "retain")
         self.forget_rows = [{"text": t} for t in forget]
         self.retain_rows = [{"text": t} for t in retain]
-        self.references: dict[str, list[dict]] = {}  # the loaded model is the one to unlearn
         use_mmlu = cfg.get("mmlu") is not None and cfg.mmlu.get("enabled", True)
         self.mmlu = MmluSuite(cfg.mmlu, tokenizer) if use_mmlu else None
         self._encoded: dict[str, list[mcq.EncodedMCQ]] = {}
@@ -159,7 +160,7 @@ class WmdpBenchmark:
         return result
 
     @staticmethod
-    def summarize(evaluation: dict, references: dict[str, dict]) -> dict:
+    def summarize(evaluation: dict, baselines: dict[str, dict]) -> dict:
         """Accuracies: ``wmdp_<set>`` for each question set, ``mmlu`` and the RMU paper's MMLU subsets."""
         suites = evaluation["suites"]
         out = {name: s["accuracy"] for name, s in suites.items() if name.startswith("wmdp_")}

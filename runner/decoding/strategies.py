@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import abc
 
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from runner.components import build
 from runner.decoding.base import DecodingContext
 from runner.decoding.processors import BudgetForcing, ReflectionBias, triangular_wave
 from runner.decoding.tokens import tag_token_ids, word_token_ids
@@ -20,20 +20,11 @@ from runner.errors import ConfigError
 REFLECTION_WORDS = ("wait", "Wait", "but", "But", "Alternatively")  # CyclicReflex's reflection tokens
 
 
-def build_decoding(cfg: DictConfig | dict):
-    """The strategy ``cfg`` names (``_target_`` + options); a ConfigError from its checks surfaces as itself."""
-    if cfg is None or "_target_" not in cfg:
+def build_decoding(cfg: DictConfig | dict) -> Decoding:
+    """The strategy ``cfg`` names (``_target_`` + options), through the one component builder."""
+    if cfg is None:
         raise ConfigError("decoding._target_", "is missing", "choose decoding=greedy|sample|cyclicreflex|tip|s1")
-    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
-    try:
-        return instantiate(node, _convert_="all")
-    except Exception as exc:
-        cause = exc
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
+    return build(cfg, Decoding, "decoding")
 
 
 class Decoding:

@@ -1,28 +1,131 @@
-"""Shared pieces of the methods: the usual forget + retain combination, and base methods for BLUR / ILU."""
+"""The contract of an unlearning method, and the shape most methods share.
+
+A method is a loss, not a trainer (DESIGN.md). The unlearning stage (``runner.unlearn``) calls,
+in this order:
+
+1. ``select_trainable(model)``: which parameters train. Default: leave the job's choice
+   (``model.trainable_layers``) alone; RMU trains a few MLP matrices.
+2. ``prepare(data)``: one-off work on theta_0 before the first step (reference log-probs,
+   frozen activations, the control vector). Default: nothing.
+3. ``unlearn(model, data, train, train_cfg) -> stats``: the update itself. Default: the shared
+   trainer on ``loss`` over seeded forget / retain pairs. A method that is not a training loop on
+   a loss (task-vector negation) overrides it; ``train`` is the shared trainer with seed,
+   precision and output directory bound.
+
+and, inside the shared trainer, every step:
+
+- ``loss(model, batch) -> (loss, terms)``: the objective on ``batch = {"forget", "retain"}``;
+  ``terms`` are floats to log. Every method defines it, unless it overrides ``unlearn``.
+- ``backward(model, batch, scale) -> (loss, terms)``: only for methods that change the update
+  rather than the loss (BLUR): fill ``p.grad`` (times ``scale``) yourself. A method that defines it
+  runs on the plain trainer only (DeepSpeed keeps its own gradient buffers).
+
+Class-level declarations read before anything runs:
+
+- ``strategies``: the distributed strategies the method supports (None: every one), with
+  ``strategies_reason`` for the error message;
+- ``inputs(method_cfg)``: files and data sets the method reads beyond the benchmark's
+  (``runner.inputs``), so that they enter the job key and are checked up front.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+import torch
 
 from runner.errors import ConfigError
 
-METHOD_CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
-BASES = ("npo", "rmu")
+
+@dataclass
+class UnlearnData:
+    """What ``prepare`` may look at: the model before unlearning and the encoded forget / retain sets."""
+
+    model: torch.nn.Module
+    forget: list[dict]  # encoded QA examples, each with an integer "index"
+    retain: list[dict]
+    encode: Callable[[list[dict]], list[dict]]  # {"question", "answer"} rows -> encoded examples
+    pad_id: int
+    eval_batch_size: int  # sequences per forward pass in one-off passes (cfg.eval.batch_size)
+    precision: str
+    seed: int
+    forget_rows: list[dict] | None = None  # the raw {"question", "answer"} rows behind `forget`, same order
 
 
-def build_base(name: str, overrides: dict | None, key: str):
-    """The method ``conf/method/<name>.yaml`` with ``overrides`` merged in.
+class Method:
+    strategies: tuple[str, ...] | None = None
+    strategies_reason: str = ""
 
-    A base must split its objective into ``forget_term`` and ``retain_term``
-    (unweighted) so the wrapper can combine them.
+    @classmethod
+    def inputs(cls, method_cfg) -> list:
+        return []
+
+    def select_trainable(self, model) -> None:
+        """Leave the parameters the job made trainable as they are."""
+
+    def prepare(self, data) -> None:
+        """No one-off work."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.loss is Method.loss and cls.unlearn is Method.unlearn:
+            raise TypeError(f"{cls.__name__} defines neither loss (its objective) nor unlearn (its own update)")
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError  # the shared trainer's objective; a method with its own ``unlearn`` has none
+
+    def backward(self, model, batch: dict, scale: float) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError  # only methods with ``fills_gradients`` define it
+
+    @property
+    def fills_gradients(self) -> bool:
+        """True where the method writes the update into ``p.grad`` itself (overrides ``backward``)."""
+        return type(self).backward is not Method.backward
+
+    def unlearn(self, model, data, train, train_cfg) -> dict:
+        """The shared trainer on this method's loss, over seeded forget / retain pairs."""
+        from runner.training import PairedDataset, collate_pairs
+
+        return train(
+            model,
+            PairedDataset(data.forget, data.retain, data.seed),
+            collate_pairs(data.pad_id),
+            self.loss,
+            train_cfg,
+            stage="unlearn",
+            backward_fn=self.backward if self.fills_gradients else None,
+        )
+
+
+class ForgetRetainMethod(Method, ABC):
+    """A method whose objective is ``gamma * forget_term + alpha * retain_term``.
+
+    The two terms are separate, unweighted hooks, so a wrapper (BLUR, ILU) can take the method as
+    its base and combine or differentiate them itself. ``forget_name`` labels the forget term in
+    the training log.
     """
-    if name not in BASES:
-        raise ConfigError(key, f"`{name}` cannot be a base method", f"use one of {', '.join(BASES)}")
-    cfg = OmegaConf.merge(OmegaConf.load(METHOD_CONF / f"{name}.yaml"), overrides or {})
-    return instantiate(cfg)
+
+    alpha: float = 1.0
+    gamma: float = 1.0
+    forget_name: str = "forget"
+
+    @abstractmethod
+    def forget_term(self, model, batch: dict) -> torch.Tensor: ...
+
+    @abstractmethod
+    def retain_term(self, model, batch: dict) -> torch.Tensor: ...
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """gamma * forget_term + alpha * retain_term; the retain pass is skipped at alpha = 0."""
+        forget = self.forget_term(model, batch)
+        loss, terms = self.gamma * forget, {self.forget_name: forget.item()}
+        if self.alpha != 0:
+            retain = self.retain_term(model, batch)
+            loss = loss + self.alpha * retain
+            terms["retain_nll"] = retain.item()
+        return loss, terms
 
 
 def require_single_process(method: str) -> None:
@@ -36,14 +139,3 @@ def require_single_process(method: str) -> None:
             "does not reduce them across ranks",
             f"run {method} with distributed=none (one process)",
         )
-
-
-def forget_and_retain(method, model, batch, forget_name: str, gamma: float = 1.0):
-    """gamma * forget_term + alpha * retain_term, the shape most methods share; the retain pass is skipped at alpha=0."""
-    forget = method.forget_term(model, batch)
-    loss, terms = gamma * forget, {forget_name: forget.item()}
-    if method.alpha != 0:
-        retain = method.retain_term(model, batch)
-        loss = loss + method.alpha * retain
-        terms["retain_nll"] = retain.item()
-    return loss, terms

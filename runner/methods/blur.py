@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from runner.methods.base import build_base, require_single_process
+from runner.components import build
+from runner.methods.base import ForgetRetainMethod, Method, require_single_process
+from runner.methods.rmu import RMU
 
 
 def combine(
@@ -36,20 +38,21 @@ def combine(
     return out
 
 
-class BLUR:
+class BLUR(Method):
     # the update is written into p.grad by hand: DeepSpeed (every strategy but none, even on one process)
     # keeps its own gradient buffers and partitions, so only the plain trainer sees it (checked at start-up)
     strategies = ("none",)
     strategies_reason = "it writes whole gradients itself, which DeepSpeed's engine does not see"
 
-    def __init__(self, base: str = "npo", gamma: float = 1.0, base_args: dict | None = None):
-        self.base_name, self.gamma = base, gamma
-        self.base = build_base(base, base_args, "method.base")
+    def __init__(self, base: dict, gamma: float = 1.0):
+        # the base is a method config node (conf/method/blur.yaml composes conf/method/npo.yaml into it)
+        self.base = build(base, ForgetRetainMethod, "method.base")
+        self.base_name = "rmu" if isinstance(self.base, RMU) else "npo"  # which of BLUR's two update rules
+        self.gamma = gamma
         self.alpha = float(self.base.alpha)
 
     def select_trainable(self, model) -> None:
-        if hasattr(self.base, "select_trainable"):
-            self.base.select_trainable(model)
+        self.base.select_trainable(model)
 
     def prepare(self, data) -> None:
         require_single_process("BLUR")

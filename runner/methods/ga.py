@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from runner.methods.base import Method
 from runner.scoring import mean_nll
 
 
-class GradientAscent:
+class GradientAscent(Method):
     """``l`` is the token-averaged NLL over the batch's answer tokens, as in the TOFU reference code."""
-
-    def prepare(self, data) -> None:
-        pass
 
     def loss(self, model, batch):
         forget_nll = mean_nll(model, batch["forget"])

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from runner.data.qa import IGNORE
 from runner.errors import ConfigError
-from runner.methods.reference import OriginalWeights
+from runner.methods.base import Method
+from runner.methods.theta0 import OriginalWeights
 from runner.scoring import mean_nll, unwrap
 
 
@@ -24,7 +25,7 @@ def kl_to_reference(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Ten
     return F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), log_target=True, reduction="batchmean")
 
 
-class GradDiff:
+class GradDiff(Method):
     def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll"):
         if retain_loss not in ("nll", "kl"):
             raise ConfigError("method.retain_loss", f"`{retain_loss}` is not a retain loss", "use nll or kl")

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from runner.data import tofu
 from runner.data.files import read_lines
 from runner.data.qa import IGNORE, collate_qa
-from runner.methods.base import forget_and_retain
-from runner.methods.reference import forget_reference_logprobs
+from runner.methods.base import ForgetRetainMethod
+from runner.methods.theta0 import forget_reference_logprobs
 from runner.scoring import mean_nll, sequence_logprob
 
 IDK_FILE = Path(tofu.PROJECT_DATA) / "idontknow.jsonl"
@@ -61,7 +61,9 @@ def stack_batches(a: dict, b: dict, pad_id: int) -> dict:
     return {k: torch.cat([_pad_to(a[k], width, v), _pad_to(b[k], width, v)]) for k, v in fill.items()}
 
 
-class IdkDPO:
+class IdkDPO(ForgetRetainMethod):
+    forget_name = "idkdpo_forget"
+
     @staticmethod
     def inputs(method_cfg) -> list:
         from runner.inputs import Input
@@ -107,6 +109,3 @@ class IdkDPO:
 
     def retain_term(self, model, batch) -> torch.Tensor:
         return mean_nll(model, batch["retain"])
-
-    def loss(self, model, batch):
-        return forget_and_retain(self, model, batch, "idkdpo_forget")

@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from runner.components import build
 from runner.data.files import read_jsonl
 from runner.data.qa import collate_qa
 from runner.errors import ConfigError
-from runner.methods.base import build_base, require_single_process
+from runner.methods.base import ForgetRetainMethod, Method, require_single_process
 from runner.scoring import mean_nll
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -49,7 +50,7 @@ def load_environment(name: str, limit: int, seed: int) -> list[dict]:
     return random.Random(seed).sample(rows, min(limit, len(rows)))
 
 
-class ILU:
+class ILU(Method):
     # the invariance penalty differentiates whole gradients of the trainable parameters (checked at start-up)
     strategies = ("none",)
     strategies_reason = "its penalty needs whole gradients of the trainable parameters in one process"
@@ -66,17 +67,17 @@ class ILU:
 
     def __init__(
         self,
-        base: str = "npo",
+        base: dict,
         lam: float = 1.0,
         reading: str = "elementwise",
         environments: tuple[str, ...] = ("gsm8k",),
         env_examples: int = 64,
         env_batch_size: int = 4,
-        base_args: dict | None = None,
     ):
         if reading not in ("elementwise", "scalar"):
             raise ConfigError("method.reading", f"`{reading}` is not a reading of w", "use elementwise or scalar")
-        self.base = build_base(base, base_args, "method.base")
+        # the base is a method config node (conf/method/ilu.yaml composes conf/method/npo.yaml into it)
+        self.base = build(base, ForgetRetainMethod, "method.base")
         self.lam, self.reading = lam, reading
         self.environments = list(environments)
         self.env_examples, self.env_batch_size = env_examples, env_batch_size
@@ -85,8 +86,7 @@ class ILU:
         self.pad_id = 0
 
     def select_trainable(self, model) -> None:
-        if hasattr(self.base, "select_trainable"):
-            self.base.select_trainable(model)
+        self.base.select_trainable(model)
 
     def prepare(self, data) -> None:
         require_single_process("ILU")

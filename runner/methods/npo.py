@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from runner.methods.base import forget_and_retain
-from runner.methods.reference import forget_reference_logprobs
+from runner.methods.base import ForgetRetainMethod
+from runner.methods.theta0 import forget_reference_logprobs
 from runner.scoring import mean_nll, sequence_logprob
 
 
@@ -23,7 +23,9 @@ def npo_forget_loss(logp: torch.Tensor, logp_ref: torch.Tensor, beta: float) -> 
     return -(2.0 / beta) * F.logsigmoid(-beta * (logp - logp_ref)).mean()
 
 
-class NPO:
+class NPO(ForgetRetainMethod):
+    forget_name = "npo_forget"
+
     def __init__(self, beta: float = 0.1, alpha: float = 1.0, gamma: float = 1.0):
         self.beta, self.alpha, self.gamma = beta, alpha, gamma
         self.forget_logprobs_ref: torch.Tensor | None = None
@@ -39,6 +41,3 @@ class NPO:
 
     def retain_term(self, model, batch) -> torch.Tensor:
         return mean_nll(model, batch["retain"])
-
-    def loss(self, model, batch):
-        return forget_and_retain(self, model, batch, "npo_forget", gamma=self.gamma)

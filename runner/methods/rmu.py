@@ -34,7 +34,8 @@ import re
 import torch
 
 from runner.errors import ConfigError
-from runner.methods.reference import OriginalWeights
+from runner.methods.base import ForgetRetainMethod
+from runner.methods.theta0 import OriginalWeights
 from runner.models import decoder_layers
 from runner.scoring import unwrap
 
@@ -159,7 +160,7 @@ def _pad_rows(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
 # ---- the method --------------------------------------------------------------------------------
 
 
-class RMU:
+class RMU(ForgetRetainMethod):
     """Steer layer-``layer`` activations of forget text to ``steering_coeff * u``; keep retain activations at theta_0.
 
     ``trainable_layers`` (default ``[layer-2, layer-1, layer]``, negatives
@@ -269,8 +270,8 @@ class RMU:
         try:
             for name, examples in (("forget", data.forget), ("retain", data.retain)):
                 self.block_inputs[name] = {}
-                for start in range(0, len(examples), data.batch_size):
-                    chunk = examples[start : start + data.batch_size]
+                for start in range(0, len(examples), data.eval_batch_size):
+                    chunk = examples[start : start + data.eval_batch_size]
                     batch = {k: v.to(device) for k, v in collate_qa(chunk, data.pad_id).items()}
                     below = (
                         hidden_at_layer(m, batch, first - 1)

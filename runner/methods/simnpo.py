@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from runner.methods.base import forget_and_retain
+from runner.methods.base import ForgetRetainMethod
 from runner.scoring import mean_nll, sequence_logprob
 
 
@@ -25,12 +25,11 @@ def simnpo_forget_loss(logp: torch.Tensor, lengths: torch.Tensor, beta: float, g
     return -(2.0 / beta) * F.logsigmoid(-beta * per_token - gamma_m).mean()
 
 
-class SimNPO:
+class SimNPO(ForgetRetainMethod):
+    forget_name = "simnpo_forget"
+
     def __init__(self, beta: float = 2.5, gamma_m: float = 0.0, gamma: float = 0.125, alpha: float = 1.0):
         self.beta, self.gamma_m, self.gamma, self.alpha = beta, gamma_m, gamma, alpha
-
-    def prepare(self, data) -> None:
-        pass  # no reference model
 
     def forget_term(self, model, batch) -> torch.Tensor:
         logp, lengths = sequence_logprob(model, batch["forget"])
@@ -38,6 +37,3 @@ class SimNPO:
 
     def retain_term(self, model, batch) -> torch.Tensor:
         return mean_nll(model, batch["retain"])
-
-    def loss(self, model, batch):
-        return forget_and_retain(self, model, batch, "simnpo_forget", gamma=self.gamma)

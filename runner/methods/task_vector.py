@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError
+from runner.methods.base import Method
 from runner.models import trainable_state
 from runner.scoring import mean_nll
 from runner.training import ListDataset, collate_single
@@ -65,7 +66,7 @@ def finetune_cfg(shared, finetune: dict | None) -> DictConfig:
     return OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(overrides))
 
 
-class TaskVector:
+class TaskVector(Method):
     def __init__(
         self,
         lam: float = 1.0,

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from runner.data.qa import IGNORE
-from runner.methods.base import forget_and_retain
+from runner.methods.base import ForgetRetainMethod
 from runner.methods.graddiff import answer_logits, kl_to_reference
-from runner.methods.reference import OriginalWeights
+from runner.methods.theta0 import OriginalWeights
 from runner.scoring import mean_nll
 
 
@@ -41,7 +41,9 @@ def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, targets: torch.T
     return kl_to_reference(undial_target_logits(ref_logits.detach(), targets, beta), logits)
 
 
-class UNDIAL:
+class UNDIAL(ForgetRetainMethod):
+    forget_name = "undial_kl"
+
     def __init__(self, beta: float = 10.0, alpha: float = 0.0):
         self.beta, self.alpha = beta, alpha
         self.original: OriginalWeights | None = None
@@ -59,6 +61,3 @@ class UNDIAL:
 
     def retain_term(self, model, batch) -> torch.Tensor:
         return mean_nll(model, batch["retain"])
-
-    def loss(self, model, batch):
-        return forget_and_retain(self, model, batch, "undial_kl")

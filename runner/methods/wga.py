@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.methods.base import forget_and_retain
+from runner.methods.base import ForgetRetainMethod
 from runner.scoring import mean_nll, token_nll
 
 
@@ -31,12 +31,11 @@ def wga_forget_loss(token_logp: torch.Tensor, beta: float) -> torch.Tensor:
     return (wga_weights(token_logp, beta) * token_logp).sum() / max(token_logp.numel(), 1)
 
 
-class WGA:
+class WGA(ForgetRetainMethod):
+    forget_name = "wga_forget"
+
     def __init__(self, beta: float = 1.0, alpha: float = 1.0):
         self.beta, self.alpha = beta, alpha
-
-    def prepare(self, data) -> None:
-        pass
 
     def forget_term(self, model, batch) -> torch.Tensor:
         nll, mask = token_nll(model, batch["forget"])
@@ -44,6 +43,3 @@ class WGA:
 
     def retain_term(self, model, batch) -> torch.Tensor:
         return mean_nll(model, batch["retain"])
-
-    def loss(self, model, batch):
-        return forget_and_retain(self, model, batch, "wga_forget")

@@ -1,35 +1,22 @@
-"""Reference quantities computed once from the model before unlearning (theta_0), never a model copy."""
+"""Quantities of theta_0, the model before unlearning, computed once (never a second model copy).
+
+NPO's reference log-probs log pi_ref = log pi_theta0, and the original weights of the layers RMU updates.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
+from runner.methods.base import UnlearnData
 from runner.scoring import score_sequences
-
-
-@dataclass
-class UnlearnData:
-    """What ``prepare`` may look at: the model before unlearning and the encoded forget / retain sets."""
-
-    model: torch.nn.Module
-    forget: list[dict]  # encoded QA examples, each with an integer "index"
-    retain: list[dict]
-    encode: Callable[[list[dict]], list[dict]]  # {"question", "answer"} rows -> encoded examples
-    pad_id: int
-    batch_size: int  # for one-off passes (reference log-probs)
-    precision: str
-    seed: int
-    forget_rows: list[dict] | None = None  # the raw {"question", "answer"} rows behind `forget`, same order
 
 
 def forget_reference_logprobs(data: UnlearnData) -> torch.Tensor:
     """log pi_theta0(y|x) of every forget example, indexed by the example's ``index`` field."""
     scores = score_sequences(
-        data.model, data.forget, data.pad_id, data.batch_size, data.precision, "reference log-probs"
+        data.model, data.forget, data.pad_id, data.eval_batch_size, data.precision, "reference log-probs"
     )
     logp = torch.zeros(max(e["index"] for e in data.forget) + 1, dtype=torch.float32)
     for example, (nll_sum, _) in zip(data.forget, scores, strict=True):

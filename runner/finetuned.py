@@ -1,4 +1,4 @@
-"""A benchmark's reference models, built once and cached content-addressed.
+"""A benchmark's fine-tuned models (``Benchmark.finetuned_models``), built once and cached content-addressed.
 
 TOFU: target = base fine-tuned on forget + retain; retain = base fine-tuned on
 the retain rows only (MUSE's offline setting does the same with text). A cache entry holds just the trainable parameters (the rest
@@ -27,26 +27,42 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainable.safetensors"
 
 
-class ReferenceModel:
-    """One fine-tuned reference model (``target`` or ``retain``) in the cache."""
+class FinetunedModel:
+    """One model fine-tuned from the loaded one (TOFU's ``target`` or ``retain``), in the cache.
 
-    def __init__(self, kind: str, rows: list[dict], identity: dict, encoding: dict, cfg, cache_dir: Path):
-        self.kind = kind
-        self.rows = rows
-        self.cfg = cfg
+    ``finetune_cfg`` is the benchmark's trainer settings (``benchmark.finetune``), ``trainable_layers``
+    the model's (``model.trainable_layers``); with the rows, the encoding and the precision they are
+    the entry's key.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        rows: list[dict],
+        identity: dict,
+        encoding: dict,
+        *,
+        benchmark: str,
+        finetune_cfg,
+        trainable_layers,
+        precision: str,
+        cache_dir: Path,
+    ):
+        self.kind, self.rows = kind, rows
+        self.finetune_cfg, self.precision = finetune_cfg, precision
         key = content_key(
             {
                 "kind": kind,
                 "model": identity,
-                "trainable_layers": cfg.model.trainable_layers,
+                "trainable_layers": trainable_layers,
                 "rows": content_key(rows),
                 "encoding": encoding,  # prompt format and max length: what the rows become as tokens
                 # N ranks x batch b share the entry of one process x batch N*b (same model within tolerance)
-                "finetune": distributed.single_process_equivalent(cfg.benchmark.finetune),
-                "precision": cfg.precision,
+                "finetune": distributed.single_process_equivalent(finetune_cfg),
+                "precision": precision,
             }
         )
-        self.entry = CacheEntry(cache_dir, "finetuned", key, f"{cfg.benchmark.name.upper()} {kind} model")
+        self.entry = CacheEntry(cache_dir, "finetuned", key, f"{benchmark.upper()} {kind} model")
         self.state_path = self.entry.path / STATE_FILE
 
     def build(
@@ -80,7 +96,7 @@ class ReferenceModel:
 
     def _train(self, model, base_state, encode, pad_id: int, run_dir: Path, callbacks) -> dict:
         load_state(model, base_state)
-        ft = self.cfg.benchmark.finetune
+        ft = self.finetune_cfg
         return train(
             model,
             ListDataset(encode(self.rows)),
@@ -88,7 +104,7 @@ class ReferenceModel:
             lambda m, batch: (mean_nll(m, batch), {}),
             ft,
             seed=ft.seed,
-            precision=self.cfg.precision,
+            precision=self.precision,
             output_dir=run_dir / f"finetune_{self.kind}",
             stage=f"fine-tune {self.kind} model",
             callbacks=callbacks,
