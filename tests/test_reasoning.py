@@ -152,7 +152,11 @@ def test_evaluation_only_job_on_the_tiny_model(smoke_cfg, tmp_path):
     result = job.run(cfg, tmp_path / "a", choices={"method": "none", "decoding": "cyclicreflex"})
     on_disk = json.loads((tmp_path / "a" / "results.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["training"] == {}
-    assert set(on_disk["timings"]) == {"load_model", "build_benchmark", "evaluate"}  # no unlearning, no fine-tuned models
+    assert set(on_disk["timings"]) == {
+        "load_model",
+        "build_benchmark",
+        "evaluate",
+    }  # no unlearning, no fine-tuned models
     metrics = on_disk["metrics"]["evaluated"]
     assert set(metrics) >= {"accuracy", "mean_length", "reflections_per_response", "reflection_rate"}
     per = on_disk["per_example"]["evaluated"]["gsm8k"]
