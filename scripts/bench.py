@@ -10,7 +10,7 @@ loaded, prepared model on CPU (sampled every 2 ms), or
     python scripts/bench.py [--methods ga graddiff npo ...] [--steps 5] [--batch 8] [hydra overrides]
 
 MCQ section (WMDP / MMLU scoring speed): questions per second of the runner's
-scorer (runner.metrics.mcq) against lm-eval-harness (HFLM over the same
+scorer (runner.benchmarks.mcq) against lm-eval-harness (HFLM over the same
 in-memory model) on the same shipped MMLU questions, same batch size and
 precision; each system runs once to warm up, then the best of ``--mcq-rounds``
 timed runs counts.
@@ -249,7 +249,7 @@ def mcq_section(args) -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from runner.metrics import mcq
+    from runner.metrics import mcq as mcq_metrics
     from runner.models import load_model
     from scripts.lmeval_mmlu import lm_eval_scores, runner_scores
 
@@ -276,7 +276,8 @@ def mcq_section(args) -> None:
     same = sum(
         int(
             (
-                mcq.predictions(ours["subjects"][s]["logprobs"]) == mcq.predictions(theirs["subjects"][s]["logprobs"])
+                mcq_metrics.predictions(ours["subjects"][s]["logprobs"])
+                == mcq_metrics.predictions(theirs["subjects"][s]["logprobs"])
             ).sum()
         )
         for s in MCQ_SUBJECTS
@@ -287,7 +288,7 @@ def mcq_section(args) -> None:
     )
     print("| system | questions/s | seconds |")
     print("|---|---|---|")
-    print(f"| runner (runner.metrics.mcq) | {n / best['runner']:.1f} | {best['runner']:.2f} |")
+    print(f"| runner (runner.benchmarks.mcq) | {n / best['runner']:.1f} | {best['runner']:.2f} |")
     print(f"| lm-eval-harness {lm_eval.__version__} | {n / best['lm-eval']:.1f} | {best['lm-eval']:.2f} |")
     ratio = best["lm-eval"] / best["runner"]
     verdict = "ok" if ratio >= MCQ_TARGET else "UNDER"

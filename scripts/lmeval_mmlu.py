@@ -83,9 +83,9 @@ def lm_eval_scores(model, tokenizer, subjects, limit, batch_size, workdir: Path,
 
 
 def runner_scores(model, tokenizer, subjects, limit, batch_size, precision="fp32", padding="right") -> dict:
-    """The same questions through runner.metrics.mcq (the path WMDP / MMLU evaluation takes)."""
+    """The same questions through runner.benchmarks.mcq (the path WMDP / MMLU evaluation takes)."""
+    from runner.benchmarks import mcq
     from runner.data import mmlu
-    from runner.metrics import mcq
 
     start = time.perf_counter()
     rows, prompts = {}, {}

@@ -2,7 +2,7 @@
 
 lm-eval (the optional ``lmeval`` extra) wraps the same in-memory model (HFLM)
 and reads the CSV files through a local task definition with its own MMLU
-prompt; the runner goes through runner.metrics.mcq. Skipped without lm_eval.
+prompt; the runner goes through runner.benchmarks.mcq. Skipped without lm_eval.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from runner.metrics import mcq  # noqa: E402
+from runner.metrics import mcq as mcq_metrics  # noqa: E402
 from runner.models import load_model  # noqa: E402
 from scripts.lmeval_mmlu import lm_eval_scores, runner_scores  # noqa: E402
 from tests.conftest import compose_cfg  # noqa: E402
@@ -27,7 +27,7 @@ def assert_agree(model, tokenizer, subjects, limit, workdir, padding="right"):
         assert t["contexts"] == o["contexts"]  # the same prompt text, character for character
         assert all(c == [" A", " B", " C", " D"] for c in t["continuations"])
         np.testing.assert_allclose(o["logprobs"], t["logprobs"], atol=2e-4)
-        assert mcq.predictions(o["logprobs"]).tolist() == mcq.predictions(t["logprobs"]).tolist()
+        assert mcq_metrics.predictions(o["logprobs"]).tolist() == mcq_metrics.predictions(t["logprobs"]).tolist()
     return theirs, ours
 
 

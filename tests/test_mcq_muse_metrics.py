@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from runner.benchmarks import mcq
 from runner.benchmarks.muse import token_logprobs
-from runner.metrics import mcq
+from runner.metrics import mcq as mcq_metrics
 from runner.metrics import muse as M
 from tests.conftest import random_llama
 
@@ -36,12 +37,15 @@ def test_accuracy_from_fixed_logprobs():
             ]
         )
     )
-    preds = mcq.predictions(logp)
+    preds = mcq_metrics.predictions(logp)
     assert preds.tolist() == [0, 2, 0, 3, 1]
     answers = [0, 1, 0, 3, 2]  # right, wrong, right, right, wrong
-    assert mcq.accuracy(preds, answers) == pytest.approx(3 / 5)
+    assert mcq_metrics.accuracy(preds, answers) == pytest.approx(3 / 5)
     groups = ["bio", "bio", "cs", "cs", "cs"]
-    assert mcq.grouped_accuracy(preds, answers, groups) == {"bio": pytest.approx(1 / 2), "cs": pytest.approx(2 / 3)}
+    assert mcq_metrics.grouped_accuracy(preds, answers, groups) == {
+        "bio": pytest.approx(1 / 2),
+        "cs": pytest.approx(2 / 3),
+    }
 
 
 # ---- the one-forward-per-question scorer ---------------------------------------------------------
@@ -82,7 +86,7 @@ def test_batched_scores_equal_unpadded_scores(llama, padding, batch_size):
     got = mcq.choice_logprobs(llama, qs, pad_id=0, batch_size=batch_size, precision="fp32", padding=padding)
     want = np.array([_reference_logprobs(llama, q) for q in qs])
     np.testing.assert_allclose(got, want, atol=1e-4)
-    assert (mcq.predictions(got) == mcq.predictions(want)).all()
+    assert (mcq_metrics.predictions(got) == mcq_metrics.predictions(want)).all()
 
 
 def test_multi_token_continuations_take_the_sequence_path(llama):

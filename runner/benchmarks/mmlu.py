@@ -9,9 +9,10 @@ security) that is evaluated.
 
 from __future__ import annotations
 
+from runner.benchmarks import mcq
 from runner.cache import content_key
 from runner.data import mmlu as mmlu_data
-from runner.metrics import mcq
+from runner.metrics import mcq as mcq_metrics
 
 
 class MmluSuite:
@@ -43,13 +44,13 @@ class MmluSuite:
         logp = mcq.choice_logprobs(
             model, self.encoded(), self.tokenizer.pad_token_id, batch_size, precision, "MMLU", padding
         )
-        preds = mcq.predictions(logp)
+        preds = mcq_metrics.predictions(logp)
         answers = [r["answer"] for r in self.rows]
         subjects = [r["subject"] for r in self.rows]
         agg = {
-            "accuracy": mcq.accuracy(preds, answers),
+            "accuracy": mcq_metrics.accuracy(preds, answers),
             "n": len(self.rows),
-            "subjects": mcq.grouped_accuracy(preds, answers, subjects),
+            "subjects": mcq_metrics.grouped_accuracy(preds, answers, subjects),
         }
         per = {"prediction": preds.tolist(), "answer": answers, "subject": subjects, "logprobs": logp.tolist()}
         return agg, per

@@ -10,18 +10,19 @@
   model to unlearn, evaluated as the "target" row.
 - Evaluation: zero-shot accuracy on the configured WMDP question sets
   (``cais/wmdp`` wmdp-bio / wmdp-cyber / wmdp-chem, split test; random is 25%)
-  and MMLU as utility, in lm-eval-harness' prompt layout (runner.metrics.mcq).
+  and MMLU as utility, in lm-eval-harness' prompt layout (runner.benchmarks.mcq).
 """
 
 from __future__ import annotations
 
+from runner.benchmarks import mcq
 from runner.benchmarks.base import Benchmark
 from runner.benchmarks.mmlu import MmluSuite
 from runner.cache import content_key
 from runner.data import hub, wikitext
 from runner.data.text import encode_text
 from runner.errors import ConfigError
-from runner.metrics import mcq
+from runner.metrics import mcq as mcq_metrics
 
 QUESTIONS = {name: hub.Split("cais/wmdp", f"wmdp-{name}", "test") for name in ("bio", "cyber", "chem")}
 # lm-eval-harness' description topic for each question set
@@ -148,10 +149,10 @@ class WmdpBenchmark(Benchmark):
                 f"WMDP-{name}",
                 padding,
             )
-            preds = mcq.predictions(logp)
+            preds = mcq_metrics.predictions(logp)
             answers = [r["answer"] for r in self.questions[name]]
             suite = f"wmdp_{name}"
-            result["suites"][suite] = {"accuracy": mcq.accuracy(preds, answers), "n": len(answers)}
+            result["suites"][suite] = {"accuracy": mcq_metrics.accuracy(preds, answers), "n": len(answers)}
             result["per_example"][suite] = {"prediction": preds.tolist(), "answer": answers, "logprobs": logp.tolist()}
         if self.mmlu is not None:
             agg, per = self.mmlu.evaluate(model, eval_cfg.batch_size, precision, padding)

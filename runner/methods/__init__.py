@@ -1,7 +1,6 @@
-"""Unlearning methods. Each is a loss, built from ``conf/method/*.yaml`` by ``hydra.utils.instantiate``.
+"""Unlearning methods: each a loss (or, rarely, an update) under the contract in ``base.py``.
 
-A method has ``prepare(data)`` for one-off work before training (e.g. the
-reference log-probs NPO needs) and ``loss(model, batch) -> (loss, terms)``
-where ``batch = {"forget": ..., "retain": ...}`` and ``terms`` are floats to
-log. The shared trainer in ``runner.training`` does everything else.
+A method is chosen with ``method=<name>`` (``conf/method/<name>.yaml``: ``_target_`` plus its
+options) and built by ``runner.components.build``; the unlearning stage (``runner.unlearn``) calls
+its hooks and the shared trainer in ``runner.training`` does everything else.
 """
