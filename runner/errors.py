@@ -43,8 +43,8 @@ _ENVIRONMENT_TEXT = {
 }
 
 
-def environment_errno(exc: BaseException) -> int | None:
-    """The errno of a machine-caused error anywhere in ``exc``'s causes (ENOSPC, EROFS, ...); None otherwise."""
+def _machine_cause(exc: BaseException) -> tuple[int, BaseException] | None:
+    """The first error in ``exc``'s chain of causes that the machine caused, with its errno."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -52,9 +52,15 @@ def environment_errno(exc: BaseException) -> int | None:
         if code is None:
             code = next((c for text, c in _ENVIRONMENT_TEXT.items() if text in str(exc)), None)
         if code in _ENVIRONMENT:
-            return code
+            return code, exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def environment_errno(exc: BaseException) -> int | None:
+    """The errno of a machine-caused error anywhere in ``exc``'s causes (ENOSPC, EROFS, ...); None otherwise."""
+    found = _machine_cause(exc)
+    return found[0] if found else None
 
 
 def environment_problem(exc: BaseException) -> str | None:
@@ -63,18 +69,13 @@ def environment_problem(exc: BaseException) -> str | None:
     Looks through the exception's causes, and at the message of libraries that do not raise OSError
     (safetensors reports a full disk as ``SafetensorError: ... No space left on device (os error 28)``).
     """
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        code = exc.errno if isinstance(exc, OSError) else None
-        if code is None:
-            code = next((c for text, c in _ENVIRONMENT_TEXT.items() if text in str(exc)), None)
-        if code in _ENVIRONMENT:
-            where = getattr(exc, "filename", None)
-            detail = f" ({where})" if where else f" ({str(exc).splitlines()[0][:200]})" if str(exc) else ""
-            return (
-                f"{_ENVIRONMENT[code]}{detail}. Fix: make room or fix the permissions there, or point "
-                "paths.cache_dir / hydra.run.dir at another file system"
-            )
-        exc = exc.__cause__ or exc.__context__
-    return None
+    found = _machine_cause(exc)
+    if found is None:
+        return None
+    code, cause = found
+    where = getattr(cause, "filename", None)
+    detail = f" ({where})" if where else f" ({str(cause).splitlines()[0][:200]})" if str(cause) else ""
+    return (
+        f"{_ENVIRONMENT[code]}{detail}. Fix: make room or fix the permissions there, or point "
+        "paths.cache_dir / hydra.run.dir at another file system"
+    )

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from runner.data.qa import IGNORE, pad_sequences
+from runner.data.qa import IGNORE, left_padded, pad_sequences
 
 
 def unwrap(model):
@@ -131,8 +131,7 @@ def score_answer_sets(
     groups += [group] if group else []
     for group in tqdm(groups, desc=desc, unit="batch", leave=False):
         # prompts, left-padded so every prompt ends at the last cached position
-        prompt_ids = pad_sequences([prompts[i] for i in group], pad_id, left=True).to(device)
-        prompt_mask = pad_sequences([[1] * len(prompts[i]) for i in group], 0, left=True).to(device)
+        prompt_ids, prompt_mask = left_padded([prompts[i] for i in group], pad_id, device)
         with autocast(precision, device):
             first = m.base_model(
                 input_ids=prompt_ids,
@@ -190,8 +189,7 @@ def greedy_generate(
     pad_id = tokenizer.pad_token_id
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         idx = order[start : start + batch_size]
-        input_ids = pad_sequences([prompts[i] for i in idx], pad_id, left=True).to(device)
-        attention = pad_sequences([[1] * len(prompts[i]) for i in idx], 0, left=True).to(device)
+        input_ids, attention = left_padded([prompts[i] for i in idx], pad_id, device)
         with autocast(precision, device):
             gen = m.generate(
                 input_ids=input_ids,

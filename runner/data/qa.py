@@ -73,6 +73,14 @@ def pad_sequences(seqs: list[list[int]], value: int, left: bool = False) -> torc
     return torch.tensor(rows, dtype=torch.long)
 
 
+def left_padded(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts padded on the left, with their attention mask: every row ends at the last position, where
+    generation (or a cached continuation) starts."""
+    ids = pad_sequences(seqs, pad_id, left=True).to(device)
+    mask = pad_sequences([[1] * len(s) for s in seqs], 0, left=True).to(device)
+    return ids, mask
+
+
 def collate_qa(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch of encoded QA examples (extra integer fields, e.g. ``index``, pass through)."""
     batch = {

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from runner.data.qa import pad_sequences
+from runner.data.qa import left_padded
 from runner.decoding.base import DecodingContext
 from runner.scoring import autocast, unwrap
 
@@ -110,8 +110,7 @@ def generate(
     bar = tqdm(total=len(prompts), desc=desc, unit="problem", leave=False)
     for first in range(0, len(order), per_batch):
         idx = order[first : first + per_batch]
-        input_ids = pad_sequences([prompts[i] for i in idx], pad_id, left=True).to(device)
-        attention = pad_sequences([[1] * len(prompts[i]) for i in idx], 0, left=True).to(device)
+        input_ids, attention = left_padded([prompts[i] for i in idx], pad_id, device)
         progress = _Throughput(bar, eos, start, run.tokens)
         watching = observers() if observers else []
         with autocast(precision, device):
