@@ -66,7 +66,7 @@ def _train_block(cfg: DictConfig, block: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data and no model: runs before any stage, in the launcher too."""
     _seed(cfg, "seed")
-    for block in ("unlearn", "benchmark.finetune"):
+    for block in ("unlearn", "benchmark.finetune", "distill.train"):
         if OmegaConf.select(cfg, block) is None:
             continue
         _train_block(cfg, block)

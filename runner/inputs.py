@@ -142,6 +142,10 @@ def declared(cfg: DictConfig) -> list[Input]:
 
         found += build_attack(attack).inputs()
     found += model_inputs(cfg.model) if cfg.get("model") is not None else []
+    if cfg.get("traces") is not None:  # a distillation job's chains of thought
+        from runner.distill.traces import inputs as trace_inputs
+
+        found += trace_inputs(cfg.traces)
     return found
 
 

@@ -19,6 +19,7 @@ from runner.cache import clean_stale, content_key, write_json_atomic
 from runner.components import build
 from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
+from runner.distill.job import run_distillation
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.finetuned import FinetunedModel, cached_json
 from runner.methods.base import Method, UnlearnData
@@ -180,6 +181,8 @@ class _RankRecord(RunRecord):
 
 def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, callbacks: list = ()) -> None:
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
+    if cfg.get("task") == "distill":  # model -> traces -> condense -> fine-tune -> evaluate (runner/distill/job.py)
+        return run_distillation(cfg, run_dir, cache_dir, record, callbacks)
     if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)
         return evaluate.evaluate_only(cfg, cache_dir, record)
     method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast

@@ -3,6 +3,8 @@
 - ``${runner.uid:}`` (registered on import of ``runner``) is a short random suffix; conf/config.yaml
   names run and sweep directories by the time to the microsecond plus this suffix, so jobs started
   in the same second (or microsecond) never share a directory.
+- ``${runner.dirname:...}`` keeps a sweep point's directory name (its overrides) within the file
+  system's 255-byte limit: a longer name keeps its first 200 characters and a hash of the whole.
 - ``CheckRunDir`` is a Hydra callback: before Hydra creates the run (or sweep) directory and opens
   its log file there, it checks that the directory can be created and written, and stops with one
   message naming ``hydra.run.dir`` (or ``hydra.sweep.dir``) otherwise.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 import sys
@@ -28,14 +31,27 @@ from runner.errors import ConfigError
 LOCK_NAME = ".runner.lock"
 
 
+MAX_NAME = 200  # bytes of a directory name kept readable; file systems refuse names over 255
+
+
 def unique_suffix() -> str:
     return secrets.token_hex(3)
+
+
+def short_dirname(name: str) -> str:
+    """``name`` if it fits, else its first characters and a hash of the whole (distinct names stay distinct)."""
+    if len(name.encode()) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name.encode()[:MAX_NAME].decode(errors='ignore')}...{digest}"
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("runner.uid"):
         # cached: every reading of one config (run dir, sweep dir, the saved hydra.yaml) sees one value
         OmegaConf.register_new_resolver("runner.uid", unique_suffix, use_cache=True)
+    if not OmegaConf.has_resolver("runner.dirname"):
+        OmegaConf.register_new_resolver("runner.dirname", short_dirname)
 
 
 def check_writable(path: Path, key: str) -> None:

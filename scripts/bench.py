@@ -26,7 +26,9 @@ recorder and the progress bar) against plain ``model.generate`` with no processo
 batch of shipped GSM8K prompts, greedy, every row generating ``--gen-tokens`` tokens (EOS
 ignored on both sides), the job's precision; one warm-up each, then the best of
 ``--gen-rounds``. Target: the runner within 20% (>= 0.8x). ``--sections gen``.
-``--sections precision eval methods mcq gen`` picks what runs (all by default).
+Distillation section (scripts/bench_distill.py): training time and tokens of EPiC at ratio 0.5
+against the full traces; the time ratio should stay within 10% of the token ratio. ``--sections distill``.
+``--sections precision eval methods mcq gen distill`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ TARGETS = [
     ("ilu", "npo", "step_s", 4.0),
 ]
 sys.path.insert(0, str(ROOT))
+
+from scripts.bench_distill import distill_section  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -455,6 +459,7 @@ SECTIONS = {
     "methods": methods_section,
     "mcq": mcq_section,
     "gen": generation_section,
+    "distill": distill_section,
 }
 
 
@@ -471,6 +476,8 @@ def main() -> None:
     ap.add_argument("--gen-batch", type=int, default=8, help="prompts in the generation section's batch")
     ap.add_argument("--gen-tokens", type=int, default=64, help="new tokens per prompt in the generation section")
     ap.add_argument("--gen-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
+    ap.add_argument("--distill-traces", type=int, default=64, help="GSM8K traces in the distillation section")
+    ap.add_argument("--distill-rounds", type=int, default=2, help="timed runs per condensation (after one warm-up)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
     args = ap.parse_args()

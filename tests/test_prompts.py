@@ -35,6 +35,18 @@ REFERENCE = {
     "deepseek-r1-distill-qwen-7b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
     "mistral-7b-instruct": (f"[INST] {Q} [/INST]{A}", True),
     "phi-1.5": (f"Question: {Q}\nAnswer: {A}", True),
+    # distillation students (task=distill): Qwen2.5's chat template, its default system prompt, and
+    # Qwen2.5-Math's chain-of-thought one
+    "qwen2.5-1.5b-instruct": (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        f"<|im_start|>user\n{Q}<|im_end|>\n<|im_start|>assistant\n{A}",
+        False,
+    ),
+    "qwen2.5-math-1.5b": (
+        "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+        f"<|im_start|>user\n{Q}<|im_end|>\n<|im_start|>assistant\n{A}",
+        False,
+    ),
 }
 HUB_MODELS = sorted(p.stem for p in CONF.glob("*.yaml") if OmegaConf.load(p).source == "hub")
 
