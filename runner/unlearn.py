@@ -16,17 +16,26 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from runner.distributed import Strategy
 from runner.methods.reference import UnlearnData
 from runner.training import PairedDataset, collate_pairs, train
 
 
-def unlearn(method, data: UnlearnData, train_cfg, seed: int, output_dir: Path, callbacks: list | None = None) -> dict:
+def unlearn(
+    method,
+    data: UnlearnData,
+    train_cfg,
+    seed: int,
+    output_dir: Path,
+    callbacks: list | None = None,
+    strategy: Strategy | None = None,
+) -> dict:
     model = data.model
     if hasattr(method, "select_trainable"):
         method.select_trainable(model)
     method.prepare(data)
     run_train = functools.partial(
-        train, seed=seed, precision=data.precision, output_dir=output_dir, callbacks=callbacks
+        train, seed=seed, precision=data.precision, output_dir=output_dir, callbacks=callbacks, strategy=strategy
     )
     if hasattr(method, "unlearn"):
         return method.unlearn(model, data, run_train, train_cfg)
