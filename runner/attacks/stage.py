@@ -12,10 +12,18 @@ from runner.attacks.base import KEY, AttackContext, FinetuneAttack
 from runner.components import build
 from runner.data.qa import PromptFormat
 from runner.distributed import Strategy
+from runner.errors import ConfigError
 
 
 def check_config(attack_cfg) -> None:
     """At config validation: build the attack (its constructor checks the options) and look for its data."""
+    if attack_cfg is not None and "_target_" not in attack_cfg:
+        # `finetune_attack=none` with settings laid over it (an experiment's block for its own attack)
+        raise ConfigError(
+            KEY,
+            f"finetune_attack=none runs no attack, but settings for one are given ({', '.join(map(str, attack_cfg))})",
+            "choose an attack (finetune_attack=gsm8k|sst2|mrpc|agnews|relearn), or drop those settings",
+        )
     attack = build(attack_cfg, FinetuneAttack, KEY)
     if attack is not None:
         attack.check_data()
