@@ -77,16 +77,8 @@ class GradNormSelector(_ScoreOrderSelector):
     ``batch_size``: examples per vmap call; it holds that many gradient copies of the trainable weights.
     """
 
-    def __init__(
-        self,
-        name: str,
-        ratio: float,
-        seed: int = 0,
-        match_steps: bool = True,
-        order: str = "high",
-        batch_size: int = 4,
-    ):
-        super().__init__(name, ratio, seed, match_steps, order)
+    def __init__(self, *args, batch_size: int = 4, **kwargs):
+        super().__init__(*args, **kwargs)
         check_count("batch_size", batch_size, "4")
         self.batch_size = batch_size
 
@@ -113,16 +105,8 @@ def moderate_rank(embeddings: np.ndarray) -> tuple[list[int], np.ndarray]:
 class KeywordSelector(Selector):
     """Keyword-rich examples of the forget set, or keyword-only forget samples built from them."""
 
-    def __init__(
-        self,
-        name: str,
-        ratio: float,
-        seed: int = 0,
-        match_steps: bool = True,
-        mode: str = "rich",
-        top_k: int = 50,
-    ):
-        super().__init__(name, ratio, seed, match_steps)
+    def __init__(self, *args, mode: str = "rich", top_k: int = 50, **kwargs):
+        super().__init__(*args, **kwargs)
         check_choice("mode", mode, ("rich", "keyword_only"), "a keyword mode")
         check_count("top_k", top_k, "50")
         self.mode, self.top_k = mode, top_k

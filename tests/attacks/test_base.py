@@ -14,17 +14,20 @@ from tests.attacks.conftest import attack_of, context
 from tests.conftest import compose_cfg
 
 
-def test_bad_attack_options_are_config_errors():
-    with pytest.raises(ConfigError, match="finetune_attack.tuning"):
-        config.validate(compose_cfg("finetune_attack=gsm8k", "finetune_attack.tuning=qlora"))
-    with pytest.raises(ConfigError, match="finetune_attack.train.learning_rate"):
-        config.validate(compose_cfg("finetune_attack=relearn", "finetune_attack.train.learning_rate=0"))
-    with pytest.raises(ConfigError, match="finetune_attack.examples"):
-        config.validate(compose_cfg("finetune_attack=mrpc", "finetune_attack.examples=0"))
-    with pytest.raises(ConfigError, match="finetune_attack.train.max_steps"):
-        config.validate(compose_cfg("finetune_attack=relearn", "finetune_attack.train.max_steps=0"))
-    with pytest.raises(ConfigError, match="finetune_attack"):
-        config.validate(compose_cfg("finetune_attack=relearn", "+finetune_attack.colour=red"))  # an unknown option
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["finetune_attack=gsm8k", "finetune_attack.tuning=qlora"], "finetune_attack.tuning"),
+        (["finetune_attack=relearn", "finetune_attack.train.learning_rate=0"], "finetune_attack.train.learning_rate"),
+        (["finetune_attack=mrpc", "finetune_attack.examples=0"], "finetune_attack.examples"),
+        (["finetune_attack=relearn", "finetune_attack.train.max_steps=0"], "finetune_attack.train.max_steps"),
+        (["finetune_attack=gsm8k", "finetune_attack.max_new_tokens=0"], "finetune_attack.max_new_tokens"),
+        (["finetune_attack=relearn", "+finetune_attack.colour=red"], "colour"),  # an unknown option
+    ],
+)
+def test_bad_attack_options_are_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        config.validate(compose_cfg(*overrides))
 
 
 def test_training_rows_are_drawn_with_the_jobs_seed(tiny):

@@ -10,15 +10,8 @@ import torch
 
 from runner import config
 from runner.components import build
+from runner.coreset import selectors
 from runner.coreset.base import Pool, Selector
-from runner.coreset.selectors import (
-    GradNormSelector,
-    KeywordSelector,
-    LossSelector,
-    ModerateSelector,
-    RandomSelector,
-    moderate_rank,
-)
 from runner.data.qa import collate_qa
 from runner.errors import ConfigError
 from runner.scoring import mean_nll
@@ -26,12 +19,9 @@ from tests.conftest import compose_cfg, random_llama
 from tests.coreset.rows import QA_ROWS, TEXT_ROWS, encode, fitted_model
 
 SELECTORS = {
-    "random": RandomSelector,
-    "loss": LossSelector,
-    "gradnorm": GradNormSelector,
-    "moderate": ModerateSelector,
-    "keyword": KeywordSelector,
-}
+    name: getattr(selectors, f"{cls}Selector")
+    for name, cls in (("random", "Random"), ("loss", "Loss"), ("gradnorm", "GradNorm"), ("moderate", "Moderate"))
+} | {"keyword": selectors.KeywordSelector}
 
 
 def _selector(name: str, ratio: float, seed: int = 0, **options):
@@ -89,7 +79,7 @@ def test_moderate_keeps_the_examples_at_median_distance():
     # the sixth point (-4, 1) puts the centroid at the origin: distances 1, 2, 3, 4, 5, sqrt(17);
     # median 3.5; |d - 3.5| = 2.5, 1.5, 0.5, 0.5, 1.5, 0.62
     emb = np.array([[1.0, 0], [-2, 0], [0, 3], [0, -4], [5, 0], [-4, 1]])
-    order, distance = moderate_rank(emb)
+    order, distance = selectors.moderate_rank(emb)
     np.testing.assert_allclose(distance, [1, 2, 3, 4, 5, math.sqrt(17)])
     assert order == [2, 3, 5, 1, 4, 0]
 
@@ -101,14 +91,14 @@ def test_keyword_selection_by_hand():
         {"text": "A toxin gene sample."},
         {"text": "The garden had roses and tulips."},
     ]
-    sel = KeywordSelector("keyword", ratio=0.5, top_k=2)
+    sel = selectors.KeywordSelector("keyword", ratio=0.5, top_k=2)
     assert sel.select(Pool(rows, encode(rows), None, 0, 4, "fp32")) == [0, 2]
     assert sel.keywords == ["toxin", "gene"] and sel.transform(rows, [0, 2]) is None
-    only = KeywordSelector("keyword", ratio=0.5, top_k=2, mode="keyword_only")
+    only = selectors.KeywordSelector("keyword", ratio=0.5, top_k=2, mode="keyword_only")
     ids = only.select(Pool(rows, encode(rows), None, 0, 4, "fp32"))
     assert only.transform(rows, ids) == [{"text": "toxin gene toxin toxin"}, {"text": "toxin gene"}]
     qa = [{"question": "Who found the toxin?", "answer": "Dr Vale found the toxin gene."}]
-    kq = KeywordSelector("keyword", ratio=1.0, top_k=2, mode="keyword_only")
+    kq = selectors.KeywordSelector("keyword", ratio=1.0, top_k=2, mode="keyword_only")
     kq.select(Pool(qa, encode(qa), None, 0, 4, "fp32"))
     # one document: idf 1 for all; "found" and "toxin" occur twice (question + answer), the rest once
     assert kq.keywords == ["found", "toxin"]
@@ -116,17 +106,19 @@ def test_keyword_selection_by_hand():
     assert kq.describe() == {"mode": "keyword_only", "keywords": ["found", "toxin"]}
 
 
-@pytest.mark.parametrize("ratio", [0, -0.1, 1.5])
-def test_bad_selector_options_are_clear_config_errors(ratio):
-    with pytest.raises(ConfigError, match=r"coreset\.ratio.*\(0, 1\]"):
-        config.validate(compose_cfg("coreset=random", f"coreset.ratio={ratio}"))
-    with pytest.raises(ConfigError, match="coreset.order"):
-        config.validate(compose_cfg("coreset=loss", "coreset.order=middle"))
-    with pytest.raises(ConfigError, match="coreset.batch_size"):
-        config.validate(compose_cfg("coreset=gradnorm", "coreset.batch_size=0"))
-    with pytest.raises(ConfigError, match="coreset.mode"):
-        config.validate(compose_cfg("coreset=keyword", "coreset.mode=sparse"))
-    with pytest.raises(ConfigError, match="coreset.top_k"):
-        config.validate(compose_cfg("coreset=keyword", "coreset.top_k=0"))
-    with pytest.raises(ConfigError, match="coreset"):
-        config.validate(compose_cfg("coreset=random", "+coreset.colour=red"))  # an unknown option
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["coreset=random", "coreset.ratio=0"], r"coreset\.ratio.*\(0, 1\]"),
+        (["coreset=random", "coreset.ratio=-0.1"], r"coreset\.ratio.*\(0, 1\]"),
+        (["coreset=random", "coreset.ratio=1.5"], r"coreset\.ratio.*\(0, 1\]"),
+        (["coreset=loss", "coreset.order=middle"], "coreset.order"),
+        (["coreset=gradnorm", "coreset.batch_size=0"], "coreset.batch_size"),
+        (["coreset=keyword", "coreset.mode=sparse"], "coreset.mode"),
+        (["coreset=keyword", "coreset.top_k=0"], "coreset.top_k"),
+        (["coreset=random", "+coreset.colour=red"], "colour"),  # an unknown option
+    ],
+)
+def test_bad_selector_options_are_clear_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        config.validate(compose_cfg(*overrides))
