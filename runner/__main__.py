@@ -43,8 +43,8 @@ def main(cfg: DictConfig) -> None:
         from runner import job
 
         try:
-            distributed.check_config(cfg.distributed)
-            self_launch = distributed.should_self_launch(cfg.distributed)
+            nproc = distributed.build_strategy(cfg.get("distributed")).nproc_per_node  # checks the strategy's options
+            self_launch = distributed.should_self_launch(nproc)
             if self_launch:  # every check before any rank starts: one message, not one per rank
                 config_checks.validate(cfg)
         except ConfigError as exc:
@@ -52,9 +52,7 @@ def main(cfg: DictConfig) -> None:
                 job.record_failure(cfg, run_dir, exc, choices, overrides)
             raise
         if self_launch:
-            code = distributed.launch_local(
-                cfg.distributed.nproc_per_node, overrides, run_dir, list(hydra_cfg.overrides.hydra)
-            )
+            code = distributed.launch_local(nproc, overrides, run_dir, list(hydra_cfg.overrides.hydra))
             if code == distributed.INTERRUPTED:
                 raise JobInterrupted("signal")
             if code != 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attack, coreset, distributed, evaluate, inputs
+from runner import attacks, coreset, distributed, evaluate, inputs
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
@@ -80,19 +80,19 @@ def validate(cfg: DictConfig) -> None:
             "precision", f"`{cfg.precision}` is not supported", "use auto (bf16 where native, else fp32), fp32 or bf16"
         )
     _count(cfg, "eval.batch_size", "set eval.batch_size to a positive whole number, e.g. 16")
-    distributed.check_config(cfg.distributed)
     check_strategy(cfg)
     # the coreset selector and the fine-tuning attack check their own keys (and the attack its data) now,
     # not after hours of fine-tuning and unlearning
-    coreset.check_config(cfg)
-    attack.check_config(cfg)
+    coreset.check_config(cfg.get("coreset"), cfg.seed)
+    attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
 
 
 def check_strategy(cfg: DictConfig) -> None:
-    """The method supports the distributed strategy: a method declares ``strategies`` (default: all)."""
+    """The strategy builds (its options are checked) and the method supports it: a method declares
+    ``strategies``, the names of the options it runs under (default: all)."""
+    strategy = distributed.build_strategy(cfg.get("distributed")).name
     target = OmegaConf.select(cfg, "method._target_")
-    strategy = str(OmegaConf.select(cfg, "distributed.name") or "none")
     if target is None:
         return
     try:

@@ -38,10 +38,10 @@ def check_config(cfg: DictConfig) -> None:
         )
     if is_evaluation_only(cfg):
         for group in ("coreset", "finetune_attack"):
-            if cfg.get(group) is not None and cfg[group].get("name", "none") != "none":
+            if cfg.get(group) is not None:
                 raise ConfigError(
                     group,
-                    f"method=none evaluates the loaded model, so {group}={cfg[group].name} has nothing to act on",
+                    f"method=none evaluates the loaded model, so {group}={cfg[group].get('name')} has nothing to act on",
                     f"set {group}=none, or choose an unlearning method",
                 )
     elif uses_decoding:

@@ -18,6 +18,7 @@ import torch
 
 from runner import distributed
 from runner.cache import CacheEntry, content_key, write_json_atomic
+from runner.distributed import Strategy
 from runner.errors import environment_errno
 from runner.models import load_state, save_trainable
 from runner.scoring import mean_nll
@@ -73,10 +74,11 @@ class FinetunedModel:
         pad_id: int,
         run_dir: Path,
         callbacks: list | None = None,
+        strategy: Strategy | None = None,
     ) -> dict:
         """Fine-tune from the base weights (the caller saw no complete cache entry); returns training stats."""
         try:
-            stats = self._train(model, base_state, encode, pad_id, run_dir, callbacks)
+            stats = self._train(model, base_state, encode, pad_id, run_dir, callbacks, strategy)
         except BaseException:
             self.entry.abandon()  # the lock taken by ready(): another job may build it now
             raise
@@ -94,7 +96,7 @@ class FinetunedModel:
         distributed.barrier()  # the other ranks may read the entry next
         return stats
 
-    def _train(self, model, base_state, encode, pad_id: int, run_dir: Path, callbacks) -> dict:
+    def _train(self, model, base_state, encode, pad_id: int, run_dir: Path, callbacks, strategy) -> dict:
         load_state(model, base_state)
         ft = self.finetune_cfg
         return train(
@@ -108,6 +110,7 @@ class FinetunedModel:
             output_dir=run_dir / f"finetune_{self.kind}",
             stage=f"fine-tune {self.kind} model",
             callbacks=callbacks,
+            strategy=strategy,
         )
 
     def load_into(self, model: torch.nn.Module) -> None:

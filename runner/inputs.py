@@ -136,11 +136,9 @@ def declared(cfg: DictConfig) -> list[Input]:
     found = []
     found += _declared_by(cfg.get("benchmark"), "benchmark")
     found += _declared_by(cfg.get("method"), "method", scan_fallback=False)
-    attack = cfg.get("finetune_attack")
-    if attack is not None and attack.get("name", "none") != "none":
-        from runner.attack import build_attack
+    from runner.attacks import attack_inputs
 
-        found += build_attack(attack).inputs()
+    found += attack_inputs(cfg.get("finetune_attack"))
     found += model_inputs(cfg.model) if cfg.get("model") is not None else []
     if cfg.get("traces") is not None:  # a distillation job's chains of thought
         from runner.distill.traces import inputs as trace_inputs

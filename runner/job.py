@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner import config as config_checks
 from runner import distributed, evaluate, rundir, tracking
 from runner import precision as precision_choice
-from runner.attack import run_attack
+from runner.attacks import run_attack
 from runner.benchmarks.base import Benchmark, build_benchmark
 from runner.cache import clean_stale, content_key, write_json_atomic
 from runner.components import build
@@ -62,7 +62,8 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
             record_failure(cfg, run_dir, exc, choices, overrides)
         raise
-    distributed.setup(cfg.distributed)  # process group (several ranks); rank 0 alone writes below
+    strategy = distributed.build_strategy(cfg.get("distributed"))
+    strategy.setup()  # process group (several ranks); rank 0 alone writes below
     if main:
         clean_stale(cache_dir)  # temporary directories of builds killed earlier
 
@@ -94,7 +95,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _install_sigterm()
-        _pipeline(cfg, run_dir, cache_dir, record, tracker.callbacks)
+        _pipeline(cfg, run_dir, cache_dir, record, strategy, tracker.callbacks)
         record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted, SystemExit):  # SystemExit: submitit's requeue on preemption
         for signum in (signal.SIGTERM, signal.SIGINT):  # a repeated signal (Slurm, srun) must not cut the write
@@ -179,10 +180,17 @@ class _RankRecord(RunRecord):
         pass
 
 
-def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, callbacks: list = ()) -> None:
+def _pipeline(
+    cfg: DictConfig,
+    run_dir: Path,
+    cache_dir: Path,
+    record: RunRecord,
+    strategy: distributed.Strategy,
+    callbacks: list = (),
+) -> None:
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
     if cfg.get("task") == "distill":  # model -> traces -> condense -> fine-tune -> evaluate (runner/distill/job.py)
-        return run_distillation(cfg, run_dir, cache_dir, record, callbacks)
+        return run_distillation(cfg, run_dir, cache_dir, record, strategy, callbacks)
     if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)
         return evaluate.evaluate_only(cfg, cache_dir, record)
     method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast
@@ -203,12 +211,25 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
         )
 
     with record.stage("finetuned_models"):
-        evaluations = _finetuned_models(cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, callbacks)
+        evaluations = _finetuned_models(
+            cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
+        )
 
     forget_rows, forget, unlearn_cfg = bench.forget_rows, bench.encode(bench.forget_rows), cfg.unlearn
-    if cfg.coreset.name != "none":  # unlearn with part of the forget set (runner/coreset.py)
+    if cfg.get("coreset") is not None:  # unlearn with part of the forget set (runner/coreset/)
         with record.stage("coreset"):
-            chosen = select_coreset(cfg, model, forget_rows, forget, bench.encode, pad_id)
+            chosen = select_coreset(
+                cfg.coreset,
+                model=model,
+                rows=forget_rows,
+                encoded=forget,
+                encode=bench.encode,
+                pad_id=pad_id,
+                seed=cfg.seed,
+                precision=cfg.precision,
+                batch_size=cfg.eval.batch_size,
+                train_cfg=cfg.unlearn,
+            )
             forget_rows, forget, unlearn_cfg = chosen.rows, chosen.encoded, chosen.train_cfg
             record.data["coreset"] = chosen.record
 
@@ -224,18 +245,36 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
             seed=cfg.seed,
             forget_rows=forget_rows,
         )
-        record.data["training"]["unlearn"] = unlearn(method, data, unlearn_cfg, run_dir / "unlearn", list(callbacks))
+        record.data["training"]["unlearn"] = unlearn(
+            method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy
+        )
 
+    attack = None
+    if cfg.get("finetune_attack") is not None:  # fine-tune the unlearned model (runner/attacks/)
+        attack = functools.partial(
+            run_attack,
+            cfg.finetune_attack,
+            model=model,
+            tokenizer=tokenizer,
+            fmt=PromptFormat.from_cfg(cfg.model.prompt),
+            bench=bench,
+            seed=cfg.seed,
+            precision=cfg.precision,
+            eval_batch_size=cfg.eval.batch_size,
+            trainable_layers=cfg.model.trainable_layers,
+            strategy=strategy,
+            output_dir=run_dir / "attack",
+        )
     if not distributed.is_main_process():  # rank 0 evaluates and records; the others only train
-        if cfg.finetune_attack.name != "none":
-            run_attack(cfg, model, tokenizer, bench, run_dir / "attack", [])
+        if attack is not None:
+            attack(callbacks=[])
         return
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
-    if cfg.finetune_attack.name != "none":  # fine-tune the unlearned model, evaluate again (runner/attack.py)
+    if attack is not None:  # and evaluate again
         with record.stage("attack"):
-            record.data["attack"] = run_attack(cfg, model, tokenizer, bench, run_dir / "attack", list(callbacks))
+            record.data["attack"] = attack(callbacks=list(callbacks))
             evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
     baselines = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
@@ -245,7 +284,16 @@ def _pipeline(cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord
 
 
 def _finetuned_models(
-    cfg, model, bench: Benchmark, pad_id: int, eval_key: str, cache_dir: Path, run_dir: Path, record, callbacks=()
+    cfg,
+    model,
+    bench: Benchmark,
+    pad_id: int,
+    eval_key: str,
+    cache_dir: Path,
+    run_dir: Path,
+    record,
+    strategy,
+    callbacks=(),
 ) -> dict:
     """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
 
@@ -284,7 +332,7 @@ def _finetuned_models(
                 _load_cached(ref, model)
             else:
                 record.data["training"][f"finetune_{kind}"] = ref.build(
-                    model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks)
+                    model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks), strategy=strategy
                 )
             if main:
                 evaluations[kind] = ref.evaluation(eval_key, evaluate)

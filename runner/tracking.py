@@ -94,12 +94,12 @@ def run_name(config: dict, choices: dict) -> str:
     benchmark = choices.get("benchmark") or config.get("benchmark", {}).get("name", "")
     model = choices.get("model") or config.get("model", {}).get("name", "")
     parts = [str(p) for p in (method, benchmark, model) if p]
-    coreset = config.get("coreset") or {}
-    if coreset.get("name", "none") != "none":
-        parts.append(f"{coreset['name']}{coreset.get('ratio', '')}")
-    attack = config.get("finetune_attack") or {}
-    if attack.get("name", "none") != "none":
-        parts.append(str(attack["name"]))
+    coreset = config.get("coreset")  # null: the whole forget set
+    if coreset:
+        parts.append(f"{coreset.get('name', '')}{coreset.get('ratio', '')}")
+    attack = config.get("finetune_attack")  # null: no attack
+    if attack:
+        parts.append(str(attack.get("name", "attack")))
     decoding = config.get("decoding") or {}
     if decoding.get("name", "greedy") != "greedy":
         parts.append(str(decoding["name"]))

@@ -3,7 +3,7 @@
 Fine-tuning (TOFU target / retain models) passes the plain NLL; unlearning
 passes ``method.loss`` on paired forget / retain batches. Seeding, gradient
 accumulation, the learning-rate schedule, clipping and DeepSpeed (its config built
-by runner/distributed.py from the same settings) are the Trainer's.
+by the run's distributed strategy from the same settings, runner/distributed/) are the Trainer's.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from runner import distributed
 from runner.data.qa import collate_qa
+from runner.distributed import SingleProcess, Strategy
 from runner.errors import TrainingDiverged
 from runner.scoring import autocast
 
@@ -159,16 +159,21 @@ def train(
     stage: str,
     backward_fn: BackwardFn | None = None,
     callbacks: list | None = None,
+    strategy: Strategy | None = None,
 ) -> dict:
     """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss).
 
     ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/tracking.py).
+    ``strategy``: the job's distributed strategy (its DeepSpeed config, the model's state around
+    training); None is one process, which refuses to run where several ranks were started.
     """
+    strategy = strategy or SingleProcess()
     n_devices = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
     per_step = train_cfg.batch_size * train_cfg.grad_accum * n_devices
     steps_per_epoch = max(1, math.ceil(len(dataset) / per_step))
     total_steps = train_cfg.get("max_steps") or steps_per_epoch * train_cfg.epochs
-    precision = distributed.training_precision(precision)
+    precision = strategy.training_precision(precision)
+    deepspeed = strategy.deepspeed_config(train_cfg, precision)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=train_cfg.batch_size,
@@ -192,11 +197,11 @@ def train(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
-        deepspeed=distributed.deepspeed_config(train_cfg, precision),  # None: one process, plain Trainer
-        ddp_timeout=60 * distributed.active_timeout_minutes(),
+        deepspeed=deepspeed,  # None: one process, plain Trainer
+        ddp_timeout=60 * strategy.timeout_minutes,
     )
     low_precision = {str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32}
-    if low_precision and not distributed.uses_deepspeed():  # DeepSpeed keeps fp32 master weights itself
+    if low_precision and deepspeed is None:  # DeepSpeed keeps fp32 master weights itself
         log.warning(
             "%s: trainable weights are %s and AdamW updates them in place, so small steps round away; "
             "load model.dtype=float32 and keep precision=bf16 (autocast), or train under DeepSpeed bf16",
@@ -218,13 +223,13 @@ def train(
     if hasattr(dataset, "set_epoch"):
         trainer.add_callback(_EpochToDataset(dataset))
     was_training = model.training
-    before = distributed.snapshot(model)
+    before = strategy.before_training(model)
     start_norm = weight_norm(model)
     model.train()
     try:
         result = trainer.train()
     except BaseException as exc:  # the job ends: no collective gather that ranks still training would never join
-        distributed.release(trainer, model, before, gather=False)
+        strategy.after_training(trainer, model, before, gather=False)
         if isinstance(exc, RuntimeError) and "overflow" in str(exc):  # e.g. AdamW's step size past float range
             raise TrainingDiverged(
                 stage,
@@ -237,7 +242,7 @@ def train(
         raise
     finally:
         model.train(was_training)
-    distributed.release(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
+    strategy.after_training(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
     _check_weights(train_cfg, stage, timing.steps, start_norm, weight_norm(model))
     seconds = time.perf_counter() - timing.start
     return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}

@@ -7,6 +7,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from runner.attacks import ClassificationAttack, FinetuneAttack, Gsm8kAttack, RelearnAttack
+from runner.components import build
+from runner.coreset import Selector
+from runner.coreset.selectors import GradNormSelector, KeywordSelector, LossSelector, ModerateSelector, RandomSelector
+from runner.distributed import Strategy
+from runner.distributed.strategies import DDP, ZeRO, ZeRO3Offload
 from tests.conftest import CONF_DIR, compose_cfg
 
 GROUPS = ["model", "method", "benchmark", "coreset", "finetune_attack", "distributed", "logger", "experiment"]
@@ -52,3 +58,29 @@ def test_paper_experiment_sets_paper_hyperparameters():
     assert cfg.model.id == "meta-llama/Llama-2-7b-chat-hf"
     assert cfg.unlearn.learning_rate == 1e-5 and cfg.method.beta == 0.1
     assert cfg.benchmark.subset is None and cfg.benchmark.forget_split == "forget10"
+
+
+# every option of the component groups, and the class it builds (None: the option asks for no component)
+COMPONENTS = {
+    "coreset": (Selector, {"gradnorm": GradNormSelector, "keyword": KeywordSelector, "loss": LossSelector,
+                           "moderate": ModerateSelector, "random": RandomSelector, "none": None}),
+    "finetune_attack": (FinetuneAttack, {"agnews": ClassificationAttack, "gsm8k": Gsm8kAttack,
+                                         "mrpc": ClassificationAttack, "relearn": RelearnAttack,
+                                         "sst2": ClassificationAttack, "none": None}),
+    "distributed": (Strategy, {"ddp": DDP, "zero1": ZeRO, "zero2": ZeRO, "zero3": ZeRO,
+                               "zero3_offload": ZeRO3Offload, "none": None}),
+}  # fmt: skip
+# what a constructor gets from the job rather than from the config
+RUNTIME = {"coreset": {"seed": 5}}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in COMPONENTS for o in _options(g)])
+def test_every_component_option_builds_through_the_one_builder(group, option):
+    kind, expected = COMPONENTS[group]
+    assert option in expected, f"conf/{group}/{option}.yaml is new: add the class it builds to COMPONENTS"
+    built = build(compose_cfg(f"{group}={option}").get(group), kind, group, **RUNTIME.get(group, {}))
+    if expected[option] is None:
+        assert built is None
+    else:
+        assert type(built) is expected[option] and isinstance(built, kind)
+        assert getattr(built, "name", option) == option  # the option's name, as records and methods know it

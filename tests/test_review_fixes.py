@@ -54,11 +54,6 @@ def test_method_config_error_is_not_wrapped_by_hydra(tiny_cfg, tmp_path):
         job.run(tiny_cfg("method=task_vector", "method.variant=bogus"), tmp_path)
 
 
-def test_coreset_ratio_without_a_selector_is_rejected(tiny_cfg, tmp_path):
-    with pytest.raises(ConfigError, match="coreset.ratio"):
-        job.run(tiny_cfg("coreset.ratio=0.05"), tmp_path)
-
-
 def test_finetuned_model_cache_key_follows_the_prompt_format(tmp_path):
     from runner.finetuned import FinetunedModel
 

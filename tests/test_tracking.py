@@ -146,8 +146,12 @@ def test_online_mode_needs_a_configured_key(tmp_path):
 def test_run_name_and_group():
     config = {"seed": 3, "method": {"_target_": "runner.methods.npo.NPO"}, "benchmark": {"name": "tofu"}}
     config |= {"model": {"name": "tiny"}, "coreset": {"name": "random", "ratio": 0.1}}
-    config |= {"finetune_attack": {"name": "none"}}
+    config |= {"finetune_attack": None, "distributed": None}  # null: none
     assert tracking.run_name(config, {}) == "npo-tofu-tiny-random0.1-s3"
+    assert (
+        tracking.run_name(config | {"finetune_attack": {"name": "relearn"}}, {}) == "npo-tofu-tiny-random0.1-relearn-s3"
+    )
+    assert tracking.run_name(config | {"coreset": None}, {}) == "npo-tofu-tiny-s3"
     assert tracking.run_name(config, {"method": "simnpo", "model": "llama2-7b-chat"}).startswith("simnpo-tofu-llama2")
     assert tracking.sweep_group({"sweep_name": "coreset_wmdp"}) == "coreset_wmdp"
     assert tracking.sweep_group({}) is None  # not inside a Hydra multirun

@@ -96,8 +96,8 @@ def prepare_examples(traces: list[Trace], encoder: ResponseEncoder, condenser: C
     return out, dropped
 
 
-def run_distillation(cfg: DictConfig, run_dir: Path, cache_dir: Path, record, callbacks=()) -> None:
-    """The distillation pipeline; fills ``record`` (saved by the caller)."""
+def run_distillation(cfg: DictConfig, run_dir: Path, cache_dir: Path, record, strategy=None, callbacks=()) -> None:
+    """The distillation pipeline; fills ``record`` (saved by the caller). ``strategy``: the job's distributed one."""
     condenser = build(cfg.condense, Condenser, "condense")
     traces = load_traces(cfg.traces)  # before the model: bad trace data stops the job first
     with record.stage("load_model"):
@@ -139,6 +139,7 @@ def run_distillation(cfg: DictConfig, run_dir: Path, cache_dir: Path, record, ca
             output_dir=run_dir / "distill",
             stage="distill",
             callbacks=list(callbacks),
+            strategy=strategy,
         )
         epochs = _epochs_run(stats, len(examples), cfg.distill.train)
         stats["trained_tokens"] = round(epochs * sum(len(e["input_ids"]) for e in examples))
