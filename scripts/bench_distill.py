@@ -3,7 +3,7 @@
 The same traces (the shipped GSM8K training solutions), the same student (the default model), the
 same seed, data order and steps: once on the full traces and once condensed by EPiC at ratio 0.5.
 It prints the tokens trained and the training wall time of each, and the two ratios. The target is
-a time ratio within 10% of the token ratio: a fixed per-step cost would eat the saving.
+a time ratio at most 10% above the token ratio: a fixed per-step cost would eat the saving.
 ``--sections distill``; ``--distill-traces`` sets how many traces, ``--distill-rounds`` how many
 timed runs of each (the best counts, after one warm-up).
 """
@@ -94,9 +94,10 @@ def distill_section(args) -> None:
     for name, r in rows.items():
         print(f"| {name} | {r['examples']} | {r['tokens']} | {r['response']} | {r['seconds']:.2f} |")
     token_ratio, time_ratio = epic["tokens"] / none["tokens"], epic["seconds"] / none["seconds"]
-    gap = abs(time_ratio - token_ratio) / token_ratio
-    verdict = "ok" if gap <= 0.10 else "OVER"
+    # a fixed cost per step would keep the time ratio above the token ratio; below it is fine (shorter
+    # sequences also pad less and attend over fewer positions)
+    verdict = "ok" if time_ratio <= 1.10 * token_ratio else "OVER"
     print(
-        f"\nepic / none: tokens {token_ratio:.3f}, time {time_ratio:.3f} (within {gap:.1%} of the token ratio; "
-        f"target <= 10%) {verdict}"
+        f"\nepic / none: tokens {token_ratio:.3f}, time {time_ratio:.3f} "
+        f"(target: time <= 1.10 x tokens = {1.10 * token_ratio:.3f}) {verdict}"
     )
