@@ -13,7 +13,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import distributed, evaluate, rundir, tracking
+from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
 from runner.attack import run_attack
 from runner.cache import clean_stale, content_key, write_json_atomic
@@ -22,10 +22,11 @@ from runner.data.qa import PromptFormat
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.methods.reference import UnlearnData
 from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
+from runner.output import tracking
+from runner.output.console import metrics_table
+from runner.output.record import RunRecord, read_results
+from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
 from runner.prepare import ReferenceModel, cached_json
-from runner.results import RunRecord, read_results
-from runner.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
-from runner.table import metrics_table
 from runner.unlearn import unlearn
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,10 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
     record.save()  # labels on disk from the start: a job killed while loading still shows its method
-    tracker = tracking.start(cfg, run_dir, record.data["choices"])  # W&B / TensorBoard; main process only
+    # W&B / TensorBoard (main process only): its config node, and the job's config as the run's record
+    tracker = tracking.start(
+        cfg.get("logger"), run_dir, OmegaConf.to_container(cfg, resolve=True), record.data["choices"]
+    )
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _install_sigterm()

@@ -162,7 +162,7 @@ def train(
 ) -> dict:
     """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss).
 
-    ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/tracking.py).
+    ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/output/trackers/base.py).
     """
     n_devices = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
     per_step = train_cfg.batch_size * train_cfg.grad_accum * n_devices
