@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def read_offline_run(path: str | Path) -> dict:
-    """The run name, group, tags, config, history, summary and exit code stored in an offline W&B run directory."""
+    """The run name, group, tags, config, history, summary, and exit code stored in an offline W&B run directory."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     path = Path(path)

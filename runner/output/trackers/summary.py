@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runner.output.metrics import spec
 from runner.output.record import flatten
 
 
@@ -37,3 +38,16 @@ def per_example_rows(per_example: dict) -> tuple[list[str], list[list]]:
                 rows.append((model, suite, i, {k: v[i] for k, v in lists.items() if i < len(v)}))
     columns = ["model", "suite", "index", *metrics]
     return columns, [[m, s, i, *[vals.get(k) for k in metrics]] for m, s, i, vals in rows]
+
+
+def metric_rows(metrics: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """The final metrics as a table: one row per metric with its label and arrow, one column per model."""
+    models = list(metrics or {})
+    names = list(dict.fromkeys(name for model in models for name in metrics[model] or {}))
+    columns = ["metric", "label", "better", *models]
+    rows = []
+    for name in names:
+        declared = spec(name)
+        label, arrow = (declared.label, declared.arrow) if declared else (name, "")
+        rows.append([name, label, arrow, *[(metrics[m] or {}).get(name) for m in models]])
+    return columns, rows

@@ -15,13 +15,11 @@ from urllib.parse import urlparse
 
 from runner.errors import ConfigError
 from runner.output import secrets
-from runner.output.metrics import spec
 from runner.output.record import flatten
 from runner.output.trackers.base import Tracker
-from runner.output.trackers.summary import per_example_rows, summary_of
+from runner.output.trackers.summary import metric_rows, per_example_rows, summary_of
 
 log = logging.getLogger(__name__)
-GOALS = {"up": "maximize", "down": "minimize"}
 
 
 class WandbTracker(Tracker):
@@ -92,12 +90,10 @@ class WandbTracker(Tracker):
     def log_results(self, results: dict) -> None:
         import wandb
 
-        for model, metrics in (results.get("metrics") or {}).items():
-            for metric in metrics or {}:  # the dashboard learns which way each final metric is better
-                goal = GOALS.get(getattr(spec(metric), "direction", None))
-                if goal:
-                    self.run.define_metric(f"{model}/{metric}", goal=goal)
         self.run.summary.update(secrets.scrub(summary_of(results), self.hidden))
+        if results.get("metrics"):  # summary values carry no direction: the metrics with labels and arrows
+            columns, rows = metric_rows(results["metrics"])
+            self.run.log({"metrics": wandb.Table(columns=columns, data=rows)})
         if self.log_per_example and results.get("per_example"):
             columns, rows = per_example_rows(results["per_example"])
             if rows:
