@@ -87,7 +87,8 @@ def build_table(runs: list[dict], preset: dict) -> Table:
     notes = []
     for values in sorted(ids, key=_natural_key):
         group = frame[frame["_group"] == ids[values]]
-        members = sorted((runs[i] for i in group.index), key=lambda r: _natural_key((lookup(r, "config.seed"),)))
+        group = group.loc[sorted(group.index, key=lambda i: _natural_key((group.at[i, "_seed"],)))]  # by seed
+        members = [runs[i] for i in group.index]
         base = str(values[0]) if isinstance(values[0], _Unlabelled) else ", ".join(_label(v, labels) for v in values)
         for model_row in model_rows:
             label = base if len(model_rows) == 1 else f"{base} ({model_labels.get(model_row, model_row)})"
@@ -95,9 +96,7 @@ def build_table(runs: list[dict], preset: dict) -> Table:
             row.runs = members
             for col in columns:
                 name = value_columns[(model_row, col.id)]
-                row.values[col.id] = [
-                    v for r in members if r.get("status") == "completed" and (v := col.value(r, model_row)) is not None
-                ]
+                row.values[col.id] = group.loc[group["_completed"], name].dropna().tolist()
                 if ids[values] in stats.index:
                     mean, std, n = stats.loc[ids[values], name]
                     row.summary[col.id] = (_or_none(mean), _or_none(std), int(n))
@@ -137,9 +136,9 @@ def _reference_row(runs: list[dict], frame: pd.DataFrame, columns: list[Column],
             values = col.values(per_seed, kind).dropna()
             row.values[col.id] = values.tolist()
             if len(values):
-                std = values.std() if len(values) > 1 else None
-                # one model seen by every seed: no spread to report
-                row.summary[col.id] = (float(values.mean()), _or_none(std) or None, len(values))
+                # NaN for a single value; 0 when every seed saw the same model: no spread worth reporting
+                std = _or_none(values.std())
+                row.summary[col.id] = (float(values.mean()), std or None, len(values))
     return row
 
 
