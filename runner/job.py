@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import distributed, evaluate, rundir, tracking
+from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
 from runner.attacks import run_attack
 from runner.benchmarks.base import Benchmark, build_benchmark
@@ -24,9 +24,10 @@ from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.finetuned import FinetunedModel, cached_json
 from runner.methods.base import Method, UnlearnData
 from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
-from runner.results import RunRecord, read_results
-from runner.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
-from runner.table import metrics_table
+from runner.output import tracking
+from runner.output.console import metrics_table
+from runner.output.record import RunRecord, read_results
+from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
 from runner.unlearn import unlearn
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,10 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
     record.save()  # labels on disk from the start: a job killed while loading still shows its method
-    tracker = tracking.start(cfg, run_dir, record.data["choices"])  # W&B / TensorBoard; main process only
+    # W&B / TensorBoard (main process only): its config node, and the job's config as the run's record
+    tracker = tracking.start(
+        cfg.get("logger"), run_dir, OmegaConf.to_container(cfg, resolve=True), record.data["choices"]
+    )
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _install_sigterm()

@@ -163,7 +163,7 @@ def train(
 ) -> dict:
     """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss).
 
-    ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/tracking.py).
+    ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/output/trackers/base.py).
     ``strategy``: the job's distributed strategy (its DeepSpeed config, the model's state around
     training); None is one process, which refuses to run where several ranks were started.
     """

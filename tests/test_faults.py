@@ -25,8 +25,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from runner import cache, job, report, rundir, secrets, training
+from runner import cache, job, report, rundir, training
 from runner.errors import ConfigError, TrainingDiverged
+from runner.output import secrets
+from runner.output.preset import load_preset
+from runner.output.report import write_report
 from tests.conftest import ROOT, TINY, compose_cfg, random_llama
 
 FAULTS_CONF = ROOT / "tests" / "fixtures" / "faults_conf"
@@ -65,7 +68,7 @@ def _record(run_dir: Path) -> dict:
 
 
 def _read(path: Path) -> dict | None:
-    from runner.results import read_results
+    from runner.output.record import read_results
 
     return read_results(path)
 
@@ -341,8 +344,8 @@ def test_bad_sweep_points_fail_before_any_stage_with_one_line_and_stay_in_the_re
     assert "BLUR cannot run under distributed=zero3" in _record(point("blur_zero3"))["error"]["message"]
     assert _record(point("ok"))["status"] == "completed"
 
-    preset = report.load_preset("generic", ["rows=[choices.fault]", "columns=[forget_prob]"])
-    table = report.write_report([sweep], preset, plots=False)
+    preset = load_preset("generic", ["rows=[choices.fault]", "columns=[forget_prob]"])
+    table = write_report([sweep], preset, plots=False)
     rows = {line.split("|")[1].strip() for line in table["markdown"].splitlines() if line.startswith("| ")}
     assert "ok" in rows and all(f"{fault} †" in rows for fault in FAULTS)
 

@@ -141,6 +141,16 @@ def test_auc_hand_computed():
     assert M.auc([1, 2, 2], [2, 0]) == pytest.approx((0 + 1 + 0.5 + 1 + 0.5 + 1) / 6)
 
 
+def test_auc_with_ties_across_and_within_the_sets():
+    # forget (0.5, 1, 1, 3) vs holdout (1, 1, 2): the 12 pairs, a tie counting half
+    #   0.5: loses to all three          -> 0
+    #   1:   ties 1 and 1, loses to 2    -> 0.5 + 0.5 + 0  (twice: 1 each)
+    #   3:   beats all three             -> 3
+    # (0 + 1 + 1 + 3) / 12 = 5/12
+    assert M.auc([0.5, 1, 1, 3], [1, 1, 2]) == pytest.approx(5 / 12, abs=1e-15)
+    assert math.isnan(M.auc([], [1.0])) and math.isnan(M.auc([1.0], []))
+
+
 def test_privleak_formula():
     assert M.privleak(0.25, 0.5) == pytest.approx(-50.0)
     assert M.privleak(0.6, 0.4) == pytest.approx(50.0)

@@ -280,7 +280,7 @@ def test_budget_forcing_inserts_wait_and_forces_the_end_on_a_tiny_model(smoke_cf
 
 def test_sweep_over_decoding_runs_logs_and_reports(shared_cache, tmp_path):
     """Three evaluation-only jobs as a Hydra sweep, logged to W&B (offline), then the reasoning report."""
-    from runner.tracking import read_offline_run
+    from tests.wandb_offline import read_offline_run
 
     sweep = tmp_path / "sweep"
     env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
@@ -336,10 +336,10 @@ def test_sweep_over_decoding_runs_logs_and_reports(shared_cache, tmp_path):
 def test_tracker_run_name_of_an_evaluation_only_job():
     from omegaconf import OmegaConf
 
-    from runner import tracking
+    from runner.output.trackers.wandb import default_run_name
 
     config = OmegaConf.to_container(
         compose_cfg("method=none", "benchmark=math500", "decoding=cyclicreflex", "model=tiny", "seed=3"), resolve=True
     )
-    assert tracking.run_name(config, {}) == "none-math500-tiny-cyclicreflex-s3"
-    assert tracking.run_name(config, {"method": "none", "benchmark": "math500"}).startswith("none-math500-tiny")
+    assert default_run_name(config, {}) == "none-math500-tiny-cyclicreflex-s3"
+    assert default_run_name(config, {"method": "none", "benchmark": "math500"}).startswith("none-math500-tiny")

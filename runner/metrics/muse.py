@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 _ROUGE = None
 
@@ -51,17 +51,13 @@ def min_k_score(token_logprobs: Sequence[float], k: float = 0.4) -> float:
 
 
 def auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]) -> float:
-    """P(score(forget) > score(holdout)) + P(tie)/2: the ROC AUC with forget as the positive class.
-
-    Computed from ranks (the Mann-Whitney U statistic over n_f * n_h).
-    """
+    """P(score(forget) > score(holdout)) + P(tie)/2: the ROC AUC with forget as the positive class."""
     f = np.asarray(forget_scores, dtype=np.float64)
     h = np.asarray(holdout_scores, dtype=np.float64)
-    if f.size == 0 or h.size == 0:
+    if f.size == 0 or h.size == 0:  # no pairs to compare (scikit-learn would raise on a single class)
         return float("nan")
-    ranks = rankdata(np.concatenate([f, h]))  # average ranks for ties
-    u = ranks[: f.size].sum() - f.size * (f.size + 1) / 2
-    return float(u / (f.size * h.size))
+    labels = np.concatenate([np.ones(f.size), np.zeros(h.size)])
+    return float(roc_auc_score(labels, np.concatenate([f, h])))
 
 
 def privleak(auc_unlearned: float, auc_retrain: float) -> float:

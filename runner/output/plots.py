@@ -22,11 +22,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from runner.errors import ConfigError
+from runner.output.table import Table, choice_label
 
 SIZE = {"width": 6.4, "height": 4.0, "dpi": 100}
 
 
-def draw(spec: dict, runs: list[dict], table, preset: dict, stem: Path) -> list[Path]:
+def draw(spec: dict, runs: list[dict], table: Table, preset: dict, stem: Path) -> list[Path]:
     kind = spec.get("kind")
     painters = {
         "pareto": _pareto,
@@ -61,14 +62,8 @@ def _column(table, ident: str):
     raise ConfigError("report.plots", f"`{ident}` is not a column of this table", "name one of the preset's columns")
 
 
-def _label(value) -> str:
-    from runner.report import DEFAULT_LABELS
-
-    return str(DEFAULT_LABELS.get(value, value))
-
-
 def _axis_label(col) -> str:
-    return f"{col.label} {col.arrow}".strip()
+    return col.header
 
 
 # ---------------------------------------------------------------- Pareto front
@@ -140,7 +135,7 @@ def _coreset_curve(fig, spec: dict, table) -> None:
                 continue
             if xkey not in row.keys:
                 raise ConfigError("report.rows", f"the coreset plot needs `{xkey}` among the row keys", f"add {xkey}")
-            name = ", ".join(_label(v) for k, v in row.keys.items() if k != xkey) or col.label
+            name = ", ".join(choice_label(v) for k, v in row.keys.items() if k != xkey) or col.label
             mean, std, _ = row.stats(col)
             if mean is not None and row.keys[xkey] is not None:
                 series.setdefault(name, []).append((float(row.keys[xkey]), mean, std or 0.0))
@@ -173,7 +168,7 @@ def _attack(fig, spec: dict, table) -> None:
     for row in table.rows:
         if row.kind == "method" and row.model_row in (before, after):
             groups.setdefault(tuple(row.keys.items()), {})[row.model_row] = row
-    names = [", ".join(_label(v) for _, v in key) for key in groups]
+    names = [", ".join(choice_label(v) for _, v in key) for key in groups]
     width = 0.38
     for ax, col in zip(axes, metrics, strict=True):
         for offset, stage, label in ((-width / 2, before, "before attack"), (width / 2, after, "after attack")):
@@ -259,7 +254,7 @@ def _reflection_frequency(fig, spec: dict, table) -> None:
         offsets.set_ylabel("logit offset (dashed)", fontsize=8)
         ax.set_xlabel("generated position")
         ax.set_ylabel(f"reflection tokens, % (bins of {width})", fontsize=8)
-        ax.set_title(spec.get("title") or _label(bench), fontsize=10)
+        ax.set_title(spec.get("title") or choice_label(bench), fontsize=10)
         ax.legend(fontsize=7, loc="lower left")
 
 

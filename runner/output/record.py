@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from runner.cache import write_json_atomic
-from runner.secrets import scrub, secret_values
+from runner.output.secrets import scrub, secret_values
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "hydra-core", "scipy", "rouge-score", "deepspeed")
@@ -44,7 +44,7 @@ class RunRecord:
             "status": "running",
             "job_key": job_key,
             "started": _now(),
-            "config": scrub(config, self.secrets),  # tokens and keys never reach the file (runner/secrets.py)
+            "config": scrub(config, self.secrets),  # tokens and keys never reach the file (runner/output/secrets.py)
             "metrics": {},
             "evaluation": {},
             "per_example": {},
@@ -101,3 +101,18 @@ def read_results(path: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def flatten(obj, prefix: str = "", sep: str = ".") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty dicts stay values."""
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}{sep}{k}" if prefix else str(k)
+            if isinstance(v, dict) and v:
+                out.update(flatten(v, key, sep))
+            else:
+                out[key] = v
+    else:
+        out[prefix] = obj
+    return out

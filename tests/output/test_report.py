@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -15,36 +14,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runner import job, report, tracking
 from runner.errors import ConfigError
-from runner.plots import pareto_front
-from tests.conftest import ROOT, TINY, compose_cfg
-
-
-def _job(cache: Path, run_dir: Path, method: str, seed: int, *extra: str) -> None:
-    cfg = compose_cfg(*TINY, f"paths.cache_dir={cache}", f"method={method}", f"seed={seed}", *extra)
-    groups = {"method": method, "benchmark": "tofu", "model": "tiny", "coreset": "none", "finetune_attack": "none"}
-    groups |= {k: v for k, _, v in (e.partition("=") for e in extra) if k in groups}  # what Hydra would record
-    job.run(cfg, run_dir, choices=groups)
-
-
-@pytest.fixture(scope="module")
-def sweep(shared_cache, tmp_path_factory) -> Path:
-    """A real sweep (GA, NPO x seeds 40, 41 — seeds no other test uses, so no job is a reused one; logged to W&B offline) plus two real failed jobs: NPO seed 2,
-    and GradDiff's only run."""
-    root = tmp_path_factory.mktemp("sweep")
-    cmd = [sys.executable, "-m", "runner", "-m", *TINY, "method=ga,npo", "seed=40,41", "logger=wandb"]
-    cmd.append(f"hydra.sweep.dir={root}")
-    wandb_home = tmp_path_factory.mktemp("wandb-home")
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
-    env |= {"RUNNER_CACHE": str(shared_cache), "NETRC": str(wandb_home / "none")}
-    env |= {v: str(wandb_home / v.lower()) for v in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")}
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for method, seed in (("npo", 2), ("graddiff", 0)):
-        with pytest.raises(ConfigError):  # stops at the benchmark stage: status `failed`
-            _job(shared_cache, root / f"failed-{method}-{seed}", method, seed, f"benchmark.source={root / 'missing'}")
-    return root
+from runner.output.frame import lookup
+from runner.output.preset import load_preset
+from runner.output.render import latex_escape
+from runner.output.report import write_report
+from runner.report import _is_path
+from tests.conftest import ROOT
+from tests.output.conftest import run_job
 
 
 def _runs(root: Path) -> list[dict]:
@@ -74,8 +51,8 @@ COLUMNS = {"forget_quality": "up", "forget_prob": "down", "retain_prob": "up"}
 
 
 def test_tables_hold_means_stds_bold_and_failed_rows(sweep):
-    preset = report.load_preset("generic", [f"columns=[{','.join(COLUMNS)}]"])
-    result = report.write_report([sweep], preset, plots=False)
+    preset = load_preset("generic", [f"columns=[{','.join(COLUMNS)}]"])
+    result = write_report([sweep], preset, plots=False)
     md = result["markdown"]
     rows = _markdown_rows(md)
     labels = list(rows)
@@ -145,26 +122,13 @@ def test_cli_tofu_preset_prints_markdown_and_draws_the_pareto_plot(sweep):
     _assert_pdf(sweep / "report_tofu_pareto.pdf")
 
 
-def test_sweep_jobs_are_one_wandb_group_named_after_the_sweep(sweep):
-    runs = {}
-    for run_dir in sweep.glob("*/wandb/offline-run-*"):
-        stored = tracking.read_offline_run(run_dir)
-        runs[stored["name"]] = stored
-    assert set(runs) == {"ga-tofu-tiny-s40", "ga-tofu-tiny-s41", "npo-tofu-tiny-s40", "npo-tofu-tiny-s41"}
-    assert {r["group"] for r in runs.values()} == {sweep.name}  # the multirun directory's name
-    results = json.loads(next(sweep.glob("*method=npo*seed=41*/results.json")).read_text())
-    assert (
-        runs["npo-tofu-tiny-s41"]["summary"]["unlearned/forget_prob"] == results["metrics"]["unlearned"]["forget_prob"]
-    )
-
-
 def test_rerun_copies_are_counted_once(sweep, tmp_path):
     # the same job found twice (a copied run directory): one job_key, one value
     ga = next(p for p in sweep.rglob("results.json") if "method=ga" in str(p))
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "results.json").write_text(ga.read_text())
-    preset = report.load_preset("generic", ["columns=[forget_prob]"])
-    table = report.write_report([sweep, tmp_path / "copy"], preset, out=tmp_path, plots=False)["table"]
+    preset = load_preset("generic", ["columns=[forget_prob]"])
+    table = write_report([sweep, tmp_path / "copy"], preset, out=tmp_path, plots=False)["table"]
     ga_row = next(r for r in table.rows if r.label == "GA")
     assert len(ga_row.runs) == 2 and len(ga_row.values["forget_prob"]) == 2
 
@@ -175,7 +139,7 @@ def coreset_attack_runs(shared_cache, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("coreset_attack")
     for ratio in (0.25, 0.5):
         for seed in (0, 1):
-            _job(
+            run_job(
                 shared_cache,
                 root / f"npo-r{ratio}-s{seed}",
                 "npo",
@@ -195,7 +159,7 @@ def _expected_where(root: Path, metric: str, model: str, **conditions) -> tuple[
     values = [
         r["metrics"][model][metric]
         for r in _runs(root)
-        if r["status"] == "completed" and all(report.lookup(r, k) == v for k, v in conditions.items())
+        if r["status"] == "completed" and all(lookup(r, k) == v for k, v in conditions.items())
     ]
     assert len(values) == 2
     return statistics.fmean(values), statistics.stdev(values)
@@ -203,7 +167,7 @@ def _expected_where(root: Path, metric: str, model: str, **conditions) -> tuple[
 
 def test_coreset_preset_and_curve(sweep, coreset_attack_runs, tmp_path):
     # the coreset runs next to the full-set NPO runs of the sweep (coreset=none: a null node, no ratio)
-    result = report.write_report([coreset_attack_runs, sweep], report.load_preset("coreset"), out=tmp_path)
+    result = write_report([coreset_attack_runs, sweep], load_preset("coreset"), out=tmp_path)
     rows = _markdown_rows(result["markdown"])
     cols = [c.id for c in result["table"].columns]
     assert cols == ["forget_quality", "model_utility", "forget_prob", "coreset.unlearn_steps"]
@@ -219,8 +183,8 @@ def test_coreset_preset_and_curve(sweep, coreset_attack_runs, tmp_path):
 
 
 def test_attack_preset_rows_before_and_after(coreset_attack_runs, tmp_path):
-    preset = report.load_preset("attack", ["rows=[choices.method,config.coreset.ratio]"])
-    result = report.write_report([coreset_attack_runs], preset, out=tmp_path)
+    preset = load_preset("attack", ["rows=[choices.method,config.coreset.ratio]"])
+    result = write_report([coreset_attack_runs], preset, out=tmp_path)
     rows = _markdown_rows(result["markdown"])
     assert list(rows)[1:4] == ["Original (target)", "NPO, 0.25 (unlearned)", "NPO, 0.25 (attacked)"]
     for stage in ("unlearned", "attacked"):
@@ -230,19 +194,12 @@ def test_attack_preset_rows_before_and_after(coreset_attack_runs, tmp_path):
     _assert_pdf(tmp_path / "report_attack_attack.pdf")
 
 
-def test_pareto_front_by_direction():
-    points = [(0.9, 0.2), (0.5, 0.5), (0.4, 0.4), (0.1, 0.6), (0.9, 0.1)]
-    assert pareto_front(points, ("up", "up")) == [0, 1, 3]
-    assert pareto_front(points, ("down", "up")) == [3]
-    assert pareto_front([(-0.3, 1.0), (0.1, 1.0), (0.5, 2.0)], ("zero", "up")) == [1, 2]
-
-
 def test_bad_preset_and_empty_input_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="choose one of: .*tofu"):
-        report.load_preset("nope")
+        load_preset("nope")
     with pytest.raises(ConfigError, match="no results.json"):
-        report.write_report([tmp_path], report.load_preset("tofu"))
-    assert report.latex_escape("a_b & 5% #1 {x}") == r"a\_b \& 5\% \#1 \{x\}"
+        write_report([tmp_path], load_preset("tofu"))
+    assert latex_escape("a_b & 5% #1 {x}") == r"a\_b \& 5\% \#1 \{x\}"
 
 
 def _assert_image(path: Path, size: tuple[int, int]) -> None:
@@ -258,8 +215,6 @@ def _assert_pdf(path: Path) -> None:
 
 
 def test_a_setting_longer_than_a_file_name_is_a_setting_not_a_crash():
-    from runner.report import _is_path
-
     long_setting = "rows=[" + ",".join(["choices.method"] * 40) + "]"
     assert len(long_setting) > 255 and not _is_path(long_setting)
     assert _is_path(".")

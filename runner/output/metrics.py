@@ -1,0 +1,126 @@
+"""What every number a job records means to a reader: its name, which way is better, its label.
+
+The one place the output side learns this. The console table takes its arrows from here, the
+report its column labels, arrows and the direction that picks the bold value, the trackers the
+goal they give a final metric. A benchmark's ``summarize()`` returns the numbers only; a report
+preset (``conf/report/*.yaml``) chooses which of them to show, how scaled and how rounded.
+
+``CHOICE_LABELS`` are the display names of config choices (methods, benchmarks, decodings) that
+form the report's row labels and the plots' legends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# better is: larger (up), smaller (down), closer to zero (zero), neither (none: a count or a length)
+ARROWS = {"up": "↑", "down": "↓", "zero": "→0", "none": ""}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # the key in results.json: metrics.<model>.<name>, or a dotted key of the record
+    direction: str
+    label: str
+
+    def __post_init__(self):
+        if self.direction not in ARROWS:
+            raise ValueError(f"{self.name}: direction `{self.direction}` is not one of {list(ARROWS)}")
+
+    @property
+    def arrow(self) -> str:
+        return ARROWS[self.direction]
+
+
+def _declare(*specs: MetricSpec) -> dict[str, MetricSpec]:
+    return {s.name: s for s in specs}
+
+
+METRICS = _declare(
+    # TOFU (runner/benchmarks/tofu.py)
+    MetricSpec("forget_quality", "up", "Forget Quality"),
+    MetricSpec("model_utility", "up", "Model Utility"),
+    MetricSpec("forget_prob", "down", "Forget Prob."),
+    MetricSpec("forget_rouge", "down", "Forget ROUGE"),
+    MetricSpec("forget_truth_ratio", "up", "Forget Truth Ratio"),
+    MetricSpec("retain_prob", "up", "Retain Prob."),
+    MetricSpec("retain_rouge", "up", "Retain ROUGE"),
+    # WMDP and MMLU accuracies (runner/benchmarks/wmdp.py, mmlu.py): the hazardous knowledge should go
+    MetricSpec("wmdp_bio", "down", "WMDP-Bio"),
+    MetricSpec("wmdp_cyber", "down", "WMDP-Cyber"),
+    MetricSpec("wmdp_chem", "down", "WMDP-Chem"),
+    MetricSpec("mmlu", "up", "MMLU"),
+    # MUSE (runner/benchmarks/muse.py), named as in its paper; PrivLeak is best near 0 (neither over-
+    # nor under-unlearned), its AUC is the raw membership-inference score behind it
+    MetricSpec("verbmem_forget", "down", "VerbMem on D_f"),
+    MetricSpec("knowmem_forget", "down", "KnowMem on D_f"),
+    MetricSpec("knowmem_retain", "up", "KnowMem on D_r"),
+    MetricSpec("privleak", "zero", "PrivLeak"),
+    MetricSpec("privleak_auc", "none", "PrivLeak AUC"),
+    # reasoning benchmarks (runner/benchmarks/reasoning.py): accuracy is the score; lengths and
+    # reflection statistics describe how the model answered, neither better up nor down
+    MetricSpec("accuracy", "up", "Accuracy"),
+    *(MetricSpec(f"pass@{k}", "up", f"pass@{k}") for k in (1, 2, 4, 8, 16, 32, 64)),
+    MetricSpec("mean_length", "none", "Length (tokens)"),
+    MetricSpec("mean_thinking_length", "none", "Thinking (tokens)"),
+    MetricSpec("reflections_per_response", "none", "Reflections / answer"),
+    MetricSpec("reflection_rate", "none", "Reflection rate"),
+    # where a run set benchmark.analysis: the rate by phase of CyclicReflex's wave and inside the window,
+    # counted and expected (the sampler's probability of a reflection token)
+    MetricSpec("reflection_rate_peak_quarter", "none", "+A quarter"),
+    MetricSpec("reflection_rate_negative_half", "none", "-A half"),
+    MetricSpec("reflection_rate_in_window", "none", "In window"),
+    MetricSpec("reflection_prob_peak_quarter", "none", "+A quarter exp."),
+    MetricSpec("reflection_prob_negative_half", "none", "-A half exp."),
+    MetricSpec("reflection_prob_in_window", "none", "In window exp."),
+    # a distillation job's student (runner/distill/job.py): what its training cost, and how much of
+    # the traces' response tokens the condensation kept
+    MetricSpec("train_tokens", "none", "Training tokens"),
+    MetricSpec("train_seconds", "down", "Training time (s)"),
+    MetricSpec("kept_token_fraction", "none", "Response tokens kept"),
+    # numbers a record holds outside `metrics`, named by their dotted key
+    MetricSpec("attack.task_before", "up", "Attack task before"),  # the attack's own task (GSM8K, SST-2 ...)
+    MetricSpec("attack.task_after", "up", "Attack task after"),
+    MetricSpec("coreset.unlearn_steps", "none", "Unlearn steps"),
+)
+
+
+def spec(name: str) -> MetricSpec | None:
+    """The declared spec of a metric or dotted key; None for a number nobody declared."""
+    return METRICS.get(name)
+
+
+def arrow(name: str) -> str:
+    found = METRICS.get(name)
+    return found.arrow if found else ""
+
+
+CHOICE_LABELS = {
+    # methods
+    "ga": "GA",
+    "graddiff": "GradDiff",
+    "npo": "NPO",
+    "simnpo": "SimNPO",
+    "idkdpo": "IdkDPO",
+    "wga": "WGA",
+    "undial": "UNDIAL",
+    "rmu": "RMU",
+    "task_vector": "Task Vector",
+    "blur": "BLUR",
+    "ilu": "ILU",
+    # decodings
+    "greedy": "Greedy",
+    "sample": "Sampling",
+    "cyclicreflex": "CyclicReflex",
+    "tip": "TIP",
+    "s1": "s1",
+    # reasoning benchmarks
+    "math500": "MATH-500",
+    "gsm8k": "GSM8K",
+    "aime24": "AIME24",
+    "aime25": "AIME25",
+    "amc23": "AMC23",
+    # condensations (task=distill; its baselines none / random / head / tail keep their option names,
+    # which other groups share)
+    "epic": "EPiC",
+}

@@ -1,0 +1,78 @@
+"""The report's table from hand-made records: grouping, mean ± std, references, failed runs, bold, notes."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from runner.output.table import build_table
+
+
+def _run(method, seed, status="completed", lr=1e-4, **unlearned):
+    run = {
+        "status": status,
+        "job_key": f"{method}-{seed}-{lr}",
+        "_path": f"/sweep/{method}-{seed}/results.json",
+        "choices": {"method": method},
+        "config": {"seed": seed, "unlearn": {"learning_rate": lr}, "paths": {"cache_dir": f"/c{seed}"}},
+        "metrics": {"target": {"forget_prob": 0.9 + seed / 100}, "retain": {"forget_prob": 0.5}, "unlearned": unlearned}
+        if status == "completed"
+        else {},
+    }
+    if status == "failed":
+        run["error"] = {"message": "config key `benchmark.source`: missing\nmore lines"}
+    return run
+
+
+RUNS = [
+    _run("npo", 1, forget_prob=0.30, model_utility=0.50),
+    _run("ga", 0, forget_prob=0.10, model_utility=0.20),
+    _run("npo", 0, forget_prob=0.20, model_utility=0.60),
+    _run("ga", 1, forget_prob=0.14, model_utility=0.30, lr=2e-4),
+    _run("npo", 2, status="failed"),
+    {"_path": "/sweep/cut/results.json"},  # an empty record: no status, no keys
+]
+PRESET = {
+    "name": "t",
+    "rows": ["choices.method"],
+    "references": {"target": "Original", "retain": "Retain"},
+    "columns": ["forget_prob", {"metric": "model_utility"}, "retain_prob"],
+}
+
+
+def test_rows_means_stds_and_references():
+    table = build_table(RUNS, PRESET)
+    # rows sorted by their keys' values, the record without fields named after its directory
+    assert [r.label for r in table.rows] == ["Original", "Retain", "cut (record without fields)", "GA", "NPO"]
+    assert [c.id for c in table.columns] == ["forget_prob", "model_utility"]  # a column no run has is dropped
+    target, retain, cut, ga, npo = table.rows
+    fp = table.columns[0]
+    # a reference model: one value per seed (not per run); no spread reported where every seed shares it
+    assert target.kind == "reference" and target.values["forget_prob"] == [0.91, 0.90]
+    assert target.stats(fp) == (pytest.approx(0.905), pytest.approx(statistics.stdev([0.91, 0.90])), 2)
+    assert retain.stats(fp) == (0.5, None, 2) and [r["config"]["seed"] for r in retain.runs] == [1, 0]
+    assert ga.stats(fp) == (pytest.approx(0.12), pytest.approx(statistics.stdev([0.10, 0.14])), 2)
+    assert npo.stats(fp) == (pytest.approx(0.25), pytest.approx(statistics.stdev([0.2, 0.3])), 2)
+    assert [r["config"]["seed"] for r in npo.runs] == [0, 1, 2] and len(npo.incomplete) == 1
+    assert npo.note == "†" and cut.note == "†" and ga.note == "" and cut.stats(fp) == (None, None, 0)
+
+
+def test_notes_and_best():
+    table = build_table(RUNS, PRESET)
+    assert table.notes[0].startswith("† cut (record without fields): 1 of 1 runs did not complete (seed=None without")
+    assert (
+        table.notes[1]
+        == "GA: averages runs that differ in config.unlearn.learning_rate; add them to rows= to separate them"
+    )
+    assert (
+        table.notes[2] == "† NPO: 1 of 3 runs did not complete (seed=2 failed: config key `benchmark.source`: missing)"
+    )
+    assert table.best == {"forget_prob": {3}, "model_utility": {4}}  # down: GA's 0.12; up: NPO's 0.55
+
+
+def test_a_single_run_has_no_std_and_a_filter_keeps_matching_runs():
+    table = build_table(RUNS, {**PRESET, "filter": {"choices.method": "ga"}, "rows": ["choices.method", "config.seed"]})
+    assert [r.label for r in table.rows] == ["Original", "Retain", "GA, 0", "GA, 1"]
+    assert table.rows[2].stats(table.columns[0]) == (pytest.approx(0.10), None, 1)
+    assert table.notes == []  # one run per row: nothing averaged
