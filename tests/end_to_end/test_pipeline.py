@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
 
 from runner import job
 
@@ -80,9 +82,98 @@ ZOO = {
 }
 
 
+# each method's signature in what it logs and what it changes
+RMU_WEIGHTS = {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}  # RMU's trainable_layers=[0,1]
+TERMS = {  # the loss terms each method logs per step: its own names (`forget_name`, `loss()` terms)
+    "simnpo": {"simnpo_forget", "retain_nll"},
+    "idkdpo": {"idkdpo_forget", "retain_nll"},
+    "wga": {"wga_forget", "retain_nll"},
+    "undial": {"undial_kl"},  # alpha 0: no retain term
+    "rmu": {"rmu_forget", "rmu_retain"},
+    "task_vector": {"forget_nll"},  # the fine-tune on the forget set, which is then negated
+    "blur": {"forget", "retain"},  # BLUR's own backward logs the two unweighted terms of its base
+    "blur_rmu": {"forget", "retain"},
+    "ilu": {"npo_forget", "retain_nll", "ilu_penalty"},
+    "ilu_rmu_scalar": {"rmu_forget", "rmu_retain", "ilu_penalty"},
+}
+
+
+class _Spy:
+    """Wraps the unlearning stage: the weights before and after, the per-step logs, the trainer's end state."""
+
+    def __init__(self, real):
+        from transformers import TrainerCallback
+
+        spy = self
+        self.real, self.logs, self.trained = real, [], []
+
+        class Recorder(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    spy.logs.append(dict(logs))
+
+            def on_train_end(self, args, state, control, model=None, **kwargs):
+                spy.trained.append({n: p.detach().float().clone() for n, p in model.named_parameters()})
+
+        self.recorder = Recorder()
+
+    def __call__(self, method, data, train_cfg, output_dir, callbacks=None):
+        self.before = {n: p.detach().float().clone() for n, p in data.model.named_parameters()}
+        out = self.real(method, data, train_cfg, output_dir, [*(callbacks or []), self.recorder])
+        self.after = {n: p.detach().float().clone() for n, p in data.model.named_parameters()}
+        self.trainable = {n for n, p in data.model.named_parameters() if p.requires_grad}
+        return out
+
+    def changed(self) -> set[str]:
+        return {n for n, w in self.after.items() if not torch.equal(w, self.before[n])}
+
+
+def _first_last(logs: list[dict], term: str) -> tuple[float, float]:
+    return logs[0][term], logs[-1][term]
+
+
 @pytest.mark.parametrize("case", sorted(ZOO))
-def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case):
+def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case, monkeypatch):
+    """Every method end to end on the tiny model, each checked by its own signature: the loss terms it logs
+    under its own names, where they start and which way they go, and which weights it changed."""
+    spy = _Spy(job.unlearn)
+    monkeypatch.setattr(job, "unlearn", spy)
     result = job.run(tiny_cfg(*ZOO[case]), tmp_path)
-    assert json.loads((tmp_path / "results.json").read_text())["status"] == "completed"
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["status"] == "completed"
     target, unlearned = result["metrics"]["target"], result["metrics"]["unlearned"]
     assert unlearned["forget_prob"] < target["forget_prob"]
+
+    record = on_disk["training"]["unlearn"]
+    assert record["steps"] > 0 and math.isfinite(record["train_loss"])
+    assert len(spy.logs) == record["steps"]  # one log line per step, each with the method's own terms
+    assert all(set(log) - {"loss", "grad_norm", "learning_rate", "epoch"} == TERMS[case] for log in spy.logs)
+    two_ln2_over_beta = 2 * math.log(2) / 0.1  # NPO-type loss at theta = theta_ref (beta 0.1)
+    rmu_based = "rmu" in case
+    if rmu_based:  # only RMU's trainable layers moved; theta_0's activations kept exactly at the first step
+        assert spy.trainable == RMU_WEIGHTS and spy.changed() == RMU_WEIGHTS
+        forget, retain = ("forget", "retain") if case == "blur_rmu" else ("rmu_forget", "rmu_retain")
+        assert spy.logs[0][retain] == 0.0
+        first, last = _first_last(spy.logs, forget)  # forget activations move towards the control vector
+        assert last < first
+    else:  # the tiny model trains every parameter
+        assert spy.changed() == spy.trainable == set(spy.before)
+    if case in ("idkdpo", "blur", "ilu"):  # NPO (BLUR's, ILU's base) and IdkDPO start at 2 ln2 / beta, then fall
+        forget = {"idkdpo": "idkdpo_forget", "blur": "forget", "ilu": "npo_forget"}[case]
+        first, last = _first_last(spy.logs, forget)
+        assert first == pytest.approx(two_ln2_over_beta, abs=1e-3) and last < 0.01 * first
+    if case in ("simnpo", "undial"):  # reference-free losses that fall as the forget answers lose probability
+        first, last = _first_last(spy.logs, TERMS[case].difference({"retain_nll"}).pop())
+        assert last < 0.5 * first
+    if case == "wga":  # -sum w * log p with w = p^beta: negative, rising to 0 as the answers lose probability
+        first, last = _first_last(spy.logs, "wga_forget")
+        assert first < last < 0
+    if case == "task_vector":  # a fine-tune on the forget set (its NLL falls), then theta_0 - lam * tau
+        first, last = _first_last(spy.logs, "forget_nll")
+        assert last < first
+        assert record["variant"] == "full" and len(spy.trained) == 1
+        finetuned = spy.trained[0]
+        tau = {n: finetuned[n] - spy.before[n] for n in spy.before}
+        assert record["tau_norm"] == pytest.approx(math.sqrt(sum(float(t.double().pow(2).sum()) for t in tau.values())))
+        for name, weight in spy.after.items():  # lam 1: the fine-tune negated
+            torch.testing.assert_close(weight, spy.before[name] - tau[name], rtol=0, atol=1e-5)
