@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -9,15 +10,27 @@ import pytest
 from omegaconf import OmegaConf
 
 from runner import job
+from runner.benchmarks.base import Benchmark, build_benchmark
 from runner.components import build
+from runner.data.qa import PromptFormat
+from runner.decoding.base import DecodingStrategy
+from runner.decoding.strategies import Decoding, build_decoding
 from runner.errors import ConfigError
 from runner.methods.base import Method
-from tests.conftest import CONF_DIR, compose_cfg
+from runner.models import model_identity
+from tests.conftest import CONF_DIR, FIXTURES_DIR, compose_cfg
 
-GROUPS = ["model", "method", "benchmark", "coreset", "finetune_attack", "distributed", "logger", "experiment"]
-
-
-GROUPS.append("decoding")
+GROUPS = [
+    "model",
+    "method",
+    "benchmark",
+    "coreset",
+    "finetune_attack",
+    "distributed",
+    "logger",
+    "experiment",
+    "decoding",
+]
 
 
 def _options(group: str) -> list[str]:
@@ -26,9 +39,13 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_option_composes(group, option):
-    cfg = compose_cfg(f"{group}={option}")
+    cfg = compose_cfg(f"{group}={option}", "seed=7")
     container = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    assert container["seed"] == 0
+    assert container["seed"] == 7
+    # every group's own seed follows the job's (`${seed}`): a sweep over seed= reseeds every stage
+    followers = {g: node["seed"] for g, node in container.items() if isinstance(node, dict) and "seed" in node}
+    pinned = {"cyclicreflex_math500": {"decoding": 42}}.get(option, {}) if group == "experiment" else {}
+    assert followers == {g: pinned.get(g, 7) for g in followers} and "decoding" in followers, followers
     if group == "method" and option == "none":
         assert cfg.method is None  # an evaluation-only job
     elif group == "method":
@@ -97,3 +114,76 @@ def test_every_experiment_and_method_instantiates():
         assert (build(compose_cfg(f"method={name}").method, Method, "method") is None) == (name in evaluation_only), (
             name
         )
+
+
+# ---- every option of the component groups builds through the one builder ---------------------------
+
+
+def _target_class(node) -> type:
+    module, _, name = str(node._target_).rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("option", _options("method"))
+def test_every_method_option_builds_the_class_it_names(option):
+    node = compose_cfg(f"method={option}").method
+    method = build(node, Method, "method")
+    if option == "none":
+        assert method is None  # an evaluation-only job
+    else:
+        assert isinstance(method, Method) and type(method) is _target_class(node)
+
+
+@pytest.mark.parametrize("option", _options("decoding"))
+def test_every_decoding_option_builds_the_class_it_names(option):
+    node = compose_cfg("method=none", "benchmark=math500", f"decoding={option}", "seed=3").decoding
+    strategy = build_decoding(node)
+    assert isinstance(strategy, Decoding) and isinstance(strategy, DecodingStrategy)
+    assert type(strategy) is _target_class(node)
+    assert strategy.seed == 3 and strategy.n == node.get("n", 1)
+
+
+# how each benchmark option is built offline: the shipped copies, or the fixtures (tests/fixtures/hub);
+# the reasoning ones with the tiny model's one-token reflection words, as experiment=reasoning_smoke_tiny
+REASONING_TINY = ["experiment=reasoning_smoke_tiny", "benchmark.reflection_words=[a,e]"]
+OFFLINE_BENCHMARKS = {
+    "tofu": ["experiment=tofu_smoke_tiny"],
+    "wmdp": ["experiment=wmdp_smoke_tiny"],
+    "muse": ["experiment=muse_smoke_tiny"],
+    "gsm8k": REASONING_TINY,
+    "math500": [*REASONING_TINY, "benchmark=math500"],
+    **{
+        name: [*REASONING_TINY, f"benchmark={name}", f"benchmark.source={FIXTURES_DIR / 'hub'}"]
+        for name in ("aime24", "aime25", "amc23")
+    },
+}
+
+
+def test_every_benchmark_option_is_built_offline_below():
+    assert set(OFFLINE_BENCHMARKS) == set(_options("benchmark"))
+
+
+@pytest.mark.parametrize("option", sorted(OFFLINE_BENCHMARKS))
+def test_every_benchmark_option_builds_the_class_it_names(option, tiny_tokenizer, shared_cache):
+    cfg = compose_cfg(*OFFLINE_BENCHMARKS[option], f"paths.cache_dir={shared_cache}")
+    assert cfg.benchmark.name == option
+    bench = build_benchmark(cfg.benchmark, tiny_tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    assert isinstance(bench, Benchmark) and type(bench) is _target_class(cfg.benchmark)
+
+
+@pytest.mark.parametrize("option", _options("model"))
+def test_every_model_option_gives_its_prompt_and_cache_identity(option):
+    """Models have no ``_target_``: what a config gives before any weights load is the prompt and the identity."""
+    cfg = compose_cfg(f"model={option}").model
+    fmt = PromptFormat.from_cfg(cfg.prompt)
+    rendered = fmt.render("Who wrote it?", "The author.")
+    prompt = fmt.render("Who wrote it?")  # the prompt, then the answer after it
+    assert "Who wrote it?" in prompt and rendered.startswith(prompt) and "The author." in rendered[len(prompt) :]
+    identity = model_identity(cfg)
+    assert identity["dtype"] == cfg.dtype
+    if cfg.source == "hub":
+        assert identity["hub"] == cfg.id and "/" in cfg.id
+    elif cfg.source == "tiny":
+        assert identity["tiny"] == dict(cfg.tiny)
+    else:
+        assert cfg.source == "gguf" and len(identity["gguf"]) >= 16  # the shipped file's digest
