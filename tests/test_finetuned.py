@@ -9,7 +9,7 @@ from tests.conftest import compose_cfg
 def test_partial_target_model_is_rebuilt_by_the_pipeline(tiny_cfg, tmp_path, shared_cache):
     job.run(tiny_cfg("seed=21"), tmp_path / "a")
     markers = list((shared_cache / "finetuned").glob("*/COMPLETE"))
-    assert markers
+    assert len(markers) >= 2  # at least this job's target and retain models
     for marker in markers:  # simulate a job killed while saving the reference models
         marker.unlink()
     result = job.run(tiny_cfg("seed=22"), tmp_path / "b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -81,7 +82,8 @@ def test_wmdp_bio_forget_corpus_is_gated(tiny_tokenizer, shared_cache):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_wmdp_pipeline(shared_cache, tmp_path, method):
-    result = job.run(experiment_cfg("wmdp_smoke_tiny", shared_cache, *METHODS[method]), tmp_path)
+    cfg = experiment_cfg("wmdp_smoke_tiny", shared_cache, *METHODS[method])
+    result = job.run(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed"
     assert list(on_disk["metrics"]) == ["target", "unlearned"]
@@ -92,4 +94,5 @@ def test_wmdp_pipeline(shared_cache, tmp_path, method):
     assert len(per["unlearned"]["wmdp_bio"]["prediction"]) == 8 and len(per["unlearned"]["mmlu"]["subject"]) == 16
     # unlearning moved the model: the choice log-probs of the forget questions changed
     assert per["unlearned"]["wmdp_cyber"]["logprobs"] != per["target"]["wmdp_cyber"]["logprobs"]
-    assert result["training"]["unlearn"]["steps"] > 0
+    # the forget texts (4 of the bio stand-in + 4 cyber) in batches of 4, every epoch
+    assert result["training"]["unlearn"]["steps"] == math.ceil(8 / cfg.unlearn.batch_size) * cfg.unlearn.epochs == 4

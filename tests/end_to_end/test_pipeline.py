@@ -24,7 +24,10 @@ def test_unlearning_lowers_forget_metrics(tiny_cfg, tmp_path, method):
     assert on_disk["config"]["method"]["_target_"] == cfg.method._target_
     for stage in ("load_model", "build_benchmark", "finetuned_models", "unlearn", "evaluate"):
         assert on_disk["timings"][stage] >= 0
-    assert on_disk["training"]["unlearn"]["steps"] > 0
+    # one optimizer step per batch of forget rows (each paired with retain rows), every epoch
+    n_forget, u = cfg.benchmark.subset.forget, cfg.unlearn
+    expected_steps = math.ceil(n_forget / (u.batch_size * u.grad_accum)) * u.epochs
+    assert on_disk["training"]["unlearn"]["steps"] == expected_steps == 12
 
     target, retain, unlearned = (result["metrics"][k] for k in ("target", "retain", "unlearned"))
     # the target memorised the forget set better than the model that never saw it
