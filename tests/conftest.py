@@ -168,3 +168,13 @@ def rewrite_rows(path: Path, change) -> None:
 
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     path.write_text("".join(json.dumps(change(r)) + "\n" for r in rows))
+
+
+@pytest.fixture
+def reasoning_tiny_cfg(shared_cache):
+    """Like ``tiny_cfg`` for experiment=reasoning_smoke_tiny: an evaluation-only GSM8K job on the tiny model."""
+
+    def make(*overrides: str):
+        return compose_cfg("experiment=reasoning_smoke_tiny", f"paths.cache_dir={shared_cache}", *overrides)
+
+    return make

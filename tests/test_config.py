@@ -1,4 +1,5 @@
-"""The config tree (conf/) and its validation (runner/config.py): every option composes and builds; bad input names its key."""
+"""The config tree (conf/) and its validation (runner/config.py): every option composes and builds;
+bad input names its key."""
 
 from __future__ import annotations
 

@@ -17,16 +17,6 @@ from runner.evaluate import is_evaluation_only
 from runner.models import load_model
 from tests.conftest import compose_cfg
 
-SMOKE = "experiment=reasoning_smoke_tiny"
-
-
-@pytest.fixture
-def smoke_cfg(shared_cache):
-    def make(*overrides: str):
-        return compose_cfg(SMOKE, f"paths.cache_dir={shared_cache}", *overrides)
-
-    return make
-
 
 def test_what_an_evaluation_only_job_cannot_do_fails_at_validation():
     assert is_evaluation_only(compose_cfg("method=none")) and is_evaluation_only(compose_cfg("~method"))
@@ -46,8 +36,10 @@ def test_evaluation_only_on_a_benchmark_with_finetuned_models_fails_clearly(tiny
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
 
 
-def test_evaluation_only_job_on_the_tiny_model(smoke_cfg, tmp_path):
-    cfg = smoke_cfg("decoding=cyclicreflex", "decoding.period=8", "decoding.amplitude=50", "decoding.do_sample=false")
+def test_evaluation_only_job_on_the_tiny_model(reasoning_tiny_cfg, tmp_path):
+    cfg = reasoning_tiny_cfg(
+        "decoding=cyclicreflex", "decoding.period=8", "decoding.amplitude=50", "decoding.do_sample=false"
+    )
     result = job.run(cfg, tmp_path / "a", choices={"method": "none", "decoding": "cyclicreflex"})
     on_disk = json.loads((tmp_path / "a" / "results.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["training"] == {}
@@ -83,8 +75,8 @@ def test_evaluation_only_job_on_the_tiny_model(smoke_cfg, tmp_path):
     assert json.loads((tmp_path / "b" / "results.json").read_text())["reused_from"].endswith("a/results.json")
 
 
-def test_samples_per_problem_give_mean_accuracy_and_pass_at_k(smoke_cfg, tmp_path, shared_cache):
-    cfg = smoke_cfg("decoding=sample", "decoding.n=4", "benchmark.subset=2", "benchmark.pass_k=[1,2,4,8]")
+def test_samples_per_problem_give_mean_accuracy_and_pass_at_k(reasoning_tiny_cfg, tmp_path, shared_cache):
+    cfg = reasoning_tiny_cfg("decoding=sample", "decoding.n=4", "benchmark.subset=2", "benchmark.pass_k=[1,2,4,8]")
     result = job.run(cfg, tmp_path)
     per = result["per_example"]["evaluated"]["gsm8k"]
     assert per["problem"] == [0, 0, 0, 0, 1, 1, 1, 1] and per["sample"] == [0, 1, 2, 3] * 2

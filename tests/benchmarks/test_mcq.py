@@ -1,4 +1,5 @@
-"""MCQ forward passes (runner/benchmarks/mcq.py): the lm-eval prompt and tokenisation; batched scores equal unpadded ones."""
+"""MCQ forward passes (runner/benchmarks/mcq.py): the lm-eval prompt and tokenisation;
+batched scores equal unpadded ones."""
 
 from __future__ import annotations
 

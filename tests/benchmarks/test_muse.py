@@ -1,4 +1,5 @@
-"""The MUSE benchmark (runner/benchmarks/muse.py): the fixture data, token log-probabilities, answer cuts, the pipeline."""
+"""The MUSE benchmark (runner/benchmarks/muse.py):
+the fixture data, token log-probabilities, answer cuts, the pipeline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The TOFU benchmark (runner/benchmarks/tofu.py): answer caps fit every gold answer; rows with no answer token stop the job."""
+"""The TOFU benchmark (runner/benchmarks/tofu.py): answer caps fit every gold answer;
+rows with no answer token stop the job."""
 
 from __future__ import annotations
 

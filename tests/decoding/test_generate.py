@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from transformers import LogitsProcessor
 
 from runner.decoding.base import DecodingContext
 from runner.decoding.generate import generate
 from runner.decoding.strategies import BudgetForcingDecoding
 from runner.models import load_model
-from tests.conftest import compose_cfg
-
-SMOKE = "experiment=reasoning_smoke_tiny"
-
-
-@pytest.fixture
-def smoke_cfg(shared_cache):
-    def make(*overrides: str):
-        return compose_cfg(SMOKE, f"paths.cache_dir={shared_cache}", *overrides)
-
-    return make
 
 
 class _Steer(LogitsProcessor):
@@ -39,8 +27,8 @@ class _Steer(LogitsProcessor):
         return scores
 
 
-def test_budget_forcing_inserts_wait_and_forces_the_end_on_a_tiny_model(smoke_cfg, shared_cache):
-    cfg = smoke_cfg()
+def test_budget_forcing_inserts_wait_and_forces_the_end_on_a_tiny_model(reasoning_tiny_cfg, shared_cache):
+    cfg = reasoning_tiny_cfg()
     model, tokenizer = load_model(cfg.model, shared_cache)
     tokenizer.add_special_tokens({"additional_special_tokens": ["</think>"]})
     model.resize_token_embeddings(len(tokenizer))

@@ -1,4 +1,5 @@
-"""Logits processors (runner/decoding/processors.py): the wave, the reflection bias, budget forcing and token probabilities, by hand."""
+"""Logits processors (runner/decoding/processors.py):
+the wave, the reflection bias, budget forcing and token probabilities, by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Decoding strategies (runner/decoding/strategies.py): every option builds with the papers' defaults; bad options name their key."""
+"""Decoding strategies (runner/decoding/strategies.py): every option builds with the papers' defaults;
+bad options name their key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The method contract (runner/methods/base.py): one step of each method on a toy Llama; whole-gradient methods refuse several processes."""
+"""The method contract (runner/methods/base.py): one step of each method on a toy Llama;
+whole-gradient methods refuse several processes."""
 
 from __future__ import annotations
 
