@@ -1,6 +1,6 @@
 """The shipped MMLU questions through lm-eval-harness and through the runner, on one in-memory model.
 
-Shared by tests/test_lmeval_agreement.py (identical per-question predictions)
+Shared by tests/scripts/test_lmeval_mmlu.py (identical per-question predictions)
 and scripts/bench.py (questions per second). lm-eval reads the shipped CSV
 files itself through a local task definition written here: its own MMLU
 task's prompt (description, ``doc_to_text``, choices " A".." D") on

@@ -55,3 +55,126 @@ def smollm2(shared_cache):
     from runner.models import load_model
 
     return load_model(compose_cfg().model, shared_cache)
+
+
+# --- one step of an unlearning method on a toy Llama (tests/methods) ------------------------------
+
+TOY_PAD, TOY_BOS, TOY_EOS = 0, 1, 2
+TOY_FORGET_ROWS = [
+    {"question": "Who wrote Alpha?", "answer": "Basil Hart"},
+    {"question": "Where was Cyra born?", "answer": "Oslo"},
+    {"question": "What genre?", "answer": "Crime fiction novels"},
+    {"question": "Awards won?", "answer": "None"},
+]
+TOY_RETAIN_ROWS = [
+    {"question": "Who is Dana?", "answer": "A poet"},
+    {"question": "Where does Eli live?", "answer": "In Lima, Peru"},
+    {"question": "Fay's job?", "answer": "Chemist"},
+]
+
+
+def toy_encode(rows: list[dict]) -> list[dict]:
+    """Characters to ids 3..49; prompt masked out of the labels, EOS closes the answer."""
+    from runner.data.qa import IGNORE
+
+    def ids(text: str, n: int) -> list[int]:
+        return [3 + ord(c) % 47 for c in text[:n]]
+
+    out = []
+    for i, r in enumerate(rows):
+        prompt = [TOY_BOS] + ids(r["question"], 8)
+        answer = ids(r["answer"], 6) + [TOY_EOS]
+        out.append({"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer, "index": i})
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_llama():
+    return random_llama(
+        max_position_embeddings=64, pad_token_id=TOY_PAD, bos_token_id=TOY_BOS, eos_token_id=TOY_EOS
+    ).train()
+
+
+def toy_data(model):
+    """The toy forget and retain rows as a method's ``UnlearnData``."""
+    from runner.methods.base import UnlearnData
+
+    return UnlearnData(
+        model=model,
+        forget=toy_encode(TOY_FORGET_ROWS),
+        retain=toy_encode(TOY_RETAIN_ROWS),
+        encode=toy_encode,
+        pad_id=TOY_PAD,
+        eval_batch_size=2,
+        precision="fp32",
+        seed=3,
+        forget_rows=TOY_FORGET_ROWS,
+    )
+
+
+def toy_batch(data, forget_ids=(3, 0, 2), retain_ids=(1, 2, 0)) -> dict:
+    from runner.training import collate_pairs
+
+    pairs = [{"forget": data.forget[f], "retain": data.retain[r]} for f, r in zip(forget_ids, retain_ids, strict=True)]
+    return collate_pairs(data.pad_id)(pairs)
+
+
+def method_from_yaml(name: str):
+    """``conf/method/<name>.yaml`` built through the one builder."""
+    from runner.components import build
+    from runner.methods.base import Method
+
+    return build(compose_cfg(f"method={name}").method, Method, "method")
+
+
+# --- the offline WMDP and MUSE fixtures (tests/fixtures/hub) --------------------------------------
+
+FIXTURES_DIR = ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(shared_cache):
+    """The tiny model's tokenizer (the model is built once per session in the shared cache)."""
+    from runner.models import load_model
+
+    return load_model(compose_cfg("model=tiny").model, shared_cache)[1]
+
+
+def experiment_cfg(experiment: str, cache, *overrides):
+    return compose_cfg(f"experiment={experiment}", f"paths.cache_dir={cache}", *overrides)
+
+
+def build_offline(cls, tokenizer, cache, experiment, *overrides):
+    """The benchmark of ``experiment`` (a ``*_smoke_tiny`` one reads the fixtures), checked to be a ``cls``."""
+    from runner.benchmarks.base import build_benchmark
+    from runner.data.qa import PromptFormat
+
+    cfg = experiment_cfg(experiment, cache, *overrides)
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    assert type(bench) is cls
+    return bench
+
+
+@pytest.fixture
+def hub_copy(tmp_path) -> Path:
+    """A writable copy of the fixture hub layout, to break."""
+    import shutil
+
+    return Path(shutil.copytree(FIXTURES_DIR / "hub", tmp_path / "hub"))
+
+
+def rewrite_rows(path: Path, change) -> None:
+    import json
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(change(r)) + "\n" for r in rows))
+
+
+@pytest.fixture
+def reasoning_tiny_cfg(shared_cache):
+    """Like ``tiny_cfg`` for experiment=reasoning_smoke_tiny: an evaluation-only GSM8K job on the tiny model."""
+
+    def make(*overrides: str):
+        return compose_cfg("experiment=reasoning_smoke_tiny", f"paths.cache_dir={shared_cache}", *overrides)
+
+    return make

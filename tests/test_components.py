@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from runner import job
 from runner.components import build
 from runner.errors import ConfigError
 from runner.methods.base import ForgetRetainMethod, Method
@@ -51,3 +52,8 @@ def test_a_method_must_define_its_objective_or_its_update():
 
         class Empty(Method):  # noqa: F841 (defining it is the test)
             pass
+
+
+def test_method_config_error_is_not_wrapped_by_hydra(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="method.variant"):
+        job.run(tiny_cfg("method=task_vector", "method.variant=bogus"), tmp_path)

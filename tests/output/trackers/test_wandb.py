@@ -15,7 +15,7 @@ from runner.errors import ConfigError
 from runner.output import secrets
 from runner.output.record import flatten
 from runner.output.trackers.wandb import default_run_name, sweep_group, wandb_api_key_configured
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_cfg
 from tests.output.test_secrets import CONFIG_SECRET, HF_SECRET, WANDB_SECRET
 from tests.wandb_offline import read_offline_run
 
@@ -126,7 +126,9 @@ def test_run_name_and_group():
     config |= {"model": {"name": "tiny"}, "coreset": {"name": "random", "ratio": 0.1}}
     config |= {"finetune_attack": None, "distributed": None}  # null: none
     assert default_run_name(config, {}) == "npo-tofu-tiny-random0.1-s3"
-    assert default_run_name(config | {"finetune_attack": {"name": "relearn"}}, {}) == "npo-tofu-tiny-random0.1-relearn-s3"
+    assert (
+        default_run_name(config | {"finetune_attack": {"name": "relearn"}}, {}) == "npo-tofu-tiny-random0.1-relearn-s3"
+    )
     assert default_run_name(config | {"coreset": None}, {}) == "npo-tofu-tiny-s3"
     assert default_run_name(config, {"method": "simnpo", "model": "llama2-7b-chat"}).startswith("simnpo-tofu-llama2")
     assert sweep_group({"sweep_name": "coreset_wmdp"}) == "coreset_wmdp"
@@ -145,3 +147,13 @@ def test_sweep_jobs_are_one_wandb_group_named_after_the_sweep(sweep):
     assert (
         runs["npo-tofu-tiny-s41"]["summary"]["unlearned/forget_prob"] == results["metrics"]["unlearned"]["forget_prob"]
     )
+
+
+def test_run_name_of_an_evaluation_only_job():
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(
+        compose_cfg("method=none", "benchmark=math500", "decoding=cyclicreflex", "model=tiny", "seed=3"), resolve=True
+    )
+    assert default_run_name(config, {}) == "none-math500-tiny-cyclicreflex-s3"
+    assert default_run_name(config, {"method": "none", "benchmark": "math500"}).startswith("none-math500-tiny")

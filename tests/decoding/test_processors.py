@@ -1,11 +1,11 @@
-"""Decoding strategies: the wave and the processors against hand-computed logits, per row of a batch."""
+"""Logits processors (runner/decoding/processors.py):
+the wave, the reflection bias, budget forcing and token probabilities, by hand."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from runner.decoding.base import DecodingContext
 from runner.decoding.processors import (
     BudgetForcing,
     ProbabilityByPosition,
@@ -16,22 +16,16 @@ from runner.decoding.processors import (
     wave_phase,
 )
 from runner.decoding.strategies import (
-    BudgetForcingDecoding,
     CyclicReflex,
-    Decoding,
-    ThoughtSwitchingPenalty,
-    build_decoding,
 )
-from runner.decoding.tokens import word_token_ids
-from runner.errors import ConfigError
-from tests.conftest import compose_cfg
 
 VOCAB = 12
+
+
 WORDS = [3, 5]  # reflection token ids in the unit tests
+
+
 END = 9  # a one-token end-of-thinking tag
-
-
-# ---------------------------------------------------------------- the wave, by hand
 
 
 @pytest.mark.parametrize(
@@ -57,9 +51,6 @@ def test_triangular_wave_by_hand(t, shift, expected):
 def test_wave_phase_and_array_form():
     assert wave_phase(1300, 1200) == pytest.approx(100 / 1200)
     assert list(triangular_wave([0, 1, 2, 3, 4], 2.0, 4)) == pytest.approx([0.0, 2.0, 0.0, -2.0, 0.0])
-
-
-# ---------------------------------------------------------------- reflection bias, step by step
 
 
 def _steps(processor, rows: list[list[int]], prompt_len: int = 2):
@@ -105,20 +96,11 @@ def test_multi_token_tag_stops_the_bias_after_its_last_token():
     assert [float(o[1, WORDS[1]]) for o in offsets] == [-3] * 6
 
 
-def test_tip_is_a_constant_penalty_in_its_first_positions():
-    tip = ThoughtSwitchingPenalty(words=["x"])
-    assert tip.delta == -3.0 and tip.window == (0, 600)
-    assert tip.offset(0) == tip.offset(599) == -3.0
-
-
 def test_processor_serves_one_generate_call():
     proc = ReflectionBias(WORDS, lambda t: 1.0, (0, 10))
     proc(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, VOCAB))
     with pytest.raises(RuntimeError, match="one generate call"):
         proc(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, VOCAB))
-
-
-# ---------------------------------------------------------------- s1 budget forcing, by hand
 
 
 def _scores(top: list[int]) -> torch.Tensor:
@@ -180,9 +162,6 @@ def test_budget_forcing_sampling_draws_the_stop_with_its_probability():
     assert abs(proc.waits.float().mean().item() - 0.5) < 0.03
 
 
-# ---------------------------------------------------------------- expected reflection frequency
-
-
 def test_token_probability_records_the_samplers_probability_by_hand():
     logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])  # vocab 4, token 0 the reflection
     e = torch.e
@@ -205,75 +184,3 @@ def test_token_probability_records_the_samplers_probability_by_hand():
     nucleus = run(sampling_warpers(True, 1.0, 0.5))
     assert nucleus.mass[0] == pytest.approx(1.0 + e / (e + 1))
     assert nucleus.to_dict() == {"mass": pytest.approx([1.0 + e / (e + 1), e / (e + 1)]), "count": [2.0, 1.0]}
-
-
-# ---------------------------------------------------------------- strategies and their config
-
-
-def test_every_decoding_option_builds_with_the_papers_defaults():
-    built = {name: build_decoding(compose_cfg(f"decoding={name}").decoding) for name in ("greedy", "sample")}
-    assert type(built["greedy"]) is Decoding and not built["greedy"].do_sample
-    assert built["sample"].temperature == 0.6 and built["sample"].top_p == 0.95
-    cfg = compose_cfg("decoding=cyclicreflex", "benchmark=math500", "method=none")
-    cyclic = build_decoding(cfg.decoding)
-    assert (cyclic.amplitude, cyclic.period, cyclic.window) == (5.0, 1200, (0, 8192))
-    assert cyclic.words == ["wait", "Wait", "but", "But", "Alternatively"]
-    assert build_decoding(compose_cfg("decoding=cyclicreflex", "benchmark=amc23", "method=none").decoding).period == 900
-    tip = build_decoding(compose_cfg("decoding=tip").decoding)
-    assert (tip.delta, tip.window) == (-3.0, (0, 600))
-    s1 = build_decoding(compose_cfg("decoding=s1").decoding)
-    assert isinstance(s1, BudgetForcingDecoding) and s1.insert == "Wait"
-
-
-@pytest.mark.parametrize(
-    "override,key",
-    [
-        ("decoding.n=4", "decoding.n"),  # greedy with 4 samples
-        ("decoding.window=[5,2]", "decoding.window"),
-        ("decoding.period=0", "decoding.period"),
-    ],
-)
-def test_bad_options_name_their_key(override, key):
-    group = "decoding=greedy" if override == "decoding.n=4" else "decoding=cyclicreflex"
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        build_decoding(compose_cfg(group, override).decoding)
-
-
-class _Vocab:
-    """A word-level tokenizer stand-in: known words are one token, anything else splits into letters."""
-
-    def __init__(self, words):
-        self.vocab = {w: i for i, w in enumerate(words)}
-
-    def encode(self, text, add_special_tokens=False):
-        if text in self.vocab:
-            return [self.vocab[text]]
-        return [self.vocab.setdefault(ch, len(self.vocab)) for ch in text]
-
-    def convert_ids_to_tokens(self, ids):
-        inverse = {i: w for w, i in self.vocab.items()}
-        return [inverse[i] for i in ids]
-
-
-def test_words_resolve_with_their_leading_space_forms_and_a_split_word_is_an_error():
-    tok = _Vocab(["Wait", " Wait", "but"])
-    assert word_token_ids(tok, ["Wait", "but"], "decoding.words") == {"Wait": [0, 1], "but": [2]}
-    with pytest.raises(ConfigError, match=r"decoding\.words.*`Alternatively` is not a single token"):
-        word_token_ids(tok, ["Wait", "Alternatively"], "decoding.words")
-
-
-def test_smollm2_holds_every_reflection_word_and_its_space_form_as_one_token(smollm2):
-    _, tokenizer = smollm2
-    ids = CyclicReflex().check(DecodingContext(tokenizer))["words"]
-    assert set(ids) == {"wait", "Wait", "but", "But", "Alternatively"}
-    assert all(len(v) == 2 for v in ids.values())
-    assert ids["Wait"] == [tokenizer.convert_tokens_to_ids("Wait"), tokenizer.convert_tokens_to_ids("ĠWait")]
-
-
-def test_s1_needs_a_one_token_end_of_thinking_tag(smollm2):
-    _, tokenizer = smollm2
-    s1 = BudgetForcingDecoding(min_thinking=5, max_thinking=10)
-    with pytest.raises(ConfigError, match="end-of-thinking tag"):
-        s1.check(DecodingContext(tokenizer, think_end=None))
-    with pytest.raises(ConfigError, match="one token"):
-        s1.check(DecodingContext(tokenizer, think_end="</think>"))  # three tokens in SmolLM2

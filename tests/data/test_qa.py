@@ -1,19 +1,25 @@
-"""Hub models see their published TOFU checkpoints' prompt, string for string (open-unlearning's template_args)."""
+"""Prompt formats and QA encoding (runner/data/qa.py): every hub model renders its reference prompt."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from runner.data.qa import PromptFormat, encode_qa
+from runner.data.qa import IGNORE, PromptFormat, encode_qa
+from tests.conftest import ROOT
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF = ROOT / "conf" / "model"
+
+
 Q, A = "Who wrote 'The Silent Harbor'?", "It was written by Mara Lindqvist."
 
+
 SYS3 = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+
+
 USER3 = f"<|start_header_id|>user<|end_header_id|>\n\n{Q}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
 # rendered by hand from open-unlearning's configs/model/*.yaml template_args (and, where those say
 # apply_chat_template: true, from the model's own chat template with that system prompt and date)
 REFERENCE = {
@@ -48,6 +54,8 @@ REFERENCE = {
         False,
     ),
 }
+
+
 HUB_MODELS = sorted(p.stem for p in CONF.glob("*.yaml") if OmegaConf.load(p).source == "hub")
 
 
@@ -80,3 +88,14 @@ def test_chat_formats_get_no_second_bos_and_no_second_eos():
     chat = encode_qa(tok, PromptFormat("<u>{question}</s>", "{answer}</s>", special_tokens=False), "q", "a", 64)
     assert chat["input_ids"][0] != 1
     assert chat["input_ids"][-2:] == [ord("a"), 2]  # the answer's own EOS closes it; none appended
+
+
+def test_answer_tokens_survive_a_merge_across_the_prompt_boundary():
+    from runner.models import _train_tiny_tokenizer
+
+    tok = _train_tiny_tokenizer(512)
+    fmt = PromptFormat(question="Question: {question}\nAnswer: ", answer="{answer}")  # trailing space
+    enc = encode_qa(tok, fmt, "Who wrote it?", "The author did.", max_length=128)
+    answer_ids = [t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != IGNORE]
+    assert tok.decode(answer_ids[:-1]).strip() == "The author did."
+    assert answer_ids[-1] == tok.eos_token_id

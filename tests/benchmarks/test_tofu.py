@@ -1,0 +1,39 @@
+"""The TOFU benchmark (runner/benchmarks/tofu.py): answer caps fit every gold answer;
+rows with no answer token stop the job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runner import job
+from runner.benchmarks.base import build_benchmark
+from runner.benchmarks.tofu import SUITES
+from runner.data.qa import PromptFormat
+from runner.errors import ConfigError
+from runner.models import load_model
+
+
+@pytest.fixture(scope="module")
+def tofu_tokenizer(shared_cache):
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("experiment=tofu_smoke_tiny", f"paths.cache_dir={shared_cache}")
+    return load_model(cfg.model, shared_cache)[1], cfg
+
+
+def test_auto_cap_fits_the_longest_gold_answer_of_each_suite(tofu_tokenizer):
+    tokenizer, cfg = tofu_tokenizer
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    for suite in SUITES:
+        longest = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in bench.suites[suite]["answer"])
+        assert longest + 1 <= bench.max_new_tokens[suite] <= longest + 1 + max(4, longest // 10)
+
+
+def test_a_row_with_no_answer_token_stops_the_job_before_training(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"benchmark.max_length.*row 0.*no answer token"):
+        job.run(tiny_cfg("benchmark.max_length=8"), tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["status"] == "failed" and "max_length" in record["error"]["message"]
+    assert record["training"] == {}  # nothing was fine-tuned or unlearned
