@@ -248,6 +248,8 @@ def _pipeline(
             precision=cfg.precision,
             seed=cfg.seed,
             forget_rows=forget_rows,
+            tokenizer=tokenizer,
+            fmt=PromptFormat.from_cfg(cfg.model.prompt),
         )
         record.data["training"]["unlearn"] = unlearn(
             method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy

@@ -191,9 +191,10 @@ def eval_section(args) -> None:
     from runner.benchmarks.base import build_benchmark
     from runner.benchmarks.tofu import SUITES
     from runner.data.qa import IGNORE, PromptFormat
+    from runner.decoding.generate import greedy_generate
     from runner.models import load_model
     from runner.precision import resolve
-    from runner.scoring import greedy_generate, score_answer_sets, score_sequences
+    from runner.scoring import score_answer_sets, score_sequences
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=args.overrides)

@@ -7,7 +7,7 @@ import numpy as np
 from runner.attacks.base import KEY, AttackContext, FinetuneAttack, check_count
 from runner.data import gsm8k
 from runner.data.qa import encode_prompt
-from runner.scoring import greedy_generate
+from runner.decoding.generate import greedy_generate
 
 
 class Gsm8kAttack(FinetuneAttack):

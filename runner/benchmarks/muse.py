@@ -25,9 +25,10 @@ from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import hub
 from runner.data.text import chunk_texts, encode_text
+from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import muse as M
-from runner.scoring import greedy_generate, token_logprobs
+from runner.scoring import token_logprobs
 
 REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
 RAW_SPLITS = ("forget", "retain1", "retain2", "holdout")

@@ -15,9 +15,10 @@ from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import tofu as tofu_data
 from runner.data.qa import IGNORE, PromptFormat, encode_qa
+from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
-from runner.scoring import greedy_generate, score_answer_sets
+from runner.scoring import score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
 

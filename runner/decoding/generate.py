@@ -17,6 +17,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from runner.data.qa import left_padded
 from runner.decoding.base import DecodingContext
+from runner.decoding.strategies import Decoding
 from runner.scoring import autocast, unwrap
 
 
@@ -87,20 +88,22 @@ def generate(
     precision: str,
     desc: str = "generate",
     observers=None,
+    eos_ids: set[int] | None = None,
     **generate_kwargs,
 ) -> GenerationRun:
     """``strategy.n`` continuations of each prompt (token-id lists), in prompt order.
 
     ``observers``: a function returning fresh processors that watch each batch after the
     strategy's (e.g. :class:`runner.decoding.processors.TokenProbability`); their ``flush()``
-    runs when the batch is done.
+    runs when the batch is done. ``eos_ids``: the tokens that end a row (default: the tokenizer's and the
+    model's generation_config's).
     """
     m = unwrap(model)
     device = next(m.parameters()).device
     n = strategy.n
     per_batch = max(1, batch_size // n)  # problems per batch: batch_size counts sequences
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    eos = eos_token_ids(m, tokenizer)
+    eos = set(eos_ids) if eos_ids is not None else eos_token_ids(m, tokenizer)
     pad_id = tokenizer.pad_token_id
     outputs: list[list[Generated]] = [[] for _ in prompts]
     if strategy.do_sample:
@@ -140,3 +143,34 @@ def generate(
     run.seconds = time.perf_counter() - start
     run.stats = {"tokens": run.tokens, "seconds": round(run.seconds, 2), "tokens_per_s": round(run.tokens_per_s, 1)}
     return run
+
+
+def greedy_generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    precision: str,
+    desc: str,
+    strip: bool = True,
+) -> list[str]:
+    """Greedy continuation of each prompt up to the tokenizer's EOS, decoded without special tokens (the
+    unlearning benchmarks' answers: TOFU, MUSE, the GSM8K attack).
+
+    ``strip=False`` keeps surrounding whitespace, for callers that cut the text at stop strings first.
+    """
+    run = generate(
+        model,
+        tokenizer,
+        prompts,
+        Decoding(name="greedy"),
+        DecodingContext(tokenizer),
+        max_new_tokens,
+        batch_size,
+        precision,
+        desc,
+        eos_ids={tokenizer.eos_token_id},
+    )
+    texts = [tokenizer.decode(samples[0].ids, skip_special_tokens=True) for samples in run.outputs]
+    return [t.strip() for t in texts] if strip else texts

@@ -46,12 +46,14 @@ class UnlearnData:
     model: torch.nn.Module
     forget: list[dict]  # encoded QA examples, each with an integer "index"
     retain: list[dict]
-    encode: Callable[[list[dict]], list[dict]]  # {"question", "answer"} rows -> encoded examples
+    encode: Callable[[list[dict]], list[dict]]  # the benchmark's rows (QA or text) -> encoded examples
     pad_id: int
     eval_batch_size: int  # sequences per forward pass in one-off passes (cfg.eval.batch_size)
     precision: str
     seed: int
-    forget_rows: list[dict] | None = None  # the raw {"question", "answer"} rows behind `forget`, same order
+    forget_rows: list[dict] | None = None  # the raw rows behind `forget`, same order
+    tokenizer: object = None  # with ``fmt``, for a method that encodes QA rows of its own (ILU's environments)
+    fmt: object = None  # the model's prompt format (runner.data.qa.PromptFormat)
 
 
 class Method:

@@ -25,7 +25,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from runner.components import build
 from runner.data.files import read_jsonl
-from runner.data.qa import collate_qa
+from runner.data.qa import IGNORE, collate_qa, encode_qa
 from runner.errors import ConfigError
 from runner.methods.base import ForgetRetainMethod, Method, require_single_process
 from runner.scoring import mean_nll
@@ -73,6 +73,7 @@ class ILU(Method):
         environments: tuple[str, ...] = ("gsm8k",),
         env_examples: int = 64,
         env_batch_size: int = 4,
+        env_max_length: int = 512,
     ):
         if reading not in ("elementwise", "scalar"):
             raise ConfigError("method.reading", f"`{reading}` is not a reading of w", "use elementwise or scalar")
@@ -80,7 +81,7 @@ class ILU(Method):
         self.base = build(base, ForgetRetainMethod, "method.base")
         self.lam, self.reading = lam, reading
         self.environments = list(environments)
-        self.env_examples, self.env_batch_size = env_examples, env_batch_size
+        self.env_examples, self.env_batch_size, self.env_max_length = env_examples, env_batch_size, env_max_length
         self.env_data: dict[str, list[dict]] = {}
         self.rng = random.Random(0)
         self.pad_id = 0
@@ -94,7 +95,27 @@ class ILU(Method):
         self.pad_id = data.pad_id
         self.rng = random.Random(data.seed)
         for name in self.environments:
-            self.env_data[name] = data.encode(load_environment(name, self.env_examples, data.seed))
+            self.env_data[name] = self._encode_environment(name, data)
+
+    def _encode_environment(self, name: str, data) -> list[dict]:
+        """The environment's QA rows in the model's prompt format, whatever the benchmark's rows are (WMDP's are
+        text); a row cut so short that no answer token is left would add nothing to the penalty, so none may be."""
+        rows = load_environment(name, self.env_examples, data.seed)
+        encoded = [encode_qa(data.tokenizer, data.fmt, r["question"], r["answer"], self.env_max_length) for r in rows]
+        empty = sum(1 for e in encoded if all(label == IGNORE for label in e["labels"]))
+        if empty:
+            raise ConfigError(
+                "method.env_max_length",
+                f"{empty} of {len(rows)} {name} rows keep no answer token within {self.env_max_length} tokens",
+                "raise method.env_max_length",
+            )
+        if len(encoded) < self.env_batch_size:
+            raise ConfigError(
+                "method.env_batch_size",
+                f"{name} has {len(encoded)} rows for batches of {self.env_batch_size}",
+                "raise method.env_examples or lower method.env_batch_size",
+            )
+        return encoded
 
     def penalty(self, model, device) -> torch.Tensor:
         params = [p for p in model.parameters() if p.requires_grad]

@@ -9,10 +9,10 @@ from runner.benchmarks.base import build_benchmark
 from runner.benchmarks.tofu import SUITES
 from runner.components import build
 from runner.data.qa import PromptFormat, encode_prompt
+from runner.decoding.generate import greedy_generate
 from runner.methods.base import Method, UnlearnData
 from runner.models import load_model, set_trainable, trainable_state
 from runner.precision import resolve
-from runner.scoring import greedy_generate
 from runner.training import PairedDataset, collate_pairs, train
 from tests.conftest import compose_cfg
 
