@@ -29,7 +29,8 @@ from runner.benchmarks.base import build_benchmark
 from runner.benchmarks.reasoning import reasoning_prompt
 from runner.components import build
 from runner.data.qa import IGNORE, PromptFormat
-from runner.distill.condense import Condenser, split_thoughts
+from runner.distill.base import Condenser
+from runner.distill.condense import split_thoughts
 from runner.distill.traces import Trace, load_traces
 from runner.errors import ConfigError
 from runner.models import load_model, set_trainable

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 from runner import job
+from runner.output.preset import load_preset
+from runner.output.report import write_report
 from tests.conftest import ROOT, compose_cfg
 
 TINY_DISTILL = [
@@ -66,6 +68,26 @@ def test_a_sweep_over_condensers_and_ratios_runs_every_point(tmp_path, shared_ca
     kept = {(r["distill"]["condenser"], r["distill"]["ratio"]): r["distill"]["response_tokens_kept"] for r in records}
     full = {r["distill"]["response_tokens_full"] for r in records}
     assert len(full) == 1  # the same examples for every point
-    assert kept[("none", 0.25)] == kept[("none", 0.75)] == full.pop()  # none keeps everything whatever the ratio
+    full_tokens = full.pop()
+    assert kept[("none", 0.25)] == kept[("none", 0.75)] == full_tokens  # none keeps everything whatever the ratio
     # GSM8K traces have 2-5 thoughts: a quarter keeps one of each, three quarters most of them
     assert kept[("epic", 0.25)] < kept[("epic", 0.75)] <= kept[("none", 0.75)]
+
+    # the paper-form table and plot: one row per condensation and kept ratio
+    result = write_report([tmp_path], load_preset("epic"), out=tmp_path / "report")
+    table = result["table"]
+    assert [c.id for c in table.columns] == [
+        "train_tokens",
+        "train_seconds",
+        "kept_token_fraction",
+        "accuracy",
+        "mean_length",
+    ]
+    lines = result["markdown"].splitlines()
+    for (name, ratio), tokens in kept.items():
+        label = {"epic": "EPiC", "none": "none"}[name]
+        (row,) = [line for line in lines if line.startswith(f"| {label}, {ratio} |")]
+        record = next(r for r in records if (r["distill"]["condenser"], r["distill"]["ratio"]) == (name, ratio))
+        assert f"{record['metrics']['distilled']['train_tokens']:.0f}" in row
+        assert f"{100 * tokens / full_tokens:.1f}" in row  # response tokens kept (%)
+    assert (tmp_path / "report" / "report_epic_coreset_curve.png").is_file()

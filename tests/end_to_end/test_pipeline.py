@@ -120,9 +120,9 @@ class _Spy:
 
         self.recorder = Recorder()
 
-    def __call__(self, method, data, train_cfg, output_dir, callbacks=None):
+    def __call__(self, method, data, train_cfg, output_dir, callbacks=None, **kwargs):
         self.before = {n: p.detach().float().clone() for n, p in data.model.named_parameters()}
-        out = self.real(method, data, train_cfg, output_dir, [*(callbacks or []), self.recorder])
+        out = self.real(method, data, train_cfg, output_dir, [*(callbacks or []), self.recorder], **kwargs)
         self.after = {n: p.detach().float().clone() for n, p in data.model.named_parameters()}
         self.trainable = {n for n, p in data.model.named_parameters() if p.requires_grad}
         return out
