@@ -6,13 +6,15 @@ from runner import job
 from tests.conftest import compose_cfg
 
 
-def test_partial_target_model_is_rebuilt_by_the_pipeline(tiny_cfg, tmp_path, shared_cache):
-    job.run(tiny_cfg("seed=21"), tmp_path / "a")
-    markers = list((shared_cache / "finetuned").glob("*/COMPLETE"))
-    assert len(markers) >= 2  # at least this job's target and retain models
-    for marker in markers:  # simulate a job killed while saving the reference models
+def test_partial_target_model_is_rebuilt_by_the_pipeline(tiny_cfg, tmp_path):
+    # a cache of its own: the session's holds other tests' entries, which this job would not rebuild
+    cache = f"paths.cache_dir={tmp_path / 'cache'}"
+    job.run(tiny_cfg("seed=21", cache), tmp_path / "a")
+    markers = list((tmp_path / "cache" / "finetuned").glob("*/COMPLETE"))
+    assert len(markers) == 2  # this job's target and retain models
+    for marker in markers:  # simulate a job killed while saving the fine-tuned models
         marker.unlink()
-    result = job.run(tiny_cfg("seed=22"), tmp_path / "b")
+    result = job.run(tiny_cfg("seed=22", cache), tmp_path / "b")
     assert {"finetune_target", "finetune_retain"} <= set(result["training"])
     assert all((m.parent / "COMPLETE").exists() for m in markers)
 
