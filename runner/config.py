@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs
+from runner import attacks, coreset, distributed, evaluate, inputs, saved_model
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
@@ -79,6 +79,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "precision", f"`{cfg.precision}` is not supported", "use auto (bf16 where native, else fp32), fp32 or bf16"
         )
+    saved_model.check(OmegaConf.select(cfg, "save_model", default="none"))
     _count(cfg, "eval.batch_size", "set eval.batch_size to a positive whole number, e.g. 16")
     check_strategy(cfg)
     # the coreset selector and the fine-tuning attack check their own keys (and the attack its data) now,

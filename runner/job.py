@@ -28,6 +28,7 @@ from runner.output import tracking
 from runner.output.console import metrics_table
 from runner.output.record import RunRecord, read_results
 from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
+from runner.saved_model import save_run_model
 from runner.unlearn import unlearn
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,9 @@ def _pipeline(
         if attack is not None:
             attack(callbacks=[])
         return
+    if cfg.save_model != "none":  # the unlearned weights, before any attack (runner/saved_model.py)
+        with record.stage("save_model"):
+            record.data["saved_model"] = str(save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model))
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 

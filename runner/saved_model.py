@@ -1,0 +1,116 @@
+"""A run's unlearned weights, kept in its directory (``save_model=``), and loading them back in one call.
+
+- ``trainable``: only the parameters that trained, as ``model/trainable.safetensors``. The rest
+  of the model is the base's (every parameter outside ``model.trainable_layers`` and the method's
+  own choice is the base's), and the base is named in ``model/model.json`` by its config and
+  identity. A 7B run that trained a few layers stays small on disk.
+- ``full``: the whole model and its tokenizer, in transformers' own layout (``save_pretrained``).
+
+The weights are saved right after unlearning, before any fine-tuning attack changes them.
+``load_run_model(run_dir)`` rebuilds the model. For ``trainable`` it first loads the base, and it
+refuses, with a clear error, a base that is not available or whose identity has changed since
+the run (another GGUF file, another hub revision).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from safetensors.torch import save_file
+
+from runner.cache import write_json_atomic
+from runner.errors import ConfigError
+from runner.models import load_model, load_state, model_identity, set_trainable
+
+CHOICES = ("none", "trainable", "full")
+DIRECTORY = "model"
+STATE_FILE = "trainable.safetensors"
+
+
+def check(how: str) -> None:
+    if how not in CHOICES:
+        raise ConfigError("save_model", f"`{how}` is not a choice", f"use one of {', '.join(CHOICES)}")
+
+
+def save_run_model(model, tokenizer, run_dir: Path, how: str, model_cfg) -> Path | None:
+    """Keep ``model``'s weights in ``run_dir/model`` as ``how`` says; the directory, or None for ``none``."""
+    check(how)
+    if how == "none":
+        return None
+    out = Path(run_dir) / DIRECTORY
+    out.mkdir(parents=True, exist_ok=True)
+    trainable = changed_parameters(model, model_cfg.get("trainable_layers"))
+    if how == "trainable":
+        params = dict(model.named_parameters())
+        save_file({n: params[n].detach().cpu().contiguous() for n in trainable}, str(out / STATE_FILE))
+    else:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    description = {
+        "save_model": how,
+        "base": {"config": OmegaConf.to_container(model_cfg, resolve=True), "identity": model_identity(model_cfg)},
+        "trainable": trainable,
+    }
+    write_json_atomic(out / "model.json", description)  # last: a directory without it is incomplete
+    return out
+
+
+def changed_parameters(model, trainable_layers) -> list[str]:
+    """Every parameter that may differ from the base: those the job trained (``model.trainable_layers``,
+    which the TOFU / MUSE target fine-tune also trained) and those the method trained last (RMU picks a
+    few matrices of its own)."""
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    finetuned = set(set_trainable(model, trainable_layers))
+    for n, p in model.named_parameters():  # leave the model as it was
+        p.requires_grad_(flags[n])
+    return [n for n in flags if flags[n] or n in finetuned]
+
+
+def load_run_model(run_dir: str | Path, cache_dir: str | Path | None = None):
+    """(model, tokenizer) as the run left them after unlearning; ``cache_dir`` holds the base (the run's own
+    cache by default)."""
+    run_dir = Path(run_dir)
+    described = run_dir / DIRECTORY / "model.json"
+    if not described.is_file():
+        raise ConfigError(
+            "save_model",
+            f"{run_dir} kept no weights (no {DIRECTORY}/model.json)",
+            "run the job again with save_model=trainable (or full)",
+        )
+    info = json.loads(described.read_text())
+    model_cfg = OmegaConf.create(info["base"]["config"])
+    if cache_dir is None:
+        cache_dir = _run_cache_dir(run_dir)
+    if info["save_model"] == "full":
+        from runner.models import _from_pretrained
+
+        return _from_pretrained(str(run_dir / DIRECTORY), model_cfg)
+    try:
+        identity = model_identity(model_cfg)
+    except (OSError, ConfigError) as exc:
+        raise ConfigError(
+            "save_model",
+            f"the base model this run's weights apply to is not available ({exc})",
+            "install or download the base named in model/model.json, or keep full weights (save_model=full)",
+        ) from exc
+    if identity != info["base"]["identity"]:
+        raise ConfigError(
+            "save_model",
+            f"the base model has changed since the run: {identity} now, {info['base']['identity']} then",
+            "load the run against the base it was unlearned from (or rerun it with save_model=full)",
+        )
+    model, tokenizer = load_model(model_cfg, cache_dir)
+    load_state(model, run_dir / DIRECTORY / STATE_FILE)
+    return model, tokenizer
+
+
+def _run_cache_dir(run_dir: Path) -> Path:
+    results = run_dir / "results.json"
+    if results.is_file():
+        config = json.loads(results.read_text()).get("config", {})
+        cache = (config.get("paths") or {}).get("cache_dir")
+        if cache:
+            return Path(cache)
+    return Path("outputs/cache")
