@@ -1,8 +1,8 @@
-"""One unlearning job, top to bottom: config -> model -> benchmark -> fine-tuned models -> unlearn -> evaluate -> record."""
+"""One job, whatever its kind: config checks, the record, reuse of an identical finished job, signals and
+failures around the kind's own pipeline (unlearning, evaluation only, distillation)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import traceback
@@ -13,23 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from runner import config as config_checks
 from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
-from runner.attacks import run_attack
-from runner.benchmarks.base import Benchmark, build_benchmark
-from runner.cache import clean_stale, content_key, write_json_atomic
-from runner.components import build
-from runner.coreset import select_coreset
-from runner.data.qa import PromptFormat
+from runner.cache import clean_stale, write_json_atomic
 from runner.distill.job import run_distillation
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
-from runner.finetuned import FinetunedModel, cached_json
-from runner.methods.base import Method, UnlearnData
-from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
 from runner.output import tracking
 from runner.output.console import metrics_table
 from runner.output.record import RunRecord, read_results
 from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
-from runner.saved_model import save_run_model
-from runner.unlearn import unlearn
+from runner.unlearning_job import run_unlearning
 
 log = logging.getLogger(__name__)
 
@@ -186,187 +177,15 @@ class _RankRecord(RunRecord):
 
 
 def _pipeline(
-    cfg: DictConfig,
-    run_dir: Path,
-    cache_dir: Path,
-    record: RunRecord,
-    strategy: distributed.Strategy,
-    callbacks: list = (),
+    cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, strategy: distributed.Strategy, callbacks=()
 ) -> None:
+    """The job kind's own pipeline (DESIGN.md, "Growing past unlearning")."""
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
     if cfg.get("task") == "distill":  # model -> traces -> condense -> fine-tune -> evaluate (runner/distill/job.py)
         return run_distillation(cfg, run_dir, cache_dir, record, strategy, callbacks)
     if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)
         return evaluate.evaluate_only(cfg, cache_dir, record)
-    method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast
-    with record.stage("load_model"):
-        model, tokenizer = load_model(cfg.model, cache_dir)
-        model.to(distributed.device())  # this rank's GPU (evaluation runs before any trainer would move it)
-        set_trainable(model, cfg.model.trainable_layers)
-
-    with record.stage("build_benchmark"):
-        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
-        pad_id = tokenizer.pad_token_id
-        eval_key = content_key(
-            {
-                "bench": bench.identity(),
-                "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-                "precision": cfg.precision,
-            }
-        )
-
-    with record.stage("finetuned_models"):
-        evaluations = _finetuned_models(
-            cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
-        )
-
-    forget_rows, forget, unlearn_cfg = bench.forget_rows, bench.encode(bench.forget_rows), cfg.unlearn
-    if cfg.get("coreset") is not None:  # unlearn with part of the forget set (runner/coreset/)
-        with record.stage("coreset"):
-            chosen = select_coreset(
-                cfg.coreset,
-                model=model,
-                rows=forget_rows,
-                encoded=forget,
-                encode=bench.encode,
-                pad_id=pad_id,
-                seed=cfg.seed,
-                precision=cfg.precision,
-                batch_size=cfg.eval.batch_size,
-                train_cfg=cfg.unlearn,
-            )
-            forget_rows, forget, unlearn_cfg = chosen.rows, chosen.encoded, chosen.train_cfg
-            record.data["coreset"] = chosen.record
-
-    with record.stage("unlearn"):
-        data = UnlearnData(
-            model=model,
-            forget=forget,
-            retain=bench.encode(bench.retain_rows),
-            encode=bench.encode,
-            pad_id=pad_id,
-            eval_batch_size=cfg.eval.batch_size,
-            precision=cfg.precision,
-            seed=cfg.seed,
-            forget_rows=forget_rows,
-            tokenizer=tokenizer,
-            fmt=PromptFormat.from_cfg(cfg.model.prompt),
-        )
-        record.data["training"]["unlearn"] = unlearn(
-            method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy
-        )
-
-    attack = None
-    if cfg.get("finetune_attack") is not None:  # fine-tune the unlearned model (runner/attacks/)
-        attack = functools.partial(
-            run_attack,
-            cfg.finetune_attack,
-            model=model,
-            tokenizer=tokenizer,
-            fmt=PromptFormat.from_cfg(cfg.model.prompt),
-            bench=bench,
-            seed=cfg.seed,
-            precision=cfg.precision,
-            eval_batch_size=cfg.eval.batch_size,
-            trainable_layers=cfg.model.trainable_layers,
-            strategy=strategy,
-            output_dir=run_dir / "attack",
-        )
-    if not distributed.is_main_process():  # rank 0 evaluates and records; the others only train
-        if attack is not None:
-            attack(callbacks=[])
-        return
-    if cfg.save_model != "none":  # the unlearned weights, before any attack (runner/saved_model.py)
-        with record.stage("save_model"):
-            record.data["saved_model"] = str(save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model))
-    with record.stage("evaluate"):
-        evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
-
-    if attack is not None:  # and evaluate again
-        with record.stage("attack"):
-            record.data["attack"] = attack(callbacks=list(callbacks))
-            evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
-
-    baselines = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
-    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
-    record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
-    record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
-
-
-def _finetuned_models(
-    cfg,
-    model,
-    bench: Benchmark,
-    pad_id: int,
-    eval_key: str,
-    cache_dir: Path,
-    run_dir: Path,
-    record,
-    strategy,
-    callbacks=(),
-) -> dict:
-    """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
-
-    Returns evaluations in report order: "target" (the model unlearning starts from) first. On
-    return the model holds the target's weights. A benchmark without a "target" model unlearns
-    the loaded model itself, whose evaluation is cached under its identity.
-    """
-    identity = model_identity(cfg.model)
-    refs = {
-        kind: FinetunedModel(
-            kind,
-            rows,
-            identity,
-            bench.encoding(),
-            benchmark=str(cfg.benchmark.name),
-            finetune_cfg=cfg.benchmark.finetune,
-            trainable_layers=cfg.model.trainable_layers,
-            precision=cfg.precision,
-            cache_dir=cache_dir,
-        )
-        for kind, rows in bench.finetuned_models.items()
-    }
-    evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
-    main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
-    evaluations = {}
-    # the loaded weights, kept only while some reference must be built from them or restored after
-    cached = distributed.from_main({kind: ref.entry.ready() for kind, ref in refs.items()} if main else None)
-    need_base = not all(cached.values()) or (refs and "target" not in refs)
-    base_state = trainable_state(model) if need_base else None
-    if "target" not in refs and main:
-        key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
-        evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
-    try:
-        for kind, ref in refs.items():
-            if cached[kind]:
-                _load_cached(ref, model)
-            else:
-                record.data["training"][f"finetune_{kind}"] = ref.build(
-                    model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks), strategy=strategy
-                )
-            if main:
-                evaluations[kind] = ref.evaluation(eval_key, evaluate)
-    finally:
-        for ref in refs.values():
-            ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)
-    if "target" in refs:
-        _load_cached(refs["target"], model)
-    elif refs:
-        load_state(model, base_state)
-    return evaluations
-
-
-def _load_cached(ref: FinetunedModel, model) -> None:
-    """Load a cached fine-tuned model; an entry that passed its checks but does not load is set aside, named."""
-    try:
-        ref.load_into(model)
-    except Exception as exc:  # SafetensorError, OSError, a missing tensor: the entry is bad, not the job
-        aside = ref.entry.set_aside(f"does not load: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-        raise ConfigError(
-            "paths.cache_dir",
-            f"the cached {ref.entry.what} ({ref.entry.path}) does not load and was moved aside to {aside}",
-            "run the job again: it rebuilds the entry",
-        ) from exc
+    return run_unlearning(cfg, run_dir, cache_dir, record, strategy, callbacks)  # runner/unlearning_job.py
 
 
 def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dict | None:

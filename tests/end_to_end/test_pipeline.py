@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from runner import job
+from runner import job, unlearning_job
 
 REQUIRED = {"status", "job_key", "config", "metrics", "evaluation", "per_example", "training", "timings", "versions"}
 
@@ -139,8 +139,8 @@ def _first_last(logs: list[dict], term: str) -> tuple[float, float]:
 def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case, monkeypatch):
     """Every method end to end on the tiny model, each checked by its own signature: the loss terms it logs
     under its own names, where they start and which way they go, and which weights it changed."""
-    spy = _Spy(job.unlearn)
-    monkeypatch.setattr(job, "unlearn", spy)
+    spy = _Spy(unlearning_job.unlearn)
+    monkeypatch.setattr(unlearning_job, "unlearn", spy)
     result = job.run(tiny_cfg(*ZOO[case]), tmp_path)
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed"

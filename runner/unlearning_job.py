@@ -1,0 +1,205 @@
+"""The unlearning job (``task=unlearn``): model -> benchmark -> fine-tuned models -> [coreset] -> unlearn
+-> [save weights] -> evaluate -> [attack -> evaluate] -> record. ``runner.job`` runs it inside the job's record.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner import distributed
+from runner.attacks import run_attack
+from runner.benchmarks.base import Benchmark, build_benchmark
+from runner.cache import content_key
+from runner.components import build
+from runner.coreset import select_coreset
+from runner.data.qa import PromptFormat
+from runner.errors import ConfigError
+from runner.finetuned import FinetunedModel, cached_json
+from runner.methods.base import Method, UnlearnData
+from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
+from runner.output.record import RunRecord
+from runner.saved_model import save_run_model
+from runner.unlearn import unlearn
+
+
+def run_unlearning(
+    cfg: DictConfig,
+    run_dir: Path,
+    cache_dir: Path,
+    record: RunRecord,
+    strategy: distributed.Strategy,
+    callbacks: list = (),
+) -> None:
+    """The unlearning pipeline; fills ``record`` (saved by the caller)."""
+    method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast
+    with record.stage("load_model"):
+        model, tokenizer = load_model(cfg.model, cache_dir)
+        model.to(distributed.device())  # this rank's GPU (evaluation runs before any trainer would move it)
+        set_trainable(model, cfg.model.trainable_layers)
+
+    with record.stage("build_benchmark"):
+        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+        pad_id = tokenizer.pad_token_id
+        eval_key = content_key(
+            {
+                "bench": bench.identity(),
+                "eval": OmegaConf.to_container(cfg.eval, resolve=True),
+                "precision": cfg.precision,
+            }
+        )
+
+    with record.stage("finetuned_models"):
+        evaluations = _finetuned_models(
+            cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
+        )
+
+    forget_rows, forget, unlearn_cfg = bench.forget_rows, bench.encode(bench.forget_rows), cfg.unlearn
+    if cfg.get("coreset") is not None:  # unlearn with part of the forget set (runner/coreset/)
+        with record.stage("coreset"):
+            chosen = select_coreset(
+                cfg.coreset,
+                model=model,
+                rows=forget_rows,
+                encoded=forget,
+                encode=bench.encode,
+                pad_id=pad_id,
+                seed=cfg.seed,
+                precision=cfg.precision,
+                batch_size=cfg.eval.batch_size,
+                train_cfg=cfg.unlearn,
+            )
+            forget_rows, forget, unlearn_cfg = chosen.rows, chosen.encoded, chosen.train_cfg
+            record.data["coreset"] = chosen.record
+
+    with record.stage("unlearn"):
+        data = UnlearnData(
+            model=model,
+            forget=forget,
+            retain=bench.encode(bench.retain_rows),
+            encode=bench.encode,
+            pad_id=pad_id,
+            eval_batch_size=cfg.eval.batch_size,
+            precision=cfg.precision,
+            seed=cfg.seed,
+            forget_rows=forget_rows,
+            tokenizer=tokenizer,
+            fmt=PromptFormat.from_cfg(cfg.model.prompt),
+        )
+        record.data["training"]["unlearn"] = unlearn(
+            method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy
+        )
+
+    attack = None
+    if cfg.get("finetune_attack") is not None:  # fine-tune the unlearned model (runner/attacks/)
+        attack = functools.partial(
+            run_attack,
+            cfg.finetune_attack,
+            model=model,
+            tokenizer=tokenizer,
+            fmt=PromptFormat.from_cfg(cfg.model.prompt),
+            bench=bench,
+            seed=cfg.seed,
+            precision=cfg.precision,
+            eval_batch_size=cfg.eval.batch_size,
+            trainable_layers=cfg.model.trainable_layers,
+            strategy=strategy,
+            output_dir=run_dir / "attack",
+        )
+    if not distributed.is_main_process():  # rank 0 evaluates and records; the others only train
+        if attack is not None:
+            attack(callbacks=[])
+        return
+    if cfg.save_model != "none":  # the unlearned weights, before any attack (runner/saved_model.py)
+        with record.stage("save_model"):
+            record.data["saved_model"] = str(save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model))
+    with record.stage("evaluate"):
+        evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
+
+    if attack is not None:  # and evaluate again
+        with record.stage("attack"):
+            record.data["attack"] = attack(callbacks=list(callbacks))
+            evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
+
+    baselines = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
+    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
+    record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
+    record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
+
+
+def _finetuned_models(
+    cfg,
+    model,
+    bench: Benchmark,
+    pad_id: int,
+    eval_key: str,
+    cache_dir: Path,
+    run_dir: Path,
+    record,
+    strategy,
+    callbacks=(),
+) -> dict:
+    """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
+
+    Returns evaluations in report order: "target" (the model unlearning starts from) first. On
+    return the model holds the target's weights. A benchmark without a "target" model unlearns
+    the loaded model itself, whose evaluation is cached under its identity.
+    """
+    identity = model_identity(cfg.model)
+    refs = {
+        kind: FinetunedModel(
+            kind,
+            rows,
+            identity,
+            bench.encoding(),
+            benchmark=str(cfg.benchmark.name),
+            finetune_cfg=cfg.benchmark.finetune,
+            trainable_layers=cfg.model.trainable_layers,
+            precision=cfg.precision,
+            cache_dir=cache_dir,
+        )
+        for kind, rows in bench.finetuned_models.items()
+    }
+    evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
+    main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
+    evaluations = {}
+    # the loaded weights, kept only while some reference must be built from them or restored after
+    cached = distributed.from_main({kind: ref.entry.ready() for kind, ref in refs.items()} if main else None)
+    need_base = not all(cached.values()) or (refs and "target" not in refs)
+    base_state = trainable_state(model) if need_base else None
+    if "target" not in refs and main:
+        key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
+        evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
+    try:
+        for kind, ref in refs.items():
+            if cached[kind]:
+                _load_cached(ref, model)
+            else:
+                record.data["training"][f"finetune_{kind}"] = ref.build(
+                    model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks), strategy=strategy
+                )
+            if main:
+                evaluations[kind] = ref.evaluation(eval_key, evaluate)
+    finally:
+        for ref in refs.values():
+            ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)
+    if "target" in refs:
+        _load_cached(refs["target"], model)
+    elif refs:
+        load_state(model, base_state)
+    return evaluations
+
+
+def _load_cached(ref: FinetunedModel, model) -> None:
+    """Load a cached fine-tuned model; an entry that passed its checks but does not load is set aside, named."""
+    try:
+        ref.load_into(model)
+    except Exception as exc:  # SafetensorError, OSError, a missing tensor: the entry is bad, not the job
+        aside = ref.entry.set_aside(f"does not load: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        raise ConfigError(
+            "paths.cache_dir",
+            f"the cached {ref.entry.what} ({ref.entry.path}) does not load and was moved aside to {aside}",
+            "run the job again: it rebuilds the entry",
+        ) from exc
