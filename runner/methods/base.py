@@ -76,10 +76,12 @@ class Method:
             raise TypeError(f"{cls.__name__} defines neither loss (its objective) nor unlearn (its own update)")
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError  # the shared trainer's objective; a method with its own ``unlearn`` has none
+        # the shared trainer's objective; a method with its own ``unlearn`` has none and never reaches here
+        raise TypeError(f"{type(self).__name__} updates the model in its own unlearn(); it has no loss")
 
     def backward(self, model, batch: dict, scale: float) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError  # only methods with ``fills_gradients`` define it
+        # the trainer calls it only where ``fills_gradients`` says the method defines it
+        raise TypeError(f"{type(self).__name__} leaves the update to the trainer; it has no backward")
 
     @property
     def fills_gradients(self) -> bool:
