@@ -42,7 +42,10 @@ def _construct(options: dict, kind: type, key: str, runtime: dict) -> Any:
         )
     try:
         return cls(**options, **runtime)
-    except TypeError as exc:  # an unknown or missing option
+    except TypeError as exc:
+        if exc.__traceback__.tb_next is not None:  # raised inside the constructor: a bug, not a bad option
+            raise
+        # the call itself failed to bind: an unknown or a missing option
         raise ConfigError(key, str(exc), f"see the options of the `{key}` config group in conf/") from exc
 
 

@@ -57,3 +57,16 @@ def test_a_method_must_define_its_objective_or_its_update():
 def test_method_config_error_is_not_wrapped_by_hydra(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match="method.variant"):
         job.run(tiny_cfg("method=task_vector", "method.variant=bogus"), tmp_path)
+
+
+class _Broken(Method):
+    def __init__(self, size: int = 1):
+        self.size = len(size)  # a bug inside the constructor: TypeError on an int
+
+    def loss(self, model, batch):
+        raise AssertionError("not called")
+
+
+def test_a_type_error_inside_a_constructor_is_a_bug_not_a_bad_option():
+    with pytest.raises(TypeError, match="has no len"):
+        build({"_target_": f"{__name__}._Broken"}, Method, "method")
