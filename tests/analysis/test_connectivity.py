@@ -93,3 +93,9 @@ def test_bad_inputs_are_refused_naming_the_key(tiny_cfg, tmp_path, two_runs):
     assert err.value.key == "analysis.runs"
     record = json.loads((tmp_path / "c" / "results.json").read_text())
     assert record["status"] == "failed" and record["error"]["setting"] == "analysis.runs"
+    with pytest.raises(ConfigError) as err:
+        job.run(
+            tiny_cfg("task=analyse", f"analysis.runs=[{run}]", "analysis.against=start", "analysis.points=1"),
+            tmp_path / "d",
+        )
+    assert err.value.key == "analysis.points"
