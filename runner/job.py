@@ -1,5 +1,5 @@
 """One job, whatever its kind: config checks, the record, reuse of an identical finished job, signals and
-failures around the kind's own pipeline (unlearning, evaluation only, distillation)."""
+failures around the kind's own pipeline (unlearning, evaluation only, distillation, analysis)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner import config as config_checks
 from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
+from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
 from runner.distill.job import run_distillation
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
@@ -181,6 +182,8 @@ def _pipeline(
 ) -> None:
     """The job kind's own pipeline (DESIGN.md, "Growing past unlearning")."""
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
+    if cfg.get("task") == "analyse":  # finished runs -> their models -> analysis -> record (runner/analysis/)
+        return run_analysis(cfg, run_dir, cache_dir, record)
     if cfg.get("task") == "distill":  # model -> traces -> condense -> fine-tune -> evaluate (runner/distill/job.py)
         return run_distillation(cfg, run_dir, cache_dir, record, strategy, callbacks)
     if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)

@@ -34,8 +34,12 @@ def check(how: str) -> None:
         raise ConfigError("save_model", f"`{how}` is not a choice", f"use one of {', '.join(CHOICES)}")
 
 
-def save_run_model(model, tokenizer, run_dir: Path, how: str, model_cfg) -> Path | None:
-    """Keep ``model``'s weights in ``run_dir/model`` as ``how`` says; the directory, or None for ``none``."""
+def save_run_model(model, tokenizer, run_dir: Path, how: str, model_cfg, start: str | None = None) -> Path | None:
+    """Keep ``model``'s weights in ``run_dir/model`` as ``how`` says; the directory, or None for ``none``.
+
+    ``start``: the safetensors file of the model unlearning started from (TOFU's fine-tuned target, a
+    cache entry), recorded in ``model.json``; None where the loaded base itself was the start.
+    """
     check(how)
     if how == "none":
         return None
@@ -52,6 +56,7 @@ def save_run_model(model, tokenizer, run_dir: Path, how: str, model_cfg) -> Path
         "save_model": how,
         "base": {"config": OmegaConf.to_container(model_cfg, resolve=True), "identity": model_identity(model_cfg)},
         "trainable": trainable,
+        "start": start,  # the model unlearning started from: a partial state over the base; null: the base
     }
     write_json_atomic(out / "model.json", description)  # last: a directory without it is incomplete
     return out

@@ -52,7 +52,7 @@ def run_unlearning(
         )
 
     with record.stage("finetuned_models"):
-        evaluations = _finetuned_models(
+        evaluations, start = _finetuned_models(
             cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
         )
 
@@ -114,7 +114,9 @@ def run_unlearning(
         return
     if cfg.save_model != "none":  # the unlearned weights, before any attack (runner/saved_model.py)
         with record.stage("save_model"):
-            record.data["saved_model"] = str(save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model))
+            record.data["saved_model"] = str(
+                save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model, start)
+            )
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
@@ -143,8 +145,8 @@ def _finetuned_models(
 ) -> dict:
     """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
 
-    Returns evaluations in report order: "target" (the model unlearning starts from) first. On
-    return the model holds the target's weights. A benchmark without a "target" model unlearns
+    Returns evaluations in report order: "target" (the model unlearning starts from) first, and the
+    target's cached weights file (None without a target). On return the model holds the target's weights. A benchmark without a "target" model unlearns
     the loaded model itself, whose evaluation is cached under its identity.
     """
     identity = model_identity(cfg.model)
@@ -189,7 +191,7 @@ def _finetuned_models(
         _load_cached(refs["target"], model)
     elif refs:
         load_state(model, base_state)
-    return evaluations
+    return evaluations, (str(refs["target"].state_path) if "target" in refs else None)
 
 
 def _load_cached(ref: FinetunedModel, model) -> None:

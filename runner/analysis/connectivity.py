@@ -1,0 +1,245 @@
+"""Mode connectivity (``analysis=connectivity``): the metrics along the straight line between two models.
+
+The endpoints are two finished runs of the same base model (``analysis.runs=[A,B]``), or one run
+and the model its unlearning started from (``analysis.runs=[RUN] analysis.against=start``: TOFU's
+fine-tuned target, recorded in ``model/model.json`` at save time; the base itself where the
+benchmark has no target). With ``against=start`` the start is t=0 and the run t=1.
+
+Only the parameters either end saved (``model.json``'s ``trainable``) move; a name one end did not
+save takes the base's value at that end, and every other parameter is the base's:
+
+    theta(t) = (1 - t) * theta_A + t * theta_B,   t on an even grid of ``points`` values in [0, 1]
+
+Each point is evaluated with run A's benchmark (rebuilt from its ``results.json``, with its eval
+settings and precision); summary metrics that compare with other models (TOFU's Forget Quality
+against the retain model) use run A's recorded evaluations of those models.
+
+The **barrier** of a metric is the largest deviation of the curve m(t) from the straight line
+l(t) = (1 - t) m(0) + t m(1) between its ends, in the metric's bad direction
+(``runner.output.metrics.spec(name).direction``): for a metric better up, max_t (l(t) - m(t)); better
+down, max_t (m(t) - l(t)); otherwise (closer to zero, neither, undeclared) max_t |m(t) - l(t)|. It is
+never negative (the ends lie on the line); 0 means the path never does worse than the line (the two
+ends are linearly connected for that metric).
+
+results.json: ``metrics`` has one row per point (``t=0.00`` ...), ``evaluation`` their suites, and
+``connectivity`` the endpoints, the grid, the seconds per point, the barrier per metric and the plot
+(``connectivity.png`` in the run directory: metric vs t, one panel per metric, the line dashed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from runner import distributed
+from runner.analysis.base import Analysis
+from runner.benchmarks.base import build_benchmark
+from runner.data.qa import PromptFormat
+from runner.errors import ConfigError
+from runner.models import load_model, model_identity
+from runner.output.metrics import spec
+from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model
+
+log = logging.getLogger(__name__)
+PLOT = "connectivity.png"
+NOT_BASELINES = ("unlearned", "attacked")  # the rows a run evaluated after unlearning
+
+
+def barrier(ts: list[float], values: list[float], direction: str) -> float:
+    """The largest deviation of ``values`` (at ``ts``, ends first and last) from the straight line
+    between the ends, in the bad direction of a metric whose better is ``direction`` (module docstring);
+    nan where a value is not finite."""
+    if any(not math.isfinite(v) for v in values):
+        return math.nan
+    t0, t1, m0, m1 = ts[0], ts[-1], values[0], values[-1]
+    line = [m0 + (t - t0) / (t1 - t0) * (m1 - m0) for t in ts]
+    if direction == "up":
+        gaps = [lv - v for lv, v in zip(line, values, strict=True)]
+    elif direction == "down":
+        gaps = [v - lv for lv, v in zip(line, values, strict=True)]
+    else:
+        gaps = [abs(v - lv) for lv, v in zip(line, values, strict=True)]
+    return max(0.0, max(gaps))
+
+
+def grid(points: int) -> list[float]:
+    return [i / (points - 1) for i in range(points)]
+
+
+class Connectivity(Analysis):
+    name = "connectivity"
+
+    def __init__(self, runs=(), against: str | None = None, points: int = 11):
+        self.runs = [Path(str(r)).expanduser().resolve() for r in (runs or [])]
+        self.against, self.points = against, points
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ConfigError("analysis.points", f"must be a whole number >= 2, got {points!r}", "e.g. 11")
+        if against not in (None, "start"):
+            raise ConfigError("analysis.against", f"`{against}` is not a choice", "use null or start")
+        wanted = 1 if against == "start" else 2
+        if len(self.runs) != wanted:
+            raise ConfigError(
+                "analysis.runs",
+                f"{len(self.runs)} run(s) given; "
+                + ("against=start takes one run" if against else "two runs are the endpoints"),
+                "analysis.runs=[RUN_A,RUN_B], or analysis.runs=[RUN] analysis.against=start",
+            )
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        self.described = [self._described(r) for r in self.runs]
+        self.results = [self._results(r) for r in self.runs]
+        if len(self.described) == 2 and _identity(self.described[0]) != _identity(self.described[1]):
+            raise ConfigError(
+                "analysis.runs",
+                f"the runs were unlearned from different base models: {_identity(self.described[0])} "
+                f"({self.runs[0]}) and {_identity(self.described[1])} ({self.runs[1]})",
+                "give two runs of the same base model (model=, model.trainable_layers)",
+            )
+        base_cfg = OmegaConf.create(self.described[0]["base"]["config"])
+        try:
+            now = model_identity(base_cfg)
+        except (OSError, ConfigError) as exc:
+            raise ConfigError("analysis.runs", f"the runs' base model is not available ({exc})", "install it") from exc
+        if now != self.described[0]["base"]["identity"]:
+            raise ConfigError(
+                "analysis.runs",
+                f"the base model has changed since the runs: {now} now, {self.described[0]['base']['identity']} then",
+                "analyse runs of the base that is installed now",
+            )
+        if self.against == "start":
+            start = self.described[0].get("start")
+            if start is not None and not Path(start).is_file():
+                raise ConfigError(
+                    "analysis.against",
+                    f"the model {self.runs[0]} started from ({start}) is no longer in the cache",
+                    "rerun the job with the same cache (it rebuilds the target), or analyse two runs",
+                )
+
+    @staticmethod
+    def _described(run: Path) -> dict:
+        path = run / DIRECTORY / "model.json"
+        if not path.is_file():
+            raise ConfigError(
+                "analysis.runs",
+                f"{run} kept no weights (no {DIRECTORY}/model.json)",
+                "run it again with save_model=trainable (or full)",
+            )
+        return json.loads(path.read_text())
+
+    @staticmethod
+    def _results(run: Path) -> dict:
+        path = run / "results.json"
+        result = json.loads(path.read_text()) if path.is_file() else {}
+        if result.get("status") != "completed":
+            raise ConfigError("analysis.runs", f"{run} is not a completed run ({path})", "analyse finished runs")
+        return result
+
+    # --- the analysis -------------------------------------------------------------------------
+
+    def run(self, record, run_dir: Path, cache_dir: Path) -> None:
+        config = self.results[0]["config"]
+        with record.stage("load_models"):
+            model, tokenizer = load_model(OmegaConf.create(self.described[0]["base"]["config"]), cache_dir)
+            model.to(distributed.device())
+            params = dict(model.named_parameters())
+            ends = [self._saved(r, d, cache_dir) for r, d in zip(self.runs, self.described, strict=True)]
+            if self.against == "start":
+                start = self.described[0].get("start")
+                ends.insert(0, load_file(start) if start else {})
+            names = sorted(set(ends[0]) | set(ends[1]))
+            theta_a, theta_b = (
+                {n: e.get(n, params[n]).detach().to(params[n].device).float().clone() for n in names} for e in ends
+            )
+        with record.stage("build_benchmark"):
+            bench = build_benchmark(
+                OmegaConf.create(config["benchmark"]),
+                tokenizer,
+                PromptFormat.from_cfg(OmegaConf.create(config["model"]["prompt"])),
+            )
+        eval_cfg, precision = OmegaConf.create(config["eval"]), config["precision"]
+        recorded = self.results[0]
+        baselines = {
+            k: {"suites": v, "per_example": recorded.get("per_example", {}).get(k)}
+            for k, v in recorded.get("evaluation", {}).items()
+            if k not in NOT_BASELINES
+        }
+        rows, suites, seconds, ts = {}, {}, [], grid(self.points)
+        with record.stage("interpolate"):
+            for t in ts:
+                began = time.perf_counter()
+                with torch.no_grad():
+                    for n in names:
+                        params[n].copy_(((1 - t) * theta_a[n] + t * theta_b[n]).to(params[n].dtype))
+                evaluation = bench.evaluate(model, eval_cfg, precision)
+                seconds.append(time.perf_counter() - began)
+                label = f"t={t:.2f}"
+                rows[label] = bench.summarize(evaluation, baselines)
+                suites[label] = evaluation["suites"]
+                log.info("connectivity %s: %s (%.1f s)", label, rows[label], seconds[-1])
+        metrics = [k for k, v in rows[f"t={ts[0]:.2f}"].items() if isinstance(v, (int, float))]
+        curves = {m: [float(rows[f"t={t:.2f}"][m]) for t in ts] for m in metrics}
+        barriers = {m: barrier(ts, curves[m], _direction(m)) for m in metrics}
+        plot = write_plot(run_dir / PLOT, ts, curves)
+        ends_named = ["start" if self.against == "start" else str(self.runs[0]), str(self.runs[-1])]
+        record.data["metrics"] = rows
+        record.data["evaluation"] = suites
+        record.data[self.name] = {
+            "endpoints": {"A (t=0)": ends_named[0], "B (t=1)": ends_named[1]},
+            "start_model": self.described[0].get("start") if self.against == "start" else None,
+            "parameters": names,
+            "t": ts,
+            "seconds_per_point": seconds,
+            "mean_seconds_per_point": sum(seconds) / len(seconds),
+            "barrier": barriers,
+            "directions": {m: _direction(m) for m in metrics},
+            "plot": str(plot),
+        }
+
+    @staticmethod
+    def _saved(run: Path, described: dict, cache_dir: Path) -> dict:
+        """The parameters ``run`` saved (``model.json``'s ``trainable``), by name."""
+        if described["save_model"] == "trainable":
+            return load_file(str(run / DIRECTORY / STATE_FILE))
+        model, _ = load_run_model(run, cache_dir)  # full: the whole model; its changed parameters
+        own = dict(model.named_parameters())
+        return {n: own[n].detach().clone() for n in described["trainable"]}
+
+
+def _identity(described: dict) -> dict:
+    return described["base"]["identity"]
+
+
+def _direction(metric: str) -> str:
+    found = spec(metric)
+    return found.direction if found else "none"
+
+
+def write_plot(path: Path, ts: list[float], curves: dict[str, list[float]]) -> Path:
+    """metric vs t, one panel per metric; the straight line between the ends dashed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = max(1, len(curves))
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    FigureCanvasAgg(fig)
+    for i, (name, values) in enumerate(curves.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        found = spec(name)
+        ax.plot(ts, values, marker="o", markersize=3, label="interpolated")
+        ax.plot([ts[0], ts[-1]], [values[0], values[-1]], linestyle="--", color="grey", label="straight line")
+        ax.set_title(f"{found.label if found else name} {found.arrow if found else ''}".strip(), fontsize=9)
+        ax.set_xlabel("t")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

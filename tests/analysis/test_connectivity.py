@@ -1,0 +1,101 @@
+"""task=analyse analysis=connectivity: the straight line between two saved runs (or a run and its start)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from runner import job
+from runner.analysis.connectivity import barrier
+from runner.errors import ConfigError
+
+
+def _analyse(tiny_cfg, run_dir, *overrides):
+    return job.run(tiny_cfg("task=analyse", "analysis.points=3", *overrides), run_dir)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, shared_cache):
+    from tests.conftest import TINY, compose_cfg
+
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for seed in (1, 2):
+        cfg = compose_cfg(
+            *TINY, f"paths.cache_dir={shared_cache}", "method=npo", f"seed={seed}", "save_model=trainable"
+        )
+        out[seed] = (root / f"npo{seed}", job.run(cfg, root / f"npo{seed}"))
+    return out
+
+
+def _same_suites(got: dict, recorded: dict):
+    assert set(got) == set(recorded)
+    for suite, values in got.items():
+        for name, value in values.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(recorded[suite][name], abs=1e-6), (suite, name)
+
+
+def test_the_ends_reproduce_each_runs_recorded_evaluation(tiny_cfg, tmp_path, two_runs):
+    (a, ra), (b, rb) = two_runs[1], two_runs[2]
+    result = _analyse(tiny_cfg, tmp_path / "conn", f"analysis.runs=[{a},{b}]")
+    assert result["status"] == "completed" and list(result["metrics"]) == ["t=0.00", "t=0.50", "t=1.00"]
+    _same_suites(result["evaluation"]["t=0.00"], ra["evaluation"]["unlearned"])
+    _same_suites(result["evaluation"]["t=1.00"], rb["evaluation"]["unlearned"])
+    for key in ("forget_quality", "model_utility", "forget_prob"):  # Forget Quality: against A's retain model
+        assert result["metrics"]["t=0.00"][key] == pytest.approx(ra["metrics"]["unlearned"][key], abs=1e-6)
+    conn = result["connectivity"]
+    assert conn["t"] == [0.0, 0.5, 1.0] and len(conn["seconds_per_point"]) == 3
+    assert set(conn["barrier"]) == set(result["metrics"]["t=0.00"]) and all(v >= 0 for v in conn["barrier"].values())
+    assert (tmp_path / "conn" / "connectivity.png").stat().st_size > 1000
+
+
+def test_against_start_begins_at_the_target_model(tiny_cfg, tmp_path, two_runs):
+    run, recorded = two_runs[1]
+    described = json.loads((run / "model" / "model.json").read_text())
+    assert described["start"].endswith("trainable.safetensors")  # TOFU: the fine-tuned target's cache entry
+    result = _analyse(tiny_cfg, tmp_path / "conn", f"analysis.runs=[{run}]", "analysis.against=start")
+    assert result["status"] == "completed"
+    _same_suites(result["evaluation"]["t=0.00"], recorded["evaluation"]["target"])
+    _same_suites(result["evaluation"]["t=1.00"], recorded["evaluation"]["unlearned"])
+
+
+def test_barrier_is_the_worst_deviation_from_the_line_in_the_bad_direction():
+    ts = [0.0, 0.25, 0.5, 0.75, 1.0]
+    dip = [1.0, 0.5, 0.2, 0.9, 1.0]  # line: 1 everywhere
+    assert barrier(ts, dip, "up") == pytest.approx(0.8)
+    assert barrier(ts, dip, "down") == 0.0  # below the line is good for a down-metric
+    assert barrier(ts, dip, "zero") == pytest.approx(0.8)
+    bump = [0.0, 0.4, 0.9, 0.6, 1.0]  # line: 0, .25, .5, .75, 1
+    assert barrier(ts, bump, "down") == pytest.approx(0.4)
+    assert barrier(ts, bump, "up") == pytest.approx(0.15)
+    assert barrier(ts, bump, "none") == pytest.approx(0.4)
+    assert barrier(ts, [0.0, 0.5, 1.0, 1.5, 2.0], "up") == 0.0  # on the line: linearly connected
+    assert math.isnan(barrier(ts, [0.0, math.nan, 1.0, 1.0, 1.0], "up"))
+
+
+def test_bad_inputs_are_refused_naming_the_key(tiny_cfg, tmp_path, two_runs):
+    run = two_runs[1][0]
+    plain = tmp_path / "plain"
+    job.run(tiny_cfg("seed=41"), plain)  # kept no weights
+    with pytest.raises(ConfigError, match="kept no weights") as err:
+        _analyse(tiny_cfg, tmp_path / "a", f"analysis.runs=[{run},{plain}]")
+    assert err.value.key == "analysis.runs"
+    other = tmp_path / "other"  # another base: a tiny model of another width
+    job.run(tiny_cfg("seed=41", "save_model=trainable", "model.tiny.hidden_size=32"), other)
+    with pytest.raises(ConfigError, match="different base models") as err:
+        _analyse(tiny_cfg, tmp_path / "b", f"analysis.runs=[{run},{other}]")
+    assert err.value.key == "analysis.runs"
+    with pytest.raises(ConfigError) as err:
+        _analyse(tiny_cfg, tmp_path / "c", f"analysis.runs=[{run}]")  # one run without against=start
+    assert err.value.key == "analysis.runs"
+    record = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert record["status"] == "failed" and record["error"]["setting"] == "analysis.runs"
+    with pytest.raises(ConfigError) as err:
+        job.run(
+            tiny_cfg("task=analyse", f"analysis.runs=[{run}]", "analysis.against=start", "analysis.points=1"),
+            tmp_path / "d",
+        )
+    assert err.value.key == "analysis.points"
