@@ -132,7 +132,7 @@ def _label(inp: Input) -> str:
 
 
 def declared(cfg: DictConfig) -> list[Input]:
-    """Every input of the job described by ``cfg``: benchmark, method, attack and model."""
+    """Every input of the job described by ``cfg``: benchmark, method, attack, model, traces, analysed runs."""
     found = []
     found += _declared_by(cfg.get("benchmark"), "benchmark")
     found += _declared_by(cfg.get("method"), "method", scan_fallback=False)
@@ -144,6 +144,9 @@ def declared(cfg: DictConfig) -> list[Input]:
         from runner.distill.traces import inputs as trace_inputs
 
         found += trace_inputs(cfg.traces)
+    # an analysis reads finished runs: their directories (files, sizes, times) are part of its job key,
+    # so an analysis of a run that was since redone is not answered by the stale result
+    found += _declared_by(cfg.get("analysis"), "analysis")
     return found
 
 

@@ -99,3 +99,16 @@ def test_bad_inputs_are_refused_naming_the_key(tiny_cfg, tmp_path, two_runs):
             tmp_path / "d",
         )
     assert err.value.key == "analysis.points"
+
+
+def test_the_analysed_runs_are_part_of_the_job_key(tmp_path):
+    from runner.config import job_key
+    from tests.conftest import compose_cfg
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text('{"status": "completed"}')
+    cfg = compose_cfg("task=analyse", f"analysis.runs=[{run}]", "analysis.against=start")
+    before = job_key(cfg)
+    (run / "results.json").write_text('{"status": "completed", "metrics": {"redone": 1}}')
+    assert job_key(cfg) != before  # the run was redone: the analysis is not answered by its stale result
