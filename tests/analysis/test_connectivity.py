@@ -79,12 +79,12 @@ def test_barrier_is_the_worst_deviation_from_the_line_in_the_bad_direction():
 def test_bad_inputs_are_refused_naming_the_key(tiny_cfg, tmp_path, two_runs):
     run = two_runs[1][0]
     plain = tmp_path / "plain"
-    job.run(tiny_cfg("seed=41"), plain)  # kept no weights
+    job.run(tiny_cfg("seed=47"), plain)  # kept no weights (a seed no other test runs: no reused job)
     with pytest.raises(ConfigError, match="kept no weights") as err:
         _analyse(tiny_cfg, tmp_path / "a", f"analysis.runs=[{run},{plain}]")
     assert err.value.key == "analysis.runs"
     other = tmp_path / "other"  # another base: a tiny model of another width
-    job.run(tiny_cfg("seed=41", "save_model=trainable", "model.tiny.hidden_size=32"), other)
+    job.run(tiny_cfg("seed=47", "save_model=trainable", "model.tiny.hidden_size=32"), other)
     with pytest.raises(ConfigError, match="different base models") as err:
         _analyse(tiny_cfg, tmp_path / "b", f"analysis.runs=[{run},{other}]")
     assert err.value.key == "analysis.runs"
