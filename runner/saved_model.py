@@ -76,7 +76,7 @@ def changed_parameters(model, trainable_layers) -> list[str]:
 def load_run_model(run_dir: str | Path, cache_dir: str | Path | None = None):
     """(model, tokenizer) as the run left them after unlearning; ``cache_dir`` holds the base (the run's own
     cache by default)."""
-    run_dir = Path(run_dir)
+    run_dir = _weights_dir(Path(run_dir))
     described = run_dir / DIRECTORY / "model.json"
     if not described.is_file():
         raise ConfigError(
@@ -109,6 +109,16 @@ def load_run_model(run_dir: str | Path, cache_dir: str | Path | None = None):
     model, tokenizer = load_model(model_cfg, cache_dir)
     load_state(model, run_dir / DIRECTORY / STATE_FILE)
     return model, tokenizer
+
+
+def _weights_dir(run_dir: Path) -> Path:
+    """The run directory that holds the weights: a job answered by an identical finished one (its
+    results.json copy says ``reused_from``) points at that run's directory."""
+    if (run_dir / DIRECTORY / "model.json").is_file():
+        return run_dir
+    results = run_dir / "results.json"
+    reused = json.loads(results.read_text()).get("reused_from") if results.is_file() else None
+    return Path(reused).parent if reused else run_dir
 
 
 def _run_cache_dir(run_dir: Path) -> Path:

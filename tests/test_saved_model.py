@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from runner import job
 from runner.benchmarks.base import build_benchmark
@@ -69,3 +71,15 @@ def test_bad_choice_is_refused_before_any_stage(tiny_cfg, tmp_path):
         job.run(tiny_cfg("save_model=all"), tmp_path)
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["status"] == "failed" and record["error"]["setting"] == "save_model"
+
+
+def test_a_reused_result_loads_the_original_runs_weights(tiny_cfg, tmp_path):
+    first = job.run(tiny_cfg("seed=33", "save_model=trainable"), tmp_path / "first")
+    second = job.run(tiny_cfg("seed=33", "save_model=trainable"), tmp_path / "second")
+    assert second["_path"] == str(tmp_path / "first" / "results.json")  # answered by the finished job
+    assert not (tmp_path / "second" / "model").exists()
+    model, _ = load_run_model(tmp_path / "second")
+    saved = load_file(str(tmp_path / "first" / "model" / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    assert first["status"] == "completed" and saved
+    assert all(torch.equal(params[name], value) for name, value in saved.items())
