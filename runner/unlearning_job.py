@@ -87,6 +87,8 @@ def run_unlearning(
             forget_rows=forget_rows,
             tokenizer=tokenizer,
             fmt=PromptFormat.from_cfg(cfg.model.prompt),
+            cache_dir=cache_dir,
+            model_identity=model_identity(cfg.model),
         )
         record.data["training"]["unlearn"] = unlearn(
             method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy

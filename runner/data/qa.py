@@ -21,9 +21,10 @@ class PromptFormat:
     answer: str = "{answer}"
     special_tokens: bool = True
     # reasoning benchmarks: the prompt around a problem (None: ``question``), and the model's
-    # end-of-thinking tag (None: the model does not think in tags)
+    # start- and end-of-thinking tags (None: the model does not think in tags)
     reasoning: str | None = None
     think_end: str | None = None
+    think_start: str | None = None
 
     @classmethod
     def from_cfg(cls, cfg) -> PromptFormat:
@@ -33,6 +34,7 @@ class PromptFormat:
             special_tokens=bool(cfg.get("special_tokens", True)),
             reasoning=cfg.get("reasoning"),
             think_end=cfg.get("think_end"),
+            think_start=cfg.get("think_start"),
         )
 
     def render(self, question: str, answer: str = "") -> str:

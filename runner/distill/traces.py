@@ -47,8 +47,8 @@ def _column_check(v) -> str | None:
     )
 
 
-def split_trace(raw: str, cfg, row: dict) -> tuple[str, str]:
-    """(thinking, final answer) of one trace under the config's layout."""
+def split_trace(raw: str, cfg, row: dict, key: str = "traces") -> tuple[str, str]:
+    """(thinking, final answer) of one trace under the config's layout (``key``: where the config sits)."""
     layout = str(cfg.layout)
     if cfg.get("strip"):
         raw = re.sub(str(cfg.strip), "", raw)
@@ -56,58 +56,61 @@ def split_trace(raw: str, cfg, row: dict) -> tuple[str, str]:
         open_tag, close_tag = str(cfg.think_tags[0]), str(cfg.think_tags[1])
         body = raw.split(open_tag, 1)[1] if open_tag in raw else raw
         thinking, _, after = body.partition(close_tag)
-        final = after.strip() or _final_column(cfg, row)
+        final = after.strip() or _final_column(cfg, row, key)
         return thinking.strip(), final
     if layout == "steps":
         lines = [line for line in raw.strip().splitlines() if line.strip()]
         marker = cfg.get("answer_marker")
         if marker and lines and lines[-1].lstrip().startswith(str(marker)):
             return "\n".join(lines[:-1]), lines[-1].strip()
-        return "\n".join(lines), _final_column(cfg, row)
-    return raw.strip(), _final_column(cfg, row)
+        return "\n".join(lines), _final_column(cfg, row, key)
+    return raw.strip(), _final_column(cfg, row, key)
 
 
-def _final_column(cfg, row: dict) -> str:
+def _final_column(cfg, row: dict, key: str) -> str:
     if cfg.get("final"):
         return _text(row[str(cfg.final)]).strip()
     if cfg.get("answer"):
         return str(cfg.answer_template).format(answer=_text(row[str(cfg.answer)]))
     raise ConfigError(
-        "traces.final",
+        f"{key}.final",
         f"the `{cfg.layout}` layout found no final answer in the trace and no answer column is named",
-        "set traces.final (a column kept verbatim) or traces.answer (a bare answer column)",
+        f"set {key}.final (a column kept verbatim) or {key}.answer (a bare answer column)",
     )
 
 
-def inputs(cfg) -> list:
-    """The files (or hub splits) the traces come from: their content is part of the job key (runner/inputs.py)."""
+def inputs(cfg, key: str = "traces") -> list:
+    """The files (or hub splits) the traces come from: their content is part of the job key (runner/inputs.py).
+
+    ``key`` is where the traces config sits (``traces`` in a distillation job, ``method.cot`` in R²MU's).
+    """
     from runner.inputs import Input
 
     if str(cfg.source) == "local":
-        return [Input.file("traces.local", PROJECT_DATA / str(cfg.local))] if cfg.get("local") else []
-    return [hub.input_of(str(cfg.source), s, "traces.source") for s in splits(cfg)]
+        return [Input.file(f"{key}.local", PROJECT_DATA / str(cfg.local))] if cfg.get("local") else []
+    return [hub.input_of(str(cfg.source), s, f"{key}.source") for s in splits(cfg)]
 
 
-def load_traces(cfg) -> list[Trace]:
-    """The configured traces, the first ``subset`` of them (all when null), schema-checked."""
+def load_traces(cfg, key: str = "traces") -> list[Trace]:
+    """The configured traces, the first ``subset`` of them (all when null), schema-checked (``key``: as ``inputs``)."""
     if str(cfg.layout) not in LAYOUTS:
-        raise ConfigError("traces.layout", f"`{cfg.layout}` is not a layout", f"use one of {', '.join(LAYOUTS)}")
+        raise ConfigError(f"{key}.layout", f"`{cfg.layout}` is not a layout", f"use one of {', '.join(LAYOUTS)}")
     columns = [cfg.question, cfg.trace, cfg.get("final"), cfg.get("answer")]
     schema = {str(c): _column_check for c in columns if c}
     source = str(cfg.source)
     if source == "local":
         if not cfg.get("local"):
-            raise ConfigError("traces.source", f"no copy of {cfg.name} ships with the project", "use source=hub")
-        rows = hub.load_file(PROJECT_DATA / str(cfg.local), schema, f"shipped {cfg.local}", "traces.source")
+            raise ConfigError(f"{key}.source", f"no copy of {cfg.name} ships with the project", "use source=hub")
+        rows = hub.load_file(PROJECT_DATA / str(cfg.local), schema, f"shipped {cfg.local}", f"{key}.source")
     else:
         rows = []
         for split in splits(cfg):
-            rows += hub.load_split(source, split, schema, "traces.source", fetch_hint=FETCH_HINT)
+            rows += hub.load_split(source, split, schema, f"{key}.source", fetch_hint=FETCH_HINT)
     n = cfg.get("subset")
     if n is not None and (not isinstance(n, int) or n < 1):
-        raise ConfigError("traces.subset", f"must be a positive count or null, got {n!r}", "e.g. traces.subset=64")
+        raise ConfigError(f"{key}.subset", f"must be a positive count or null, got {n!r}", f"e.g. {key}.subset=64")
     out = []
     for row in rows[:n] if n else rows:
-        thinking, final = split_trace(_text(row[str(cfg.trace)]), cfg, row)
+        thinking, final = split_trace(_text(row[str(cfg.trace)]), cfg, row, key)
         out.append(Trace(_text(row[str(cfg.question)]).strip(), thinking, final))
     return out

@@ -33,6 +33,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -54,6 +55,8 @@ class UnlearnData:
     forget_rows: list[dict] | None = None  # the raw rows behind `forget`, same order
     tokenizer: object = None  # with ``fmt``, for a method that encodes QA rows of its own (ILU's environments)
     fmt: object = None  # the model's prompt format (runner.data.qa.PromptFormat)
+    cache_dir: Path | None = None  # the job's cache, for one-off work worth keeping across jobs (R²MU's traces)
+    model_identity: dict | None = None  # what determines the loaded weights (runner.models.model_identity)
 
 
 class Method:

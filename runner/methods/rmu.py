@@ -13,7 +13,9 @@ loss = E_{D_f} mse_tokens(h_theta^(l)(x), c * u) + alpha * E_{D_r} mse_tokens(h_
   batch, i.e. mean_tokens ||.||^2 / d. Padding positions (``attention_mask ==
   0``) are left out of the mean. Every real token counts, prompt and answer
   alike (the mask, not the labels, selects them), so plain text corpora work too.
-- Only the MLP down-projection weights of layers l-2..l train (``select_trainable``).
+- Only the MLP down-projection weights of layers l-2..l train (``select_trainable``), chosen by
+  module name (``trainable_modules`` in ``trainable_layers``), never by parameter position: a
+  position lands on another matrix in a model whose attention has biases (Qwen2).
 - Pay only for what changes. The layers below the lowest trainable one never
   change, so ``prepare`` runs them once per example and keeps their output;
   each step then runs only the trainable block up to layer l. h_theta0 on the
@@ -24,6 +26,9 @@ loss = E_{D_f} mse_tokens(h_theta^(l)(x), c * u) + alpha * E_{D_r} mse_tokens(h_
   never a model copy.
 - ``forget_term`` / ``retain_term`` give the two unweighted terms separately
   (BLUR and ILU combine them); ``loss`` is forget + alpha * retain.
+- ``traces`` (off by default): also measure, before and after unlearning, the forget loss on
+  held-out reasoning traces of the forget documents (``runner.methods.reasoning_traces``), the
+  number R²MU is compared on; it changes nothing in the update.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import torch
 
 from runner.errors import ConfigError
 from runner.methods.base import ForgetRetainMethod
+from runner.methods.reasoning_traces import TraceSettings
 from runner.methods.theta0 import OriginalWeights
 from runner.models import decoder_layers
 from runner.scoring import unwrap
@@ -160,13 +166,30 @@ def _pad_rows(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
 # ---- the method --------------------------------------------------------------------------------
 
 
+def module_name_pattern(layers: list[int], modules: list[str]) -> str:
+    """Regex for the weight of each module in ``modules`` (dotted names inside a decoder layer) in ``layers``."""
+    names = "|".join(str(i) for i in layers)
+    targets = "|".join(re.escape(m) for m in modules)
+    targets = targets if len(modules) == 1 else f"(?:{targets})"
+    return rf"(?:^|\.)layers\.(?:{names})\.{targets}\.weight$"
+
+
+def _module_list(value, key: str) -> list[str]:
+    modules = [value] if isinstance(value, str) else list(value or [])
+    if not modules or not all(isinstance(m, str) and m.strip(".") for m in modules):
+        raise ConfigError(
+            key, f"{value!r} names no module", "give module names inside a decoder layer, e.g. [mlp.down_proj]"
+        )
+    return [m.strip(".") for m in modules]
+
+
 class RMU(ForgetRetainMethod):
     """Steer layer-``layer`` activations of forget text to ``steering_coeff * u``; keep retain activations at theta_0.
 
     ``trainable_layers`` (default ``[layer-2, layer-1, layer]``, negatives
-    dropped) picks the layers whose MLP down-projection trains;
-    ``trainable_params`` (a regex searched in parameter names) overrides that
-    choice when set.
+    dropped) and ``trainable_modules`` (default ``[mlp.down_proj]``) pick the
+    weights that train, by module name; ``trainable_params`` (a regex searched
+    in parameter names) overrides that choice when set.
     """
 
     def __init__(
@@ -177,18 +200,25 @@ class RMU(ForgetRetainMethod):
         alpha: float = 1200.0,
         trainable_params: str | None = None,
         activation_cache_mb: float = 4096,
+        trainable_modules: list[str] | None = None,
+        traces: dict | None = None,
     ):
         self.layer = int(layer)
         self.activation_cache_mb = float(activation_cache_mb)
-        # filled by prepare when the activations fit in activation_cache_mb
+        # filled by prepare when the activations fit in activation_cache_mb: per set of examples
+        # ("forget", "retain", ...), the input of the lowest trainable layer and theta_0's layer-l output
         self.first_trainable: int | None = None
         self.block_inputs: dict[str, dict[int, torch.Tensor]] = {}
-        self.frozen_retain: dict[int, torch.Tensor] = {}
+        self.frozen: dict[str, dict[int, torch.Tensor]] = {}
         if self.layer < 0:
             raise ConfigError("method.layer", f"layer {self.layer} is negative", "give a 0-based decoder layer index")
         if trainable_layers is None:
             trainable_layers = [i for i in (self.layer - 2, self.layer - 1, self.layer) if i >= 0]
         self.trainable_layers = sorted({int(i) for i in trainable_layers})
+        self.trainable_modules = _module_list(
+            ["mlp.down_proj"] if trainable_modules is None else trainable_modules, "method.trainable_modules"
+        )
+        self._params_key = "method.trainable_params" if trainable_params is not None else "method.trainable_modules"
         if trainable_params is None:
             if not self.trainable_layers:
                 raise ConfigError("method.trainable_layers", "the list is empty", "give layer indices, or null")
@@ -199,8 +229,7 @@ class RMU(ForgetRetainMethod):
                     f"{too_high} are not in 0..{self.layer} (layers above method.layer get no gradient)",
                     f"use layers at or below method.layer={self.layer}, e.g. null for the paper's l-2..l",
                 )
-            names = "|".join(str(i) for i in self.trainable_layers)
-            trainable_params = rf"(?:^|\.)layers\.(?:{names})\.mlp\.down_proj\.weight$"
+            trainable_params = module_name_pattern(self.trainable_layers, self.trainable_modules)
         self.trainable_params = trainable_params
         try:
             self._pattern = re.compile(trainable_params)
@@ -212,6 +241,13 @@ class RMU(ForgetRetainMethod):
         self.alpha = float(alpha)
         self.control: torch.Tensor | None = None  # c * u, set in prepare
         self.original: OriginalWeights | None = None
+        self.traces = None if traces is None else TraceSettings.from_options(traces, "method.traces")
+        self.trace_train: list[dict] = []  # trace inputs of the documents not held out (R²MU trains on them)
+        self.trace_eval: list[dict] = []  # the held-out ones, measured before and after unlearning
+
+    @property
+    def frozen_retain(self) -> dict[int, torch.Tensor]:
+        return self.frozen.get("retain", {})
 
     def select_trainable(self, model) -> list[str]:
         """Freeze every parameter but those whose name matches ``trainable_params``; returns their names."""
@@ -223,9 +259,10 @@ class RMU(ForgetRetainMethod):
                 n for n, _ in m.named_parameters()
             )
             raise ConfigError(
-                "method.trainable_params",
+                self._params_key,
                 f"`{self.trainable_params}` matches no parameter of {type(m).__name__}",
-                f"give a regex searched in parameter names (such as `{example}`)",
+                "give module names inside a decoder layer (method.trainable_modules) or a regex searched in "
+                f"parameter names (method.trainable_params), such as `{example}`",
             )
         m.requires_grad_(False)
         params = dict(m.named_parameters())
@@ -240,7 +277,43 @@ class RMU(ForgetRetainMethod):
         u = control_vector(m.config.hidden_size, data.seed)
         self.control = self.steering_coeff * u
         self.original = OriginalWeights(m)  # the parameters select_trainable left trainable
+        if self.traces is not None:  # before any activation is cached: the trace sets may join the cache
+            self._prepare_traces(data)
         self._cache_activations(data)
+
+    def _prepare_traces(self, data) -> None:
+        """The model's traces about the forget documents (cached), split into trained and held-out inputs."""
+        from runner.methods.base import require_single_process
+        from runner.methods.reasoning_traces import (
+            generate_traces,
+            holdout_split,
+            reindex,
+            trace_inputs,
+            trace_prompts,
+        )
+
+        require_single_process(f"{type(self).__name__} with method.traces")
+        if data.cache_dir is None or data.tokenizer is None or data.forget_rows is None:
+            raise RuntimeError("method.traces needs the job's cache directory, tokenizer and forget rows")
+        texts = [r.get("text") or r.get("question", "") + " " + r.get("answer", "") for r in data.forget_rows]
+        think_start = getattr(data.fmt, "think_start", None)
+        if think_start is None:
+            log.info(
+                "R²MU traces: the model has no start-of-thinking tag (model.prompt.think_start); the cue ends the prompt"
+            )
+        prompts = trace_prompts(data.tokenizer, texts, self.traces, think_start)
+        identity = data.model_identity or {}
+        continuations = generate_traces(
+            data.model, data.tokenizer, prompts, self.traces, data.precision, data.cache_dir, identity
+        )
+        inputs = trace_inputs(data.tokenizer, continuations, self.traces, think_start)
+        kept, held = holdout_split(len(inputs), self.traces.holdout, data.seed)
+        self.trace_train = reindex([inputs[i] for i in kept])
+        self.trace_eval = reindex([inputs[i] for i in held])
+
+    def _activation_sets(self, data) -> list[tuple[str, list[dict], bool]]:
+        """(name, examples, whether theta_0's layer-l output is kept) of each set a training step reads."""
+        return [("forget", data.forget, False), ("retain", data.retain, True)]
 
     def _first_trainable_layer(self, model) -> int | None:
         """Lowest decoder layer holding a trainable parameter; None if one lives outside the layers."""
@@ -257,7 +330,8 @@ class RMU(ForgetRetainMethod):
     def _cache_activations(self, data) -> None:
         m = unwrap(data.model)
         first = self._first_trainable_layer(m)
-        tokens = sum(len(e["input_ids"]) for e in data.forget) + 2 * sum(len(e["input_ids"]) for e in data.retain)
+        sets = self._activation_sets(data)
+        tokens = sum((1 + keep) * sum(len(e["input_ids"]) for e in examples) for _, examples, keep in sets)
         size_mb = tokens * m.config.hidden_size * 4 / 2**20
         if first is None or size_mb > self.activation_cache_mb:
             log.info("RMU: no activation cache (%.0f MiB needed, budget %.0f MiB)", size_mb, self.activation_cache_mb)
@@ -268,8 +342,10 @@ class RMU(ForgetRetainMethod):
         was_training = m.training
         m.eval()
         try:
-            for name, examples in (("forget", data.forget), ("retain", data.retain)):
+            for name, examples, keep in sets:
                 self.block_inputs[name] = {}
+                if keep:
+                    self.frozen[name] = {}
                 for start in range(0, len(examples), data.eval_batch_size):
                     chunk = examples[start : start + data.eval_batch_size]
                     batch = {k: v.to(device) for k, v in collate_qa(chunk, data.pad_id).items()}
@@ -278,28 +354,35 @@ class RMU(ForgetRetainMethod):
                         if first > 0
                         else m.get_input_embeddings()(batch["input_ids"])
                     )
-                    frozen = hidden_at_layer(m, batch, self.layer) if name == "retain" else None
+                    frozen = hidden_at_layer(m, batch, self.layer) if keep else None
                     for row, e in enumerate(chunk):
                         n = len(e["input_ids"])
                         self.block_inputs[name][e["index"]] = below[row, :n].float().cpu()
                         if frozen is not None:
-                            self.frozen_retain[e["index"]] = frozen[row, :n].float().cpu()
+                            self.frozen[name][e["index"]] = frozen[row, :n].float().cpu()
         finally:
             m.train(was_training)
         self.first_trainable = first
-        log.info("RMU: cached layer-%d inputs and frozen retain activations (%.0f MiB)", first, size_mb)
+        log.info("RMU: cached layer-%d inputs and frozen activations (%.0f MiB)", first, size_mb)
 
-    def _cached(self, part: dict) -> bool:
+    def _cached(self, part: dict, name: str) -> bool:
         """The cache applies to batches of the examples prepare saw (they carry their ``index``)."""
-        return self.first_trainable is not None and "index" in part
+        return self.first_trainable is not None and "index" in part and name in self.block_inputs
 
     def _hidden(self, model, part: dict, name: str) -> torch.Tensor:
-        if not self._cached(part):
+        if not self._cached(part, name):
             return hidden_at_layer(model, part, self.layer)
         rows = [self.block_inputs[name][int(i)] for i in part["index"]]
         dtype = next(unwrap(model).parameters()).dtype
         inputs = _pad_rows(rows, part["input_ids"]).to(dtype)
         return hidden_from_block(model, part, inputs, self.first_trainable, self.layer)
+
+    def _frozen(self, model, part: dict, name: str) -> torch.Tensor:
+        """theta_0's layer-l output on ``part``: kept from prepare, or recomputed with the saved weights swapped in."""
+        if self._cached(part, name) and name in self.frozen:
+            return _pad_rows([self.frozen[name][int(i)] for i in part["index"]], part["input_ids"])
+        with self.original.active():  # theta_0: trainable parameters swapped back; no_grad inside
+            return hidden_at_layer(model, part, self.layer)
 
     def forget_term(self, model, batch) -> torch.Tensor:
         """Unweighted forget loss: MSE of layer-l forget activations to c * u (also used by BLUR / ILU)."""
@@ -309,11 +392,7 @@ class RMU(ForgetRetainMethod):
     def retain_term(self, model, batch) -> torch.Tensor:
         """Unweighted retain loss: MSE of layer-l retain activations to theta_0's."""
         retain = batch["retain"]
-        if self._cached(retain):
-            frozen = _pad_rows([self.frozen_retain[int(i)] for i in retain["index"]], retain["input_ids"])
-        else:
-            with self.original.active():  # theta_0: trainable parameters swapped back; no_grad inside
-                frozen = hidden_at_layer(model, retain, self.layer)
+        frozen = self._frozen(model, retain, "retain")
         return rmu_retain_loss(self._hidden(model, retain, "retain"), frozen, retain["attention_mask"])
 
     def loss(self, model, batch):
@@ -321,3 +400,51 @@ class RMU(ForgetRetainMethod):
         forget_loss = self.forget_term(model, batch)
         loss = forget_loss + self.alpha * retain_loss
         return loss, {"rmu_forget": forget_loss.item(), "rmu_retain": retain_loss.item()}
+
+    # ---- the update, and the trace measurement around it -------------------------------------------
+
+    def unlearn(self, model, data, train, train_cfg) -> dict:
+        """The shared trainer's update; with ``traces``, the held-out trace loss before and after it too."""
+        before = self.trace_mse(model, data) if self.trace_eval else None
+        stats = self._update(model, data, train, train_cfg)
+        if before is not None:
+            after = self.trace_mse(model, data)
+            stats["trace_mse"] = {
+                "start": before,
+                "end": after,
+                "relative_drop": (before - after) / before if before > 0 else None,
+                "n": len(self.trace_eval),
+            }
+            log.info("held-out trace MSE to c*u: %.4f -> %.4f", before, after)
+        return stats
+
+    def _update(self, model, data, train, train_cfg) -> dict:
+        return super().unlearn(model, data, train, train_cfg)
+
+    @torch.no_grad()
+    def trace_mse(self, model, data) -> float:
+        """MSE(h_theta^(l)(x_trace), c * u) over every real token of the held-out trace inputs (one token-weighted
+        mean, as the training losses); always the full forward, never the activation cache."""
+        from runner.data.qa import collate_qa
+        from runner.scoring import autocast
+
+        m = unwrap(model)
+        device = next(m.parameters()).device
+        was_training = m.training
+        m.eval()
+        total, count = 0.0, 0
+        try:
+            for start in range(0, len(self.trace_eval), data.eval_batch_size):
+                chunk = [
+                    {k: v for k, v in e.items() if k != "index"}
+                    for e in self.trace_eval[start : start + data.eval_batch_size]
+                ]
+                batch = {k: v.to(device) for k, v in collate_qa(chunk, data.pad_id).items()}
+                with autocast(data.precision, device):
+                    hidden = hidden_at_layer(m, batch, self.layer)
+                n = int(batch["attention_mask"].sum())
+                total += rmu_forget_loss(hidden, batch["attention_mask"], self.control).item() * n
+                count += n
+        finally:
+            m.train(was_training)
+        return total / max(count, 1)
