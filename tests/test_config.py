@@ -229,3 +229,25 @@ def test_every_component_option_builds_through_the_one_builder(group, option):
     else:
         assert type(built) is expected[option] and isinstance(built, kind)
         assert getattr(built, "name", option) == option  # the option's name, as records and methods know it
+
+
+@pytest.mark.parametrize("model", ["llama8b", "qwen14b"])
+def test_r2mu_and_its_rmu_baseline_share_every_setting_but_the_method(model):
+    r2mu, rmu = compose_cfg(f"experiment=r2mu_wmdp_r1_{model}"), compose_cfg(f"experiment=rmu_wmdp_r1_{model}")
+    assert r2mu.method._target_ == "runner.methods.r2mu.R2MU" and rmu.method._target_ == "runner.methods.rmu.RMU"
+    for key in ("seed", "precision", "model", "benchmark", "unlearn", "eval"):
+        assert r2mu[key] == rmu[key], key
+    for key in ("layer", "trainable_layers", "trainable_modules", "steering_coeff", "alpha"):
+        assert r2mu.method[key] == rmu.method[key], key
+    # the same traces measured: equal settings once the unset ones take their defaults
+    from runner.methods.reasoning_traces import TraceSettings
+
+    shared = [TraceSettings.from_options(c.method.traces, "method.traces") for c in (r2mu, rmu)]
+    assert shared[0] == shared[1]
+    assert (r2mu.method.alpha, r2mu.method.lam, r2mu.unlearn.learning_rate, r2mu.unlearn.max_steps) == (
+        1.7,
+        1.0,
+        7.5e-5,
+        500,
+    )
+    assert r2mu.method.cot.name == "limo" and r2mu.benchmark.forget_corpora == ["bio"] and r2mu.seed == 42
