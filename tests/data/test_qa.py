@@ -39,6 +39,7 @@ REFERENCE = {
     "deepseek-r1-distill-llama-8b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
     "deepseek-r1-distill-qwen-1.5b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
     "deepseek-r1-distill-qwen-7b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
+    "deepseek-r1-distill-qwen-14b": (f"<｜User｜>{Q}<｜Assistant｜>{A}", True),
     "mistral-7b-instruct": (f"[INST] {Q} [/INST]{A}", True),
     "phi-1.5": (f"Question: {Q}\nAnswer: {A}", True),
     # distillation students (task=distill): Qwen2.5's chat template, its default system prompt, and
