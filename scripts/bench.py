@@ -28,7 +28,10 @@ ignored on both sides), the job's precision; one warm-up each, then the best of
 ``--gen-rounds``. Target: the runner within 20% (>= 0.8x). ``--sections gen``.
 Distillation section (scripts/bench_distill.py): training time and tokens of EPiC at ratio 0.5
 against the full traces; the time ratio should stay within 10% of the token ratio. ``--sections distill``.
-``--sections precision eval methods mcq gen distill`` picks what runs (all by default).
+R²MU section (scripts/bench_r2mu.py): one R²MU step against one RMU step on the same forget + retain
+batch (R²MU adds a trace and a chain-of-thought batch of the same size), WMDP fixtures; target <= 2.2x.
+``--sections r2mu``.
+``--sections precision eval methods mcq gen distill r2mu`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ TARGETS = [
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -461,6 +465,7 @@ SECTIONS = {
     "mcq": mcq_section,
     "gen": generation_section,
     "distill": distill_section,
+    "r2mu": r2mu_section,
 }
 
 
