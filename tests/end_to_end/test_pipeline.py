@@ -61,6 +61,13 @@ ZOO = {
     "wga": ["method=wga"],
     "undial": ["method=undial"],
     "rmu": ["method=rmu", *RMU_TINY],
+    "r2mu": [  # TOFU's QA rows as the forget documents (question and answer as one text)
+        "method=r2mu",
+        *RMU_TINY,
+        "method.traces={new_tokens: 16, train_tokens: 8, holdout: 0.25, batch_size: 8}",
+        "method.cot.subset=8",
+        "method.cot_max_tokens=32",
+    ],
     "task_vector": ["method=task_vector"],
     "blur": ["method=blur"],
     "blur_rmu": [
@@ -93,6 +100,7 @@ TERMS = {  # the loss terms each method logs per step: its own names (`forget_na
     "wga": {"wga_forget", "retain_nll"},
     "undial": {"undial_kl"},  # alpha 0: no retain term
     "rmu": {"rmu_forget", "rmu_retain"},
+    "r2mu": {"r2mu_forget", "r2mu_retain", "r2mu_trace", "r2mu_cot"},
     "task_vector": {"forget_nll"},  # the fine-tune on the forget set, which is then negated
     "blur": {"forget", "retain"},  # BLUR's own backward logs the two unweighted terms of its base
     "blur_rmu": {"forget", "retain"},
@@ -152,13 +160,20 @@ def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case, monkeypatch):
     assert len(spy.logs) == record["steps"]  # one log line per step, each with the method's own terms
     assert all(set(log) - {"loss", "grad_norm", "learning_rate", "epoch"} == TERMS[case] for log in spy.logs)
     two_ln2_over_beta = 2 * math.log(2) / 0.1  # NPO-type loss at theta = theta_ref (beta 0.1)
-    rmu_based = "rmu" in case
+    rmu_based = "rmu" in case or case == "r2mu"
     if rmu_based:  # only RMU's trainable layers moved; theta_0's activations kept exactly at the first step
         assert spy.trainable == RMU_WEIGHTS and spy.changed() == RMU_WEIGHTS
-        forget, retain = ("forget", "retain") if case == "blur_rmu" else ("rmu_forget", "rmu_retain")
+        forget, retain = {"blur_rmu": ("forget", "retain"), "r2mu": ("r2mu_forget", "r2mu_retain")}.get(
+            case, ("rmu_forget", "rmu_retain")
+        )
         assert spy.logs[0][retain] == 0.0
         first, last = _first_last(spy.logs, forget)  # forget activations move towards the control vector
         assert last < first
+    if case == "r2mu":  # the traces follow the forget text; the chains of thought start at theta_0's
+        assert spy.logs[0]["r2mu_cot"] == 0.0
+        first, last = _first_last(spy.logs, "r2mu_trace")
+        assert last < first
+        assert record["trace_mse"]["end"] < record["trace_mse"]["start"]
     else:  # the tiny model trains every parameter
         assert spy.changed() == spy.trainable == set(spy.before)
     if case in ("idkdpo", "blur", "ilu"):  # NPO (BLUR's, ILU's base) and IdkDPO start at 2 ln2 / beta, then fall
