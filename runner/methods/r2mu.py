@@ -25,6 +25,7 @@ import random
 
 import torch
 
+from runner.data.hub import resolve_path
 from runner.data.qa import collate_qa
 from runner.errors import ConfigError
 from runner.methods.reasoning_traces import cot_inputs, load_cot
@@ -120,6 +121,14 @@ class R2MU(RMU):
                 "method.cot",
                 "names no chains of thought",
                 "compose a traces config there: traces@method.cot=limo (or gsm8k, offline)",
+            )
+        source = str(cot.get("source"))
+        if source not in ("local", "hub") and not resolve_path(source).is_dir():  # caught before the model loads
+            raise ConfigError(
+                "method.cot.source",
+                f"`{source}` is neither local, hub nor an existing directory",
+                "use hub, or a directory laid out <dir>/<hub repo id>/<config>/<split>.parquet|jsonl "
+                "(python scripts/fetch_data.py)",
             )
         if not isinstance(cot_max_tokens, int) or cot_max_tokens < 2:
             raise ConfigError(

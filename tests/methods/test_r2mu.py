@@ -182,6 +182,14 @@ def test_bad_options_name_their_key(override, key):
     assert f"`{key}`" in str(err.value)
 
 
+def test_a_missing_cot_directory_is_named_at_build():
+    cfg = compose_cfg("method=r2mu", "traces@method.cot=limo", "method.cot.source=/nowhere")
+    with pytest.raises(ConfigError, match="`method.cot.source`"):
+        build(cfg.method, Method, "method")
+    built = build(compose_cfg("method=r2mu", "traces@method.cot=limo").method, Method, "method")  # hub: read later
+    assert built.cot_cfg["name"] == "limo"
+
+
 def test_bad_option_stops_the_job_before_the_model_loads(shared_cache, tmp_path):
     cfg = experiment_cfg("wmdp_smoke_tiny", shared_cache, "method=r2mu", "method.traces.train_tokens=5000")
     with pytest.raises(ConfigError, match="method.traces.train_tokens"):
