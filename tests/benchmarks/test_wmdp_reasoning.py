@@ -14,7 +14,7 @@ from runner.benchmarks.wmdp_reasoning import WmdpReasoning, problem_text
 from runner.errors import ConfigError
 from runner.output.preset import load_preset
 from runner.output.report import write_report
-from tests.conftest import experiment_cfg
+from tests.conftest import FIXTURES_DIR, experiment_cfg
 
 ON = ["benchmark.reasoning.enabled=true"]
 
@@ -102,7 +102,8 @@ def test_wmdp_with_reasoning_end_to_end(shared_cache, tmp_path):
     job.run(cfg, run_dir, choices={"method": "npo", "benchmark": "wmdp", "model": "tiny"})
     record = json.loads((run_dir / "results.json").read_text())
     assert record["status"] == "completed"
-    bio = [json.loads(line) for line in open("tests/fixtures/hub/cais/wmdp/wmdp-bio/test.jsonl")][:4]
+    bio_file = FIXTURES_DIR / "hub" / "cais" / "wmdp" / "wmdp-bio" / "test.jsonl"
+    bio = [json.loads(line) for line in bio_file.read_text().splitlines()][:4]
     for row in ("target", "unlearned"):
         metrics, suites = record["metrics"][row], record["evaluation"][row]
         per = record["per_example"][row]["wmdp_bio_reasoning"]
