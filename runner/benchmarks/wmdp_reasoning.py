@@ -185,7 +185,9 @@ class WmdpReasoning:
             suites[suite] = self.aggregate(per) | {"generation": run.stats}
             per_example[suite] = per
         if self.cfg.judge.get("model") is not None:
-            replies = judging.run_judge(self.cfg.judge, [p for _, p in judge_prompts], cache_dir, precision, KEY)
+            replies = judging.run_judge(
+                self.cfg.judge, [p for _, p in judge_prompts], cache_dir, precision, f"{KEY}.judge"
+            )
             for name in self.rows:
                 mine = [r for (s, _), r in zip(judge_prompts, replies, strict=True) if s == name]
                 suite = f"wmdp_{name}_reasoning"
