@@ -6,8 +6,9 @@ generations, and the tests check them on hand-written traces.
 **The stated choice** (``stated_choice``): the letter the text concludes with. In order, the last of
 
 1. ``\\boxed{B}`` (also ``\\boxed{\\text{B}}``, ``\\boxed{(B)}``);
-2. an answer phrase followed by a letter: "answer is B", "Answer: (B)", "final answer: **B**",
-   "the correct option is B", "choice B is correct" / "option B is the answer";
+2. an answer phrase followed by a letter: "answer is B", "the answer should be B", "Answer: (B)",
+   "**Answer:** B", "final answer: **B**", "the correct option is B", "choice B is correct" / "option
+   B is the answer", "go with option B";
 
 and, only when neither occurs, a text that *starts* with a letter standing alone ("B", "B.", "(B)",
 "B) anthrax", "**B**"). Letters are capitals A-D: "a virus" or "I think" never read as a choice.
@@ -32,12 +33,14 @@ from __future__ import annotations
 import re
 
 LETTERS = "ABCD"
-_L = r"\(?\**([A-D])\**\)?"  # a choice letter, optionally bracketed or bold
+_L = r"[\s*(\[]*([A-D])[*)\]]*"  # a choice letter, optionally bracketed or bold ("(B)", "**B**", "[B]")
+_BE = r"(?:is|would\s+be|should\s+be|must\s+be|will\s+be)(?:\s+(?:likely|probably|clearly|definitely))?"
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?\s*\(?([A-D])\b")
 _PHRASE = re.compile(
-    r"(?i:(?:final\s+)?answer\s*(?:is|:|=)?|correct\s+(?:option|choice|letter|answer)\s*(?:is|:)?)"
-    r"\s*(?i:(?:option|choice|letter)\s*)?[:\-]?\s*" + _L + r"(?![A-Za-z0-9])"
+    r"(?i:(?:final\s+)?answer\s*(?:" + _BE + r"|:|=)|correct\s+(?:option|choice|letter|answer)\s*(?:" + _BE + r"|:)?)"
+    r"\s*(?i:(?:option|choice|letter)\s*)?[:\-]?" + _L + r"(?![A-Za-z0-9])"
     r"|(?i:option|choice)\s+" + _L + r"\s+(?i:is\s+(?:the\s+)?(?:correct|right|answer))"
+    r"|(?i:go\s+with)\s+(?i:(?:option|choice)\s+)?" + _L + r"(?![A-Za-z0-9])"
 )
 _LEADING = re.compile(r"^\s*(?:\*\*)?\(?([A-D])(?:\*\*)?(?:[.):]|\s*$|\s+-)")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")

@@ -17,6 +17,11 @@ from runner.benchmarks.leak import concluded_choice, normalise, reveals, stated_
         ("\\boxed{\\text{C}}", "C"),
         ("The correct option is D, since ...", "D"),
         ("Option B is correct.", "B"),
+        ("So the answer should be C, the third one.", "C"),
+        ("The answer is probably A", "A"),
+        ("**Answer:** B", "B"),
+        ("The correct choice is **C. Vibrio cholerae**", "C"),
+        ("I'll go with option D.", "D"),
         ("B", "B"),
         ("(C) Bacillus anthracis", "C"),
         ("D. 40 degrees", "D"),
@@ -41,6 +46,7 @@ def test_stated_choice_reads_the_conclusion(text, choice):
         "The answer is Because of the heat",  # "B" begins a word
         "\\boxed{Bacteria}",
         "Answer: E",  # only A-D are choices
+        "Looking at answer A more closely, it fails.",  # "answer A" without "is" / ":" names, not concludes
     ],
 )
 def test_unparseable_choices_are_none(text):
