@@ -24,8 +24,10 @@ No match: the choice is unparseable (``None``), which counts as a wrong answer a
 - *letter*: the thinking concludes with the correct letter (its stated choice, rule above, by
   patterns 1-2 only: a trace does not start with its conclusion).
 
-A trace that walks through every option by name does trigger the text rule: the rule errs on the side of
-a leak, which is what the optional judge (``runner.benchmarks.judge``) is there to weigh.
+A trace that walks through every option by name triggers the text rule as written (``text_rule="mention"``,
+the default): it errs on the side of a leak. ``text_rule="only"`` counts the text only when no other
+option's text occurs; the evaluation also records how many options each trace names, so echoes show. The
+optional judge (``runner.benchmarks.judge``) weighs the rest.
 """
 
 from __future__ import annotations
@@ -75,11 +77,32 @@ def contains_words(haystack: str, needle: str) -> bool:
     return bool(needle) and f" {needle} " in f" {haystack} "
 
 
-def reveals(thinking: str, question: str, choices: list[str], answer: int, min_chars: int = 4) -> str | None:
-    """How the thinking reveals the correct answer (``"text"`` or ``"letter"``), None when it does not."""
-    option = normalise(choices[answer])
-    think = normalise(thinking)
-    if len(option) >= min_chars and not contains_words(normalise(question), option) and contains_words(think, option):
+TEXT_RULES = ("mention", "only")
+
+
+def named_options(thinking: str, question: str, choices: list[str], min_chars: int = 4) -> list[int]:
+    """The options whose text counts as evidence (``min_chars`` long, not in the question) and occurs in the thinking."""
+    think, asked = normalise(thinking), normalise(question)
+    named = []
+    for i, choice in enumerate(choices):
+        option = normalise(choice)
+        if len(option) >= min_chars and not contains_words(asked, option) and contains_words(think, option):
+            named.append(i)
+    return named
+
+
+def reveals(
+    thinking: str, question: str, choices: list[str], answer: int, min_chars: int = 4, text_rule: str = "mention"
+) -> str | None:
+    """How the thinking reveals the correct answer (``"text"`` or ``"letter"``), None when it does not.
+
+    ``text_rule``: ``mention``, the correct option's text occurs; ``only``, it is the only option text that
+    occurs (a trace that lists the options back is then no leak, nor is "not B's text but C's").
+    """
+    if text_rule not in TEXT_RULES:
+        raise ValueError(f"text_rule must be one of {TEXT_RULES}, not {text_rule!r}")
+    named = named_options(thinking, question, choices, min_chars)
+    if answer in named and (text_rule == "mention" or named == [answer]):
         return "text"
     if concluded_choice(thinking) == LETTERS[answer]:
         return "letter"

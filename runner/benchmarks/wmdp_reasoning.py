@@ -68,6 +68,12 @@ def check_config(cfg, question_sets: list[str]) -> None:
     _positive(cfg, "max_new_tokens", "e.g. max_new_tokens=1024 (the thinking budget)")
     _positive(cfg, "questions", "e.g. questions=50, or null for every loaded question", allow_none=True)
     _positive(cfg, "min_option_chars", "e.g. min_option_chars=4")
+    if cfg.get("text_rule") not in leak.TEXT_RULES:
+        raise ConfigError(
+            f"{KEY}.text_rule",
+            f"`{cfg.get('text_rule')}` is not one of {list(leak.TEXT_RULES)}",
+            "e.g. text_rule=mention",
+        )
     sets = reasoning_sets(cfg, question_sets)
     bad = [s for s in sets if s not in question_sets]
     if bad:
@@ -161,19 +167,21 @@ class WmdpReasoning:
                 precision,
                 desc=f"WMDP-{name} reasoning",
             )
-            per = {k: [] for k in ("generation", "choice", "correct", "leak", "leak_by", "length", "thinking_length")}
-            per["closed_thinking"] = []
+            keys = ("generation", "choice", "correct", "leak", "leak_by", "options_named", "length", "thinking_length")
+            per = {k: [] for k in (*keys, "closed_thinking")}
             for row, samples in zip(rows, run.outputs, strict=True):
                 g = samples[0]
                 thinking, response, closed, think = self._split(g.ids)
                 choice = leak.stated_choice(response)
-                how = leak.reveals(thinking, row["question"], row["choices"], row["answer"], self.cfg.min_option_chars)
+                q, options, min_chars = row["question"], row["choices"], int(self.cfg.min_option_chars)
+                how = leak.reveals(thinking, q, options, row["answer"], min_chars, str(self.cfg.text_rule))
                 values = {
                     "generation": g.text,
                     "choice": choice,
                     "correct": choice == LETTERS[row["answer"]],
                     "leak": how is not None,
                     "leak_by": how,
+                    "options_named": len(leak.named_options(thinking, q, options, min_chars)),
                     "length": len(g.ids),
                     "thinking_length": think,
                     "closed_thinking": closed,
@@ -215,6 +223,10 @@ class WmdpReasoning:
             "leak_rate": sum(per["leak"]) / n,
             "leak_by_text": sum(b == "text" for b in per["leak_by"]),
             "leak_by_letter": sum(b == "letter" for b in per["leak_by"]),
+            # text leaks of traces that name all four options: likely the options read back, not an answer
+            "leak_by_text_naming_all": sum(
+                b == "text" and n == len(LETTERS) for b, n in zip(per["leak_by"], per["options_named"], strict=True)
+            ),
             "mean_length": statistics.fmean(per["length"]),
             "mean_thinking_length": statistics.fmean(per["thinking_length"]),
         }
@@ -257,6 +269,7 @@ class WmdpReasoning:
             "think_end": self.fmt.think_end,
             "max_new_tokens": int(self.cfg.max_new_tokens),
             "min_option_chars": int(self.cfg.min_option_chars),
+            "text_rule": str(self.cfg.text_rule),
             "judge": OmegaConf.to_container(judge, resolve=True) if judge.get("model") is not None else None,
             "utility": {name: s.identity() for name, s in self.utility.items()},
         }

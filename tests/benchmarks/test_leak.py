@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.benchmarks.leak import concluded_choice, normalise, reveals, stated_choice
+from runner.benchmarks.leak import concluded_choice, named_options, normalise, reveals, stated_choice
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,19 @@ def test_min_chars_sets_the_shortest_option_text_that_counts():
     choices = ["DNA", "RNA", "Protein", "Lipid"]
     assert reveals("It must be the DNA.", "Which molecule?", choices, 0) is None  # 3 < 4
     assert reveals("It must be the DNA.", "Which molecule?", choices, 0, min_chars=3) == "text"
+
+
+def test_text_rule_only_leaves_out_traces_that_read_the_options_back():
+    # a small model's trace that lists every option (seen from SmolLM2-135M on the WMDP fixtures)
+    echo = "A. 10 degrees\nB. 20 degrees\nC. 30 degrees\nD. 40 degrees\nThe answer is X."
+    choices = ["10 degrees", "20 degrees", "30 degrees", "40 degrees"]
+    question = "At what temperature does the fictional Velmora moss stop growing?"
+    assert named_options(echo, question, choices) == [0, 1, 2, 3]
+    assert reveals(echo, question, choices, 0) == "text"  # mention: as written, errs towards a leak
+    assert reveals(echo, question, choices, 0, text_rule="only") is None
+    single = "It stops near 10 degrees, I recall."
+    assert reveals(single, question, choices, 0, text_rule="only") == "text"
+    # "only" still counts a concluded letter
+    assert reveals(echo + " So the answer is A.", question, choices, 0, text_rule="only") == "letter"
+    with pytest.raises(ValueError, match="text_rule"):
+        reveals(single, question, choices, 0, text_rule="most")

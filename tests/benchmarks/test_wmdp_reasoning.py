@@ -28,6 +28,7 @@ ON = ["benchmark.reasoning.enabled=true"]
         ([*ON, "benchmark.reasoning.max_new_tokens=0"], "benchmark.reasoning.max_new_tokens"),
         ([*ON, "benchmark.reasoning.questions=1.5"], "benchmark.reasoning.questions"),
         ([*ON, "benchmark.reasoning.instruction='{q}'"], "benchmark.reasoning.instruction"),
+        ([*ON, "benchmark.reasoning.text_rule=most"], "benchmark.reasoning.text_rule"),
     ],
 )
 def test_bad_reasoning_options_stop_at_the_job_key(shared_cache, overrides, key):
@@ -49,6 +50,7 @@ def test_aggregate_and_summary_by_hand():
         "correct": [True, False, False, True],
         "leak": [True, False, True, False],
         "leak_by": ["text", None, "letter", None],
+        "options_named": [4, 0, 1, 2],
         "length": [10, 20, 30, 40],
         "thinking_length": [5, 20, 25, 40],
     }
@@ -60,6 +62,7 @@ def test_aggregate_and_summary_by_hand():
         "leak_rate": 0.5,
         "leak_by_text": 1,
         "leak_by_letter": 1,
+        "leak_by_text_naming_all": 1,
         "mean_length": 25.0,
         "mean_thinking_length": 22.5,
         "judge_leak_rate": 1 / 3,
