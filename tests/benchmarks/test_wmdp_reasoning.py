@@ -39,6 +39,15 @@ def test_bad_reasoning_options_stop_at_the_job_key(shared_cache, overrides, key)
     assert err.value.key == key and "Fix:" in str(err.value)
 
 
+def test_a_bad_option_fails_the_job_before_any_stage(shared_cache, tmp_path):
+    cfg = experiment_cfg("wmdp_smoke_tiny", shared_cache, *ON, "benchmark.reasoning.max_new_tokens=0", "seed=518")
+    with pytest.raises(ConfigError, match="benchmark.reasoning.max_new_tokens"):
+        job.run(cfg, tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["status"] == "failed" and "benchmark.reasoning.max_new_tokens" in json.dumps(record)
+    assert not record.get("timings")  # no stage ran: the model was never loaded
+
+
 def test_problem_text_letters_the_choices():
     row = {"question": " Which? ", "choices": ["a", "b", "c", "d"], "answer": 1}
     assert problem_text(row) == "Which?\nA. a\nB. b\nC. c\nD. d"
