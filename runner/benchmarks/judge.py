@@ -51,13 +51,12 @@ def check(cfg, key: str) -> None:
     """The judge's options, before any model is loaded."""
     if cfg.get("model") is None:
         return
-    for field in ("source",):
-        if OmegaConf.select(cfg.model, field) is None:
-            raise ConfigError(
-                f"{key}.model.{field}",
-                "the judge model node names no source",
-                f"choose one with +model@{key}.model=NAME (a conf/model option), or give {{source: hub, id: HUB_ID}}",
-            )
+    if OmegaConf.select(cfg.model, "source") is None:
+        raise ConfigError(
+            f"{key}.model.source",
+            "the judge model node names no source",
+            f"choose one with +model@{key}.model=NAME (a conf/model option), or give {{source: hub, id: HUB_ID}}",
+        )
     template = str(cfg.template)
     try:
         template.format(**{f: "" for f in TEMPLATE_FIELDS})

@@ -153,58 +153,62 @@ class WmdpReasoning:
 
     def evaluate(self, model, batch_size: int, precision: str, cache_dir=None) -> tuple[dict, dict]:
         """(aggregates, per-example) by suite name: ``wmdp_<set>_reasoning`` and each utility suite."""
-        suites, per_example, judge_prompts = {}, {}, []
+        suites, per_example, judge_prompts = {}, {}, {}
         for name, rows in self.rows.items():
-            prompts = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in self.prompt_texts[name]]
-            run = generate(
-                model,
-                self.tokenizer,
-                prompts,
-                Decoding(name="greedy"),
-                DecodingContext(self.tokenizer, self.fmt.think_end),
-                int(self.cfg.max_new_tokens),
-                batch_size,
-                precision,
-                desc=f"WMDP-{name} reasoning",
-            )
-            keys = ("generation", "choice", "correct", "leak", "leak_by", "options_named", "length", "thinking_length")
-            per = {k: [] for k in (*keys, "closed_thinking")}
-            for row, samples in zip(rows, run.outputs, strict=True):
-                g = samples[0]
-                thinking, response, closed, think = self._split(g.ids)
-                choice = leak.stated_choice(response)
-                q, options, min_chars = row["question"], row["choices"], int(self.cfg.min_option_chars)
-                how = leak.reveals(thinking, q, options, row["answer"], min_chars, str(self.cfg.text_rule))
-                values = {
-                    "generation": g.text,
-                    "choice": choice,
-                    "correct": choice == LETTERS[row["answer"]],
-                    "leak": how is not None,
-                    "leak_by": how,
-                    "options_named": len(leak.named_options(thinking, q, options, min_chars)),
-                    "length": len(g.ids),
-                    "thinking_length": think,
-                    "closed_thinking": closed,
-                }
-                for k, v in values.items():
-                    per[k].append(v)
-                judge_prompts.append((name, self._judge_prompt(row, thinking)))
             suite = f"wmdp_{name}_reasoning"
-            suites[suite] = self.aggregate(per) | {"generation": run.stats}
+            per, stats, thinkings = self._answer(model, name, batch_size, precision)
+            suites[suite] = self.aggregate(per) | {"generation": stats}
             per_example[suite] = per
-        if self.cfg.judge.get("model") is not None:
-            replies = judging.run_judge(
-                self.cfg.judge, [p for _, p in judge_prompts], cache_dir, precision, f"{KEY}.judge"
-            )
-            for name in self.rows:
-                mine = [r for (s, _), r in zip(judge_prompts, replies, strict=True) if s == name]
-                suite = f"wmdp_{name}_reasoning"
+            judge_prompts[suite] = [self._judge_prompt(r, t) for r, t in zip(rows, thinkings, strict=True)]
+        if self.cfg.judge.get("model") is not None:  # one judge load for every set
+            flat = [p for prompts in judge_prompts.values() for p in prompts]
+            replies = iter(judging.run_judge(self.cfg.judge, flat, cache_dir, precision, f"{KEY}.judge"))
+            for suite, prompts in judge_prompts.items():
+                mine = [next(replies) for _ in prompts]
                 per_example[suite]["judge_reply"] = mine
                 per_example[suite]["judge_leak"] = [judging.parse_verdict(r) for r in mine]
                 suites[suite].update(self.judge_aggregate(per_example[suite]["judge_leak"]))
         for name, utility in self.utility.items():
             suites[name], per_example[name] = utility.evaluate(model, batch_size, precision)
         return suites, per_example
+
+    def _answer(self, model, name: str, batch_size: int, precision: str) -> tuple[dict, dict, list[str]]:
+        """Set ``name`` answered with reasoning: per-question values, the generation's stats, the thinkings."""
+        prompts = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in self.prompt_texts[name]]
+        run = generate(
+            model,
+            self.tokenizer,
+            prompts,
+            Decoding(name="greedy"),
+            DecodingContext(self.tokenizer, self.fmt.think_end),
+            int(self.cfg.max_new_tokens),
+            batch_size,
+            precision,
+            desc=f"WMDP-{name} reasoning",
+        )
+        min_chars, text_rule = int(self.cfg.min_option_chars), str(self.cfg.text_rule)
+        per, thinkings = {}, []
+        for row, samples in zip(self.rows[name], run.outputs, strict=True):
+            g = samples[0]
+            thinking, response, closed, think = self._split(g.ids)
+            choice = leak.stated_choice(response)
+            q, options = row["question"], row["choices"]
+            how = leak.reveals(thinking, q, options, row["answer"], min_chars, text_rule)
+            values = {
+                "generation": g.text,
+                "choice": choice,
+                "correct": choice == LETTERS[row["answer"]],
+                "leak": how is not None,
+                "leak_by": how,
+                "options_named": len(leak.named_options(thinking, q, options, min_chars)),
+                "length": len(g.ids),
+                "thinking_length": think,
+                "closed_thinking": closed,
+            }
+            for k, v in values.items():
+                per.setdefault(k, []).append(v)
+            thinkings.append(thinking)
+        return per, run.stats, thinkings
 
     def _judge_prompt(self, row: dict, thinking: str) -> str:
         choices = "\n".join(f"{letter}. {c}" for letter, c in zip(LETTERS, row["choices"], strict=True))
