@@ -86,7 +86,12 @@ def prompt_ids(tokenizer, model_cfg, text: str) -> list[int]:
         fmt = PromptFormat.from_cfg(prompt)
         return tokenizer(fmt.question.format(question=text), add_special_tokens=fmt.special_tokens)["input_ids"]
     if getattr(tokenizer, "chat_template", None):
-        return list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True))
+        # rendered, then tokenised without extra specials: the template writes its own (BOS and turn markers),
+        # and the text form does not depend on what apply_chat_template returns when it tokenises
+        chat = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
+        return tokenizer(chat, add_special_tokens=False)["input_ids"]
     return tokenizer(text)["input_ids"]
 
 

@@ -79,3 +79,18 @@ def test_a_tiny_judge_from_config_gives_parsed_or_counted_verdicts(shared_cache)
         "judge_parsed": 2,
         "judge_unparseable": 1,
     }
+
+
+def test_judge_prompt_in_the_model_format_else_chat_template_else_plain(tiny_tokenizer):
+    import copy
+
+    from omegaconf import OmegaConf
+
+    fmt = OmegaConf.create({"prompt": {"question": "Q: {question}\nA:", "answer": "{answer}"}})
+    assert judge.prompt_ids(tiny_tokenizer, fmt, "moss") == tiny_tokenizer("Q: moss\nA:")["input_ids"]
+    bare = OmegaConf.create({"source": "hub"})
+    assert judge.prompt_ids(tiny_tokenizer, bare, "moss") == tiny_tokenizer("moss")["input_ids"]
+    chat = copy.deepcopy(tiny_tokenizer)
+    chat.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}[assistant]"
+    want = chat("[user] moss[assistant]", add_special_tokens=False)["input_ids"]
+    assert judge.prompt_ids(chat, bare, "moss") == want
