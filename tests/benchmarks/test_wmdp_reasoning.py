@@ -149,3 +149,16 @@ def test_wmdp_with_reasoning_end_to_end(shared_cache, tmp_path):
     assert [r.split("|")[1].strip().strip("*") for r in rows] == ["Original", "NPO"]
     leak = 100 * record["metrics"]["unlearned"]["wmdp_bio_trace_leak"]
     assert f"{leak:.1f}" in rows[-1]
+    # the tiny judge parsed no verdict (its rate is absent, so is the column); a second record with a judge
+    # rate, as a run whose judge answered would write it, labelled R²MU, shows the judge column beside the rule's
+    judged = json.loads(json.dumps(record))
+    judged["job_key"] = f"{record['job_key']}-judged"
+    judged["choices"]["method"] = "r2mu"
+    judged["metrics"]["unlearned"]["wmdp_bio_trace_leak_judge"] = 0.25
+    (tmp_path / "r2mu").mkdir()
+    (tmp_path / "r2mu" / "results.json").write_text(json.dumps(judged))
+    result = write_report([tmp_path], load_preset("r2mu"), plots=False)
+    header, *rows = [line for line in result["markdown"].splitlines() if line.startswith("| ")]
+    assert "WMDP-Bio trace leak (judge) ↓" in header
+    assert [r.split("|")[1].strip().strip("*") for r in rows] == ["Original", "NPO", "R²MU"]
+    assert "25.0" in rows[-1].split("|")[header.split("|").index(" WMDP-Bio trace leak (judge) ↓ ")]
