@@ -124,7 +124,7 @@ def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, pre
     return out
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """The forward argument that takes a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(type(model.base_model).forward).parameters else "past_key_values"
 
@@ -181,7 +181,7 @@ def score_answer_sets(
                 attention_mask=torch.cat([prompt_mask[owner], answer_mask], dim=1),
                 position_ids=prompt_mask.sum(-1)[owner, None] + torch.arange(answer_ids.shape[1], device=device),
                 use_cache=False,
-                **{_cache_kwarg(m): cache},
+                **{cache_kwarg(m): cache},
             ).last_hidden_state
         # answer token j is predicted at the position before it: the prompt's last one for j = 0
         before = torch.cat([first.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)

@@ -30,8 +30,9 @@ Distillation section (scripts/bench_distill.py): training time and tokens of EPi
 against the full traces; the time ratio should stay within 10% of the token ratio. ``--sections distill``.
 Cost section (scripts/bench_cost.py): this machine's matmul GFLOP/s, each method's step against the
 real-token floor (padding-free now vs padded before), and the cost curve over batch and length.
-``--sections cost``.
-``--sections precision eval methods mcq gen distill cost`` picks what runs (all by default).
+``--sections cost``. Answers section: the default TOFU evaluation's greedy answers, the runner's loop against
+``model.generate`` on the same batches (tokens/s, and that the answers are the same). ``--sections answers``.
+``--sections precision eval methods mcq gen distill cost answers`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ TARGETS = [
 ]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_cost import cost_section, curve_point, model_sizes  # noqa: E402
+from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
 
 
@@ -480,6 +481,7 @@ SECTIONS = {
     "gen": generation_section,
     "distill": distill_section,
     "cost": cost_section,
+    "answers": answers_section,
 }
 
 

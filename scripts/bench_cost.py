@@ -183,3 +183,69 @@ def cost_section(args) -> None:
             f"| {p['batch']} x {p['length']} | {'on' if p['checkpointing'] else 'off'} | {p['step_s']:.2f} "
             f"| {1000 * per_token:.2f} | {per_token / smallest[key]:.2f} | {floor / p['step_s']:.0%} | {p['peak_mb']:.0f} |"
         )
+
+
+def answers_section(args) -> None:
+    """Greedy answers of the default TOFU evaluation: the runner's loop (ended rows leave the batch) against
+    ``model.generate`` on the same length-sorted batches and caps; tokens/s of real (pre-EOS) tokens."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from runner.benchmarks.base import build_benchmark
+    from runner.data.qa import PromptFormat, left_padded
+    from runner.decoding.generate import greedy_ids
+    from runner.models import load_model
+    from runner.precision import resolve
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(args.overrides))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve(cfg.precision, device)["used"]
+    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
+    model.to(device)
+    bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+    eos, pad, size = tokenizer.eos_token_id, tokenizer.pad_token_id, int(cfg.eval.batch_size)
+    suites = [s for s in ("forget", "retain") if s in bench.max_new_tokens]
+
+    def plain(prompts, cap) -> list[list[int]]:
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list = [None] * len(prompts)
+        for first in range(0, len(order), size):
+            idx = order[first : first + size]
+            ids, mask = left_padded([prompts[i] for i in idx], pad, device)
+            with torch.inference_mode():
+                new = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=cap,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    eos_token_id=eos,
+                )[:, ids.shape[1] :].tolist()
+            for i, row in zip(idx, new, strict=True):
+                out[i] = row[: row.index(eos)] if eos in row else row
+        return out
+
+    rates: dict[str, list[float]] = {"model.generate": [], "runner": []}
+    differ = total = 0
+    for suite in suites:
+        prompts, cap = bench._scored[suite][0], int(bench.max_new_tokens[suite])
+        for round_ in range(1 + args.gen_rounds):  # round 0 warms up
+            start = time.perf_counter()
+            want = plain(prompts, cap)
+            plain_s = time.perf_counter() - start
+            start = time.perf_counter()
+            got = greedy_ids(model, tokenizer, prompts, cap, size, precision, f"answers {suite}")
+            runner_s = time.perf_counter() - start
+            if round_:
+                tokens = sum(map(len, want))
+                rates["model.generate"].append(tokens / plain_s)
+                rates["runner"].append(sum(map(len, got)) / runner_s)
+        differ += sum(a != b for a, b in zip(got, want, strict=True))
+        total += len(prompts)
+    base, ours = max(rates["model.generate"]), max(rates["runner"])
+    print(
+        f"\nTOFU answers ({', '.join(suites)}; {cfg.model.name}, batch {size}, caps from the gold answers, {precision}), "
+        f"best of {args.gen_rounds}: model.generate {base:.1f} tok/s, runner {ours:.1f} tok/s, "
+        f"runner / generate {ours / base:.2f} (target >= 0.9); answers that differ: {differ} of {total}"
+    )
