@@ -17,7 +17,6 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from runner.data.qa import left_padded
 from runner.decoding.base import DecodingContext
-from runner.decoding.strategies import Decoding
 from runner.scoring import autocast, cache_kwarg, unwrap
 
 
