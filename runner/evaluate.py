@@ -59,7 +59,7 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
         model.to(distributed.device())
 
     with record.stage("build_benchmark"):
-        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
         if bench.finetuned_models:
             raise ConfigError(
                 "method",

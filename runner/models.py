@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from runner.cache import CacheEntry, content_key, file_digest
 from runner.errors import ConfigError
+from runner.packing import use_packed_attention
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -36,6 +37,7 @@ def load_model(model_cfg, cache_dir: str | Path):
     model, tokenizer = _from_pretrained(path, model_cfg)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    use_packed_attention(model)  # padded training batches run padding-free (runner/packing.py)
     model.eval()
     return model, tokenizer
 

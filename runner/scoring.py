@@ -2,7 +2,9 @@
 
 ``token_nll`` applies the LM head only at positions whose next token is an
 answer token: prompt and padding positions never pay for the vocabulary
-projection (a quarter of a 135M model's forward cost).
+projection (a quarter of a 135M model's forward cost). Where many positions are
+scored at once (text windows, where every token is), ``head_nll`` runs the head
+in chunks, so the (positions x vocabulary) logits never exist all at once.
 """
 
 from __future__ import annotations
@@ -13,9 +15,38 @@ import inspect
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from runner.data.qa import IGNORE, left_padded, pad_sequences
+from runner.packing import last_hidden_state
+
+# positions per LM-head chunk: a 49k vocabulary makes 1024 positions' fp32 logits 200 MB (QA batches
+# score fewer answer tokens than this and run in one piece)
+HEAD_CHUNK = 1024
+
+
+def _nll(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="none")
+
+
+def head_nll(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """-log softmax(head(hidden))[targets] for (N, H) hidden states, as an (N,) tensor.
+
+    Above ``chunk`` positions the projection, log-softmax and loss run chunk by chunk; under
+    autograd each chunk is checkpointed (its logits are recomputed in backward rather than kept),
+    so the memory of the logits and their gradient is one chunk's, for one extra head forward.
+    ``chunk``: positions per chunk (default ``HEAD_CHUNK``).
+    """
+    chunk = chunk or HEAD_CHUNK
+    if hidden.shape[0] <= chunk:
+        return _nll(head, hidden, targets)
+    track = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in head.parameters()))
+    parts = []
+    for start in range(0, hidden.shape[0], chunk):
+        h, t = hidden[start : start + chunk], targets[start : start + chunk]
+        parts.append(checkpoint(_nll, head, h, t, use_reentrant=False) if track else _nll(head, h, t))
+    return torch.cat(parts)
 
 
 def unwrap(model):
@@ -26,11 +57,10 @@ def unwrap(model):
 def token_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token NLL of the labels (B, T-1) and the mask of scored tokens."""
     m = unwrap(model)
-    hidden = m.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = last_hidden_state(m.base_model, batch["input_ids"], batch["attention_mask"])
     targets = batch["labels"][:, 1:]
     mask = targets != IGNORE
-    logits = m.get_output_embeddings()(hidden[:, :-1][mask])
-    nll_flat = F.cross_entropy(logits.float(), targets[mask], reduction="none")
+    nll_flat = head_nll(m.get_output_embeddings(), hidden[:, :-1][mask], targets[mask])
     nll = torch.zeros(targets.shape, dtype=nll_flat.dtype, device=nll_flat.device).masked_scatter(mask, nll_flat)
     return nll, mask
 
@@ -94,7 +124,7 @@ def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, pre
     return out
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """The forward argument that takes a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(type(model.base_model).forward).parameters else "past_key_values"
 
@@ -151,13 +181,12 @@ def score_answer_sets(
                 attention_mask=torch.cat([prompt_mask[owner], answer_mask], dim=1),
                 position_ids=prompt_mask.sum(-1)[owner, None] + torch.arange(answer_ids.shape[1], device=device),
                 use_cache=False,
-                **{_cache_kwarg(m): cache},
+                **{cache_kwarg(m): cache},
             ).last_hidden_state
         # answer token j is predicted at the position before it: the prompt's last one for j = 0
         before = torch.cat([first.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)
         mask = answer_mask.bool()
-        logits = m.get_output_embeddings()(before[mask])
-        nll = F.cross_entropy(logits.float(), answer_ids[mask], reduction="none")
+        nll = head_nll(m.get_output_embeddings(), before[mask], answer_ids[mask])
         per_row = torch.zeros(mask.shape, dtype=nll.dtype, device=device).masked_scatter(mask, nll).sum(dim=1)
         scored = torch.stack([per_row.double(), mask.sum(dim=1).double()], dim=1).cpu().numpy()
         start = 0

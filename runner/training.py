@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -22,12 +22,32 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from runner.data.qa import collate_qa
 from runner.distributed import SingleProcess, Strategy
 from runner.errors import TrainingDiverged
-from runner.scoring import autocast
+from runner.scoring import autocast, unwrap
 
 log = logging.getLogger(__name__)
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
 # (model, batch, scale) -> (loss, terms), having added scale * (its update direction) to each p.grad
 BackwardFn = Callable[[torch.nn.Module, dict, float], tuple[torch.Tensor, dict]]
+# (model, batch) -> (part, terms) pairs whose parts sum to the loss (Method.loss_parts)
+PartsFn = Callable[[torch.nn.Module, dict], Iterator[tuple[torch.Tensor, dict]]]
+
+
+def backward_by_parts(parts_fn: PartsFn) -> BackwardFn:
+    """Back-propagate each part of the loss before the next part's forward pass.
+
+    The gradient is the same as one backward of the sum; the peak memory is that of the largest
+    part's graph instead of all of them together (a forget and a retain pass: about half).
+    """
+
+    def backward(model, batch: dict, scale: float) -> tuple[torch.Tensor, dict]:
+        total, terms = None, {}
+        for part, part_terms in parts_fn(model, batch):
+            (part * scale).backward()
+            total = part.detach() if total is None else total + part.detach()
+            terms.update(part_terms)
+        return total, terms
+
+    return backward
 
 
 class ListDataset(Dataset):
@@ -160,12 +180,16 @@ def train(
     backward_fn: BackwardFn | None = None,
     callbacks: list | None = None,
     strategy: Strategy | None = None,
+    parts_fn: PartsFn | None = None,
 ) -> dict:
     """Run the Trainer; returns the numbers worth recording (steps, seconds, final loss).
 
     ``callbacks``: extra TrainerCallbacks (the tracker's per-step curves, see runner/output/trackers/base.py).
     ``strategy``: the job's distributed strategy (its DeepSpeed config, the model's state around
     training); None is one process, which refuses to run where several ranks were started.
+    ``parts_fn``: the loss in parts (``Method.loss_parts``); in one process each part is
+    back-propagated on its own (``backward_by_parts``). DeepSpeed, which owns the backward pass,
+    gets their sum through ``loss_fn``.
     """
     strategy = strategy or SingleProcess()
     n_devices = max(1, torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
@@ -174,6 +198,8 @@ def train(
     total_steps = train_cfg.get("max_steps") or steps_per_epoch * train_cfg.epochs
     precision = strategy.training_precision(precision)
     deepspeed = strategy.deepspeed_config(train_cfg, precision)
+    if backward_fn is None and parts_fn is not None and deepspeed is None:
+        backward_fn = backward_by_parts(parts_fn)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=train_cfg.batch_size,
@@ -185,7 +211,12 @@ def train(
         warmup_steps=int(round(train_cfg.warmup_ratio * total_steps)),
         weight_decay=train_cfg.weight_decay,
         max_grad_norm=train_cfg.max_grad_norm,
-        optim="adamw_torch",
+        # fused AdamW: one kernel over all parameters, about 5x faster than the per-tensor loop that
+        # adamw_torch runs on CPU (135M parameters: 0.5 s vs 2.5 s a step), no foreach temporaries
+        optim="adamw_torch_fused",
+        gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing", False)),
+        # non-reentrant: works with frozen layers below the trainable ones and with kwargs (packed batches)
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
         seed=seed,
@@ -242,6 +273,8 @@ def train(
         raise
     finally:
         model.train(was_training)
+        if args.gradient_checkpointing:  # the Trainer turned it on for this stage only
+            unwrap(model).gradient_checkpointing_disable()
     strategy.after_training(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
     _check_weights(train_cfg, stage, timing.steps, start_norm, weight_norm(model))
     seconds = time.perf_counter() - timing.start

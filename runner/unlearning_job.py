@@ -41,7 +41,7 @@ def run_unlearning(
         set_trainable(model, cfg.model.trainable_layers)
 
     with record.stage("build_benchmark"):
-        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
+        bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
         pad_id = tokenizer.pad_token_id
         eval_key = content_key(
             {

@@ -31,12 +31,17 @@ against the full traces; the time ratio should stay within 10% of the token rati
 R²MU section (scripts/bench_r2mu.py): one R²MU step against one RMU step on the same forget + retain
 batch (R²MU adds a trace and a chain-of-thought batch of the same size), WMDP fixtures; target <= 2.2x.
 ``--sections r2mu``.
-``--sections precision eval methods mcq gen distill r2mu`` picks what runs (all by default).
+Cost section (scripts/bench_cost.py): this machine's matmul GFLOP/s, each method's step against the
+real-token floor (padding-free now vs padded before), and the cost curve over batch and length.
+``--sections cost``. Answers section: the default TOFU evaluation's greedy answers, the runner's loop against
+``model.generate`` on the same batches (tokens/s, and that the answers are the same). ``--sections answers``.
+``--sections precision eval methods mcq gen distill cost answers r2mu`` picks what runs (all by default).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -60,6 +65,7 @@ TARGETS = [
 ]
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
@@ -85,18 +91,22 @@ class PeakRSS(threading.Thread):
             time.sleep(0.002)
 
 
-def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[str]) -> dict:
+def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[str], baseline: bool = False) -> dict:
+    """One method's step as the one-process trainer runs it: padding-free forward passes, each loss part
+    back-propagated on its own, fused AdamW. ``baseline``: the path before those (padded batch, one
+    backward of the summed loss, the per-tensor AdamW loop), for the cost section's side by side."""
     import torch
     from hydra import compose, initialize_config_dir
 
     from runner.benchmarks.base import build_benchmark
     from runner.components import build
-    from runner.data.qa import PromptFormat
+    from runner.data.qa import IGNORE, PromptFormat
     from runner.methods.base import Method, UnlearnData
     from runner.models import load_model, set_trainable
+    from runner.packing import padded_forward
     from runner.precision import resolve
     from runner.scoring import autocast
-    from runner.training import collate_pairs
+    from runner.training import backward_by_parts, collate_pairs
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"method={method}", *overrides])
@@ -117,11 +127,15 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     data = UnlearnData(
         model, forget, retain, bench.encode, tokenizer.pad_token_id, batch, cfg.precision, 0, bench.forget_rows[:batch]
     )
-    if hasattr(loss_obj, "select_trainable"):
-        loss_obj.select_trainable(model)
+    loss_obj.select_trainable(model)
     loss_obj.prepare(data)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-6, **({"foreach": False} if baseline else {"fused": True}))
+    backward = backward_by_parts(loss_obj.loss_parts)
+    padding = padded_forward if baseline else contextlib.nullcontext
+    masks = [batch_t[side]["attention_mask"] for side in ("forget", "retain")]
+    labels = [batch_t[side]["labels"][:, 1:] != IGNORE for side in ("forget", "retain")]
     rss_before = _rss_mb()
     sampler = PeakRSS()
     sampler.start()
@@ -132,12 +146,14 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with autocast(cfg.precision, device):
-            if hasattr(loss_obj, "backward"):  # methods that build their own update (BLUR)
+        with autocast(cfg.precision, device), padding():
+            if loss_obj.fills_gradients:  # methods that build their own update (BLUR)
                 loss_obj.backward(model, batch_t, 1.0)
-            else:
+            elif baseline:
                 loss, _ = loss_obj.loss(model, batch_t)
                 loss.backward()
+            else:
+                backward(model, batch_t, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -153,6 +169,9 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
         "peak_mb": peak,
         "device": device.type,
         "precision": cfg.precision,
+        "padded_tokens": sum(m.numel() for m in masks),
+        "real_tokens": sum(int(m.sum()) for m in masks),
+        "scored_tokens": sum(int(m.sum()) for m in labels),
     }
 
 
@@ -465,6 +484,8 @@ SECTIONS = {
     "mcq": mcq_section,
     "gen": generation_section,
     "distill": distill_section,
+    "cost": cost_section,
+    "answers": answers_section,
     "r2mu": r2mu_section,
 }
 
@@ -484,11 +505,35 @@ def main() -> None:
     ap.add_argument("--gen-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--distill-traces", type=int, default=64, help="GSM8K traces in the distillation section")
     ap.add_argument("--distill-rounds", type=int, default=2, help="timed runs per condensation (after one warm-up)")
+    ap.add_argument("--cost-methods", nargs="+", default=["npo", "graddiff"], help="methods in the cost section")
+    ap.add_argument("--curve-batch", type=int, default=2, help="rows at 1x in the cost curve")
+    ap.add_argument("--curve-lengths", type=int, nargs="+", default=[128, 512], help="window lengths of the cost curve")
+    ap.add_argument("--curve-steps", type=int, default=2, help="timed steps per cost-curve point (after one warm-up)")
+    ap.add_argument(
+        "--curve-checkpointing", action="store_true", help="the cost curve again with gradient checkpointing"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--curve", nargs=2, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
     args = ap.parse_args()
     if args.one:  # child process: measure one method, print JSON
-        print(json.dumps(measure(args.one, args.steps, args.batch, args.warmup, args.overrides)))
+        print(json.dumps(measure(args.one, args.steps, args.batch, args.warmup, args.overrides, args.baseline)))
+        return
+    if args.curve:  # child process: one point of the cost curve
+        batch, length = args.curve
+        print(json.dumps(curve_point(batch, length, args.steps, args.warmup, args.checkpointing, args.overrides)))
+        return
+    if args.sizes:  # child process: the model's parameter counts
+        from hydra import compose, initialize_config_dir
+
+        from runner.models import load_model
+
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=args.overrides)
+        print(json.dumps(model_sizes(load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())[0])))
         return
     for name in args.sections:
         SECTIONS[name](args)

@@ -7,6 +7,7 @@ any training. Then the job reads:
 
 - ``forget_rows`` / ``retain_rows``: the rows to unlearn and to keep (``{"question", "answer"}``
   or ``{"text"}``); both empty for an evaluation-only benchmark (reasoning suites);
+- ``cache_dir``: the job's cache directory where the pipeline passes one (None in scripts);
 - ``finetuned_models``: the models the job fine-tunes from the loaded one before unlearning and
   evaluates for comparison, by kind (TOFU: ``target`` on forget + retain, ``retain`` on the retain
   rows); empty where the loaded model is itself the one to unlearn (WMDP);
@@ -39,10 +40,11 @@ from runner.data.qa import PromptFormat
 class Benchmark(ABC):
     name: str = ""
 
-    def __init__(self, tokenizer, fmt: PromptFormat, **options):
+    def __init__(self, tokenizer, fmt: PromptFormat, cache_dir=None, **options):
         # the benchmark's own config subtree, as a node so that options read as cfg.key
         self.cfg: DictConfig = OmegaConf.create(options)
         self.tokenizer, self.fmt = tokenizer, fmt
+        self.cache_dir = cache_dir  # the job's cache, for models an evaluation loads (WMDP's judge); may be None
         self.forget_rows: list[dict] = []
         self.retain_rows: list[dict] = []
         self.finetuned_models: dict[str, list[dict]] = {}
@@ -69,6 +71,8 @@ class Benchmark(ABC):
     def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict: ...
 
 
-def build_benchmark(node, tokenizer, fmt: PromptFormat) -> Benchmark:
-    """The benchmark ``node`` names, built with the tokenizer and prompt format it encodes with."""
-    return build(node, Benchmark, "benchmark", tokenizer=tokenizer, fmt=fmt)
+def build_benchmark(node, tokenizer, fmt: PromptFormat, cache_dir=None) -> Benchmark:
+    """The benchmark ``node`` names, built with the tokenizer and prompt format it encodes with (and the
+    job's cache directory, where an evaluation loads a model of its own)."""
+    runtime = {"cache_dir": cache_dir} if cache_dir is not None else {}
+    return build(node, Benchmark, "benchmark", tokenizer=tokenizer, fmt=fmt, **runtime)

@@ -11,6 +11,8 @@
 - Evaluation: zero-shot accuracy on the configured WMDP question sets
   (``cais/wmdp`` wmdp-bio / wmdp-cyber / wmdp-chem, split test; random is 25%)
   and MMLU as utility, in lm-eval-harness' prompt layout (runner.benchmarks.mcq).
+- Optionally (``reasoning.enabled``), the questions answered with a chain of thought, what the traces
+  leak, a judge's verdicts and reasoning utility (runner.benchmarks.wmdp_reasoning).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 from runner.benchmarks import mcq
 from runner.benchmarks.base import Benchmark
 from runner.benchmarks.mmlu import MmluSuite
+from runner.benchmarks.wmdp_reasoning import WmdpReasoning, utility_inputs
+from runner.benchmarks.wmdp_reasoning import check_config as check_reasoning
 from runner.cache import content_key
 from runner.data import hub, wikitext
 from runner.data.text import encode_text
@@ -83,6 +87,9 @@ class WmdpBenchmark(Benchmark):
         self.retain_rows = [{"text": t} for t in retain]
         use_mmlu = cfg.get("mmlu") is not None and cfg.mmlu.get("enabled", True)
         self.mmlu = MmluSuite(cfg.mmlu, tokenizer) if use_mmlu else None
+        reasoning = cfg.get("reasoning")
+        use_reasoning = reasoning is not None and reasoning.get("enabled", False)
+        self.reasoning = WmdpReasoning(reasoning, self.questions, tokenizer, fmt) if use_reasoning else None
         self._encoded: dict[str, list[mcq.EncodedMCQ]] = {}
 
     @staticmethod
@@ -92,6 +99,8 @@ class WmdpBenchmark(Benchmark):
         from runner.inputs import Input
 
         source = str(cfg.source)
+        # the reasoning options are checked here, at the job key, before any model is loaded
+        check_reasoning(cfg.get("reasoning"), _names(cfg.questions, QUESTIONS, "benchmark.questions"))
         found = [hub.input_of(source, QUESTIONS[n]) for n in _names(cfg.questions, QUESTIONS, "benchmark.questions")]
         for name in _names(cfg.forget_corpora, FORGET_CORPORA, "benchmark.forget_corpora"):
             if name == "cyber":
@@ -107,7 +116,7 @@ class WmdpBenchmark(Benchmark):
             mmlu_source = str(cfg.mmlu.source)
             for subject in mmlu_data.resolve_subjects(cfg.mmlu.subjects, mmlu_source, "benchmark.mmlu.subjects"):
                 found.append(mmlu_data.input_of(subject, mmlu_source))
-        return found
+        return found + utility_inputs(cfg.get("reasoning"))
 
     def _forget_corpus(self, name: str, source: str) -> list[dict]:
         if name == "cyber":
@@ -158,15 +167,21 @@ class WmdpBenchmark(Benchmark):
             agg, per = self.mmlu.evaluate(model, eval_cfg.batch_size, precision, padding)
             result["suites"]["mmlu"] = agg
             result["per_example"]["mmlu"] = per
+        if self.reasoning is not None:
+            agg, per = self.reasoning.evaluate(model, eval_cfg.batch_size, precision, self.cache_dir)
+            result["suites"].update(agg)
+            result["per_example"].update(per)
         return result
 
-    @staticmethod
-    def summarize(evaluation: dict, baselines: dict[str, dict]) -> dict:
-        """Accuracies: ``wmdp_<set>`` for each question set, ``mmlu`` and the RMU paper's MMLU subsets."""
+    def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
+        """Accuracies: ``wmdp_<set>`` for each question set, ``mmlu`` and the RMU paper's MMLU subsets; with
+        ``reasoning``, the answers with reasoning, the trace-leak rates and the utility suites."""
         suites = evaluation["suites"]
-        out = {name: s["accuracy"] for name, s in suites.items() if name.startswith("wmdp_")}
+        out = {f"wmdp_{name}": suites[f"wmdp_{name}"]["accuracy"] for name in self.question_sets}
         if "mmlu" in suites:
             out.update(MmluSuite.summary(suites["mmlu"]))
+        if self.reasoning is not None:
+            out.update(self.reasoning.summary(suites))
         return out
 
     def encoding(self) -> dict:
@@ -180,6 +195,8 @@ class WmdpBenchmark(Benchmark):
             "mmlu": self.mmlu.identity() if self.mmlu is not None else None,
             "mcq_padding": str(self.cfg.get("mcq_padding", "right")),
             **self.encoding(),
+            # only when on: an evaluation cached before the option existed keeps its key
+            **({"reasoning": self.reasoning.identity()} if self.reasoning is not None else {}),
         }
 
 

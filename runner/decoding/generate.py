@@ -17,8 +17,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from runner.data.qa import left_padded
 from runner.decoding.base import DecodingContext
-from runner.decoding.strategies import Decoding
-from runner.scoring import autocast, unwrap
+from runner.scoring import autocast, cache_kwarg, unwrap
 
 
 @dataclass
@@ -159,18 +158,68 @@ def greedy_generate(
     unlearning benchmarks' answers: TOFU, MUSE, the GSM8K attack).
 
     ``strip=False`` keeps surrounding whitespace, for callers that cut the text at stop strings first.
+    The tokens are those of ``model.generate`` (greedy, the same left-padded batches); see
+    ``greedy_ids`` for how finished rows stop costing anything.
     """
-    run = generate(
-        model,
-        tokenizer,
-        prompts,
-        Decoding(name="greedy"),
-        DecodingContext(tokenizer),
-        max_new_tokens,
-        batch_size,
-        precision,
-        desc,
-        eos_ids={tokenizer.eos_token_id},
-    )
-    texts = [tokenizer.decode(samples[0].ids, skip_special_tokens=True) for samples in run.outputs]
+    ids = greedy_ids(model, tokenizer, prompts, max_new_tokens, batch_size, precision, desc)
+    texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return [t.strip() for t in texts] if strip else texts
+
+
+@torch.inference_mode()
+def greedy_ids(
+    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, precision: str, desc: str
+) -> list[list[int]]:
+    """Greedy tokens of each prompt up to (not including) the tokenizer's EOS, at most ``max_new_tokens``.
+
+    A KV-cached loop over length-sorted, left-padded batches, like ``model.generate``'s, except that a
+    row leaves the batch (its cache rows too) the step it ends: ``generate`` keeps computing every
+    finished row until the batch's longest answer is done, so short answers pay for long ones.
+    """
+    m = unwrap(model)
+    device = next(m.parameters()).device
+    eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: list[list[int]] = [[] for _ in prompts]
+    cache_key = cache_kwarg(m)
+    bar = tqdm(total=len(prompts), desc=desc, unit="answer", leave=False)
+    start, tokens = time.perf_counter(), 0
+    for first in range(0, len(order), batch_size):
+        alive = order[first : first + batch_size]  # prompt indices of the rows still generating
+        input_ids, mask = left_padded([prompts[i] for i in alive], pad_id, device)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        with autocast(precision, device):
+            out = m(input_ids=input_ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        position = position[:, -1:]
+        for step in range(max_new_tokens):
+            chosen = out.logits[:, -1].argmax(-1)
+            ended = chosen == eos
+            for row, token in zip(alive, chosen.tolist(), strict=True):
+                if token != eos:
+                    outputs[row].append(token)
+                    tokens += 1
+            if bool(ended.any()):
+                keep = (~ended).nonzero().squeeze(1)
+                bar.update(len(alive) - len(keep))
+                alive = [alive[k] for k in keep.tolist()]
+                if not alive:
+                    break
+                cache.reorder_cache(keep)  # index-selects the batch dimension: the ended rows' keys go
+                chosen, mask, position = chosen[keep], mask[keep], position[keep]
+            if step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+            position = position + 1
+            with autocast(precision, device):
+                out = m(
+                    input_ids=chosen[:, None],
+                    attention_mask=mask,
+                    position_ids=position,
+                    use_cache=True,
+                    **{cache_key: cache},
+                )
+        bar.update(len(alive) if alive else 0)
+        bar.set_postfix_str(f"{tokens / max(time.perf_counter() - start, 1e-9):.1f} tok/s")
+    bar.close()
+    return outputs

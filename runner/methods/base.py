@@ -16,6 +16,10 @@ and, inside the shared trainer, every step:
 
 - ``loss(model, batch) -> (loss, terms)``: the objective on ``batch = {"forget", "retain"}``;
   ``terms`` are floats to log. Every method defines it, unless it overrides ``unlearn``.
+- ``loss_parts(model, batch)``: the same objective as a sequence of ``(part, terms)`` whose parts
+  sum to ``loss``. The one-process trainer back-propagates each part before computing the next,
+  so only one part's activations are alive at a time (a forget + retain method's peak memory is
+  that of its larger pass, not of both). Default: ``loss`` as a single part.
 - ``backward(model, batch, scale) -> (loss, terms)``: only for methods that change the update
   rather than the loss (BLUR): fill ``p.grad`` (times ``scale``) yourself. A method that defines it
   runs on the plain trainer only (DeepSpeed keeps its own gradient buffers).
@@ -31,7 +35,7 @@ Class-level declarations read before anything runs:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +86,10 @@ class Method:
         # the shared trainer's objective; a method with its own ``unlearn`` has none and never reaches here
         raise TypeError(f"{type(self).__name__} updates the model in its own unlearn(); it has no loss")
 
+    def loss_parts(self, model, batch: dict) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
+        """The objective in parts that may be back-propagated one at a time (default: one part)."""
+        yield self.loss(model, batch)
+
     def backward(self, model, batch: dict, scale: float) -> tuple[torch.Tensor, dict[str, float]]:
         # the trainer calls it only where ``fills_gradients`` says the method defines it
         raise TypeError(f"{type(self).__name__} leaves the update to the trainer; it has no backward")
@@ -103,6 +111,7 @@ class Method:
             train_cfg,
             stage="unlearn",
             backward_fn=self.backward if self.fills_gradients else None,
+            parts_fn=self.loss_parts,
         )
 
 
@@ -126,13 +135,24 @@ class ForgetRetainMethod(Method, ABC):
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """gamma * forget_term + alpha * retain_term; the retain pass is skipped at alpha = 0."""
+        return sum_parts(self.loss_parts(model, batch))
+
+    def loss_parts(self, model, batch: dict) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
+        """gamma * forget_term, then alpha * retain_term (none at alpha = 0)."""
         forget = self.forget_term(model, batch)
-        loss, terms = self.gamma * forget, {self.forget_name: forget.item()}
+        yield self.gamma * forget, {self.forget_name: forget.item()}
         if self.alpha != 0:
             retain = self.retain_term(model, batch)
-            loss = loss + self.alpha * retain
-            terms["retain_nll"] = retain.item()
-        return loss, terms
+            yield self.alpha * retain, {"retain_nll": retain.item()}
+
+
+def sum_parts(parts) -> tuple[torch.Tensor, dict[str, float]]:
+    """One loss and its terms from ``loss_parts`` (the DeepSpeed path and every caller of ``loss``)."""
+    total, terms = None, {}
+    for part, part_terms in parts:
+        total = part if total is None else total + part
+        terms.update(part_terms)
+    return total, terms
 
 
 def require_single_process(method: str) -> None:

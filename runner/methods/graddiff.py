@@ -7,15 +7,16 @@ import torch.nn.functional as F
 
 from runner.data.qa import IGNORE
 from runner.errors import ConfigError
-from runner.methods.base import Method
+from runner.methods.base import Method, sum_parts
 from runner.methods.theta0 import OriginalWeights
+from runner.packing import last_hidden_state
 from runner.scoring import mean_nll, unwrap
 
 
 def answer_logits(model, batch: dict) -> torch.Tensor:
     """Logits at the positions that predict an answer token, (N_tokens, V)."""
     m = unwrap(model)
-    hidden = m.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = last_hidden_state(m.base_model, batch["input_ids"], batch["attention_mask"])
     mask = batch["labels"][:, 1:] != IGNORE
     return m.get_output_embeddings()(hidden[:, :-1][mask]).float()
 
@@ -44,7 +45,10 @@ class GradDiff(Method):
         return kl_to_reference(ref_logits, answer_logits(model, retain))
 
     def loss(self, model, batch):
+        return sum_parts(self.loss_parts(model, batch))
+
+    def loss_parts(self, model, batch):
         forget_nll = mean_nll(model, batch["forget"])
+        yield -self.gamma * forget_nll, {"forget_nll": forget_nll.item()}
         retain = self.retain_term(model, batch["retain"])
-        loss = -self.gamma * forget_nll + self.alpha * retain
-        return loss, {"forget_nll": forget_nll.item(), f"retain_{self.retain_loss}": retain.item()}
+        yield self.alpha * retain, {f"retain_{self.retain_loss}": retain.item()}

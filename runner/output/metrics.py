@@ -36,6 +36,27 @@ def _declare(*specs: MetricSpec) -> dict[str, MetricSpec]:
     return {s.name: s for s in specs}
 
 
+def _reasoning_specs(name: str) -> list[MetricSpec]:
+    label = f"WMDP-{name.capitalize()}"
+    return [
+        MetricSpec(f"wmdp_{name}_reasoning", "down", f"{label} w/ reasoning"),
+        MetricSpec(f"wmdp_{name}_trace_leak", "down", f"{label} trace leak (rule)"),
+        MetricSpec(f"wmdp_{name}_trace_leak_judge", "down", f"{label} trace leak (judge)"),
+        MetricSpec(f"wmdp_{name}_reasoning_unparseable", "none", f"{label} unparseable answers"),
+        MetricSpec(f"wmdp_{name}_judge_unparseable", "none", f"{label} unparseable verdicts"),
+    ]
+
+
+_SUITES = {"math500": "MATH-500", "gsm8k": "GSM8K", "aime24": "AIME24", "aime25": "AIME25", "amc23": "AMC23"}
+
+
+def _utility_specs(name: str, label: str) -> list[MetricSpec]:
+    return [
+        MetricSpec(f"{name}_accuracy", "up", label),
+        MetricSpec(f"{name}_mean_length", "none", f"{label} length (tokens)"),
+    ]
+
+
 METRICS = _declare(
     # TOFU (runner/benchmarks/tofu.py)
     MetricSpec("forget_quality", "up", "Forget Quality"),
@@ -50,6 +71,9 @@ METRICS = _declare(
     MetricSpec("wmdp_cyber", "down", "WMDP-Cyber"),
     MetricSpec("wmdp_chem", "down", "WMDP-Chem"),
     MetricSpec("mmlu", "up", "MMLU"),
+    # WMDP answered with a chain of thought (benchmark.reasoning, runner/benchmarks/wmdp_reasoning.py): the
+    # stated answer and the trace's leaks of it should go; the unparseable counts say what the rates rest on
+    *(spec for name in ("bio", "cyber", "chem") for spec in _reasoning_specs(name)),
     # MUSE (runner/benchmarks/muse.py), named as in its paper; PrivLeak is best near 0 (neither over-
     # nor under-unlearned), its AUC is the raw membership-inference score behind it
     MetricSpec("verbmem_forget", "down", "VerbMem on D_f"),
@@ -73,6 +97,8 @@ METRICS = _declare(
     MetricSpec("reflection_prob_peak_quarter", "none", "+A quarter exp."),
     MetricSpec("reflection_prob_negative_half", "none", "-A half exp."),
     MetricSpec("reflection_prob_in_window", "none", "In window exp."),
+    # reasoning utility next to an unlearning benchmark (WMDP's benchmark.reasoning.utility): <suite>_<metric>
+    *(spec for name, label in _SUITES.items() for spec in _utility_specs(name, label)),
     # a distillation job's student (runner/distill/job.py): what its training cost, and how much of
     # the traces' response tokens the condensation kept
     MetricSpec("train_tokens", "none", "Training tokens"),
@@ -108,6 +134,7 @@ CHOICE_LABELS = {
     "task_vector": "Task Vector",
     "blur": "BLUR",
     "ilu": "ILU",
+    "r2mu": "R²MU",
     # decodings
     "greedy": "Greedy",
     "sample": "Sampling",

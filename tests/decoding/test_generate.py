@@ -49,3 +49,37 @@ def test_budget_forcing_inserts_wait_and_forces_the_end_on_a_tiny_model(reasonin
     assert first[1:4] == wait and first[9] == end and end not in first[:9]
     # row 1 never tries: thinking is forced to end at the maximum of 12 tokens
     assert second[12] == end and end not in second[:12] and second[1:4] != wait
+
+
+def test_greedy_ids_equal_model_generate_while_dropping_ended_rows():
+    """The answer loop drops a row the step it ends; its tokens must be model.generate's, row by row."""
+    import collections
+    from types import SimpleNamespace
+
+    import torch
+
+    from runner.data.qa import left_padded
+    from runner.decoding.generate import greedy_ids
+    from tests.conftest import random_llama
+
+    model = random_llama(vocab_size=40, max_position_embeddings=64, pad_token_id=0).eval()
+    prompts = [[5, 9, 3], [7, 7, 7, 7, 2, 11], [13], [4, 8, 15, 16, 23, 22, 1], [30, 31]]
+    ids, mask = left_padded(prompts, 0, "cpu")
+
+    def reference(eos: int | None) -> list[list[int]]:
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=eos
+            )
+        rows = out[:, ids.shape[1] :].tolist()
+        return [row[: row.index(eos)] if eos in row else row for row in rows]
+
+    # an end token that the rows reach at different steps, so rows leave the batch one by one
+    free = reference(None)
+    first_seen = collections.Counter(t for row in free for t in set(row[1:]))
+    eos = next(t for t, _ in first_seen.most_common() if len({row.index(t) for row in free if t in row}) > 1)
+    want = reference(eos)
+    assert len({len(r) for r in want}) > 1  # rows of different lengths: some leave early
+    tokenizer = SimpleNamespace(eos_token_id=eos, pad_token_id=0)
+    for batch_size in (5, 2):  # one batch, and batches whose order follows prompt length
+        assert greedy_ids(model, tokenizer, prompts, 12, batch_size, "fp32", "test") == want
