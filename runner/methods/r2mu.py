@@ -28,12 +28,27 @@ import torch
 from runner.data.hub import resolve_path
 from runner.data.qa import collate_qa
 from runner.errors import ConfigError
+from runner.methods.base import sum_parts
 from runner.methods.reasoning_traces import cot_inputs, load_cot
 from runner.methods.rmu import RMU, rmu_forget_loss, rmu_retain_loss
 from runner.training import PairedDataset
 
 log = logging.getLogger(__name__)
 PARTS = ("forget", "retain", "trace", "cot")
+KEPT = ("retain", "cot")  # the parts held at theta_0; the others go to c * u
+
+
+def r2mu_term(
+    part: str, hidden: torch.Tensor, frozen: torch.Tensor | None, mask: torch.Tensor, control
+) -> torch.Tensor:
+    """One unweighted term: forget and trace activations to c * u, retain and chain-of-thought ones to theta_0's."""
+    if part in KEPT:
+        return rmu_retain_loss(hidden, frozen, mask)
+    return rmu_forget_loss(hidden, mask, control)
+
+
+def r2mu_weights(alpha: float, lam: float) -> dict[str, float]:
+    return {"forget": 1.0, "retain": alpha, "trace": 1.0, "cot": lam}
 
 
 def r2mu_loss(
@@ -46,13 +61,9 @@ def r2mu_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The four-term loss on layer-l activations; ``hidden`` / ``masks`` per part (B, T, d) / (B, T), ``frozen``
     theta_0's activations of ``retain`` and ``cot``. Returns the total and the four unweighted terms."""
-    terms = {
-        "forget": rmu_forget_loss(hidden["forget"], masks["forget"], control),
-        "retain": rmu_retain_loss(hidden["retain"], frozen["retain"], masks["retain"]),
-        "trace": rmu_forget_loss(hidden["trace"], masks["trace"], control),
-        "cot": rmu_retain_loss(hidden["cot"], frozen["cot"], masks["cot"]),
-    }
-    total = terms["forget"] + alpha * terms["retain"] + terms["trace"] + lam * terms["cot"]
+    terms = {p: r2mu_term(p, hidden[p], frozen.get(p), masks[p], control) for p in PARTS}
+    weights = r2mu_weights(alpha, lam)
+    total = sum(weights[p] * terms[p] for p in PARTS)
     return total, terms
 
 
@@ -174,11 +185,18 @@ class R2MU(RMU):
             self.loss,
             train_cfg,
             stage="unlearn",
+            parts_fn=self.loss_parts,
         )
 
     def loss(self, model, batch):
-        hidden = {name: self._hidden(model, batch[name], name) for name in PARTS}
-        frozen = {name: self._frozen(model, batch[name], name) for name in ("retain", "cot")}
-        masks = {name: batch[name]["attention_mask"] for name in PARTS}
-        total, terms = r2mu_loss(hidden, frozen, masks, self.control, self.alpha, self.lam)
-        return total, {f"r2mu_{name}": value.item() for name, value in terms.items()}
+        return sum_parts(self.loss_parts(model, batch))
+
+    def loss_parts(self, model, batch):
+        """The four weighted terms one at a time (the trainer back-propagates each before the next forward), each
+        logged unweighted as ``r2mu_<part>``; their sum is ``r2mu_loss`` on the same activations."""
+        weights = r2mu_weights(self.alpha, self.lam)
+        for name in PARTS:
+            part = batch[name]
+            frozen = self._frozen(model, part, name) if name in KEPT else None
+            term = r2mu_term(name, self._hidden(model, part, name), frozen, part["attention_mask"], self.control)
+            yield weights[name] * term, {f"r2mu_{name}": term.item()}

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, fields
 
 from runner.cache import CacheEntry, content_key
@@ -126,38 +127,28 @@ def generate_traces(
 
 
 def _generate(model, tokenizer, prompts, settings: TraceSettings, precision: str) -> list[list[int]]:
-    # runner.decoding.generate.generate is greedy_generate's engine; called directly for token ids, because
-    # greedy_generate decodes without special tokens (a closing </think> would vanish from the trace)
-    from runner.decoding.base import DecodingContext
-    from runner.decoding.generate import generate
-    from runner.decoding.strategies import Decoding
+    # greedy_ids is greedy_generate's engine, called for the token ids themselves: greedy_generate decodes
+    # without special tokens, and a closing </think> would vanish from the trace
+    from runner.decoding.generate import greedy_ids
     from runner.scoring import unwrap
 
     m = unwrap(model)
     was_training = m.training
     m.eval()
+    start = time.perf_counter()
     try:
-        run = generate(
-            m,
-            tokenizer,
-            prompts,
-            Decoding(name="greedy"),
-            DecodingContext(tokenizer),
-            settings.new_tokens,
-            settings.batch_size,
-            precision,
-            desc="R²MU traces",
-        )
+        ids = greedy_ids(m, tokenizer, prompts, settings.new_tokens, settings.batch_size, precision, "R²MU traces")
     finally:
         m.train(was_training)
+    seconds, tokens = time.perf_counter() - start, sum(len(row) for row in ids)
     log.info(
         "R²MU: generated %d traces, %d tokens in %.1f s (%.1f tokens/s)",
         len(prompts),
-        run.tokens,
-        run.seconds,
-        run.tokens_per_s,
+        tokens,
+        seconds,
+        tokens / max(seconds, 1e-9),
     )
-    return [samples[0].ids for samples in run.outputs]
+    return ids
 
 
 def trace_inputs(tokenizer, continuations: list[list[int]], settings: TraceSettings, think_start: str | None):

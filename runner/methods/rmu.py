@@ -39,7 +39,7 @@ import re
 import torch
 
 from runner.errors import ConfigError
-from runner.methods.base import ForgetRetainMethod
+from runner.methods.base import ForgetRetainMethod, sum_parts
 from runner.methods.reasoning_traces import TraceSettings
 from runner.methods.theta0 import OriginalWeights
 from runner.models import decoder_layers
@@ -396,10 +396,14 @@ class RMU(ForgetRetainMethod):
         return rmu_retain_loss(self._hidden(model, retain, "retain"), frozen, retain["attention_mask"])
 
     def loss(self, model, batch):
-        retain_loss = self.retain_term(model, batch)
+        return sum_parts(self.loss_parts(model, batch))
+
+    def loss_parts(self, model, batch):
+        """forget, then alpha * retain, under RMU's own term names (the trainer back-propagates each on its own)."""
         forget_loss = self.forget_term(model, batch)
-        loss = forget_loss + self.alpha * retain_loss
-        return loss, {"rmu_forget": forget_loss.item(), "rmu_retain": retain_loss.item()}
+        yield forget_loss, {"rmu_forget": forget_loss.item()}
+        retain_loss = self.retain_term(model, batch)
+        yield self.alpha * retain_loss, {"rmu_retain": retain_loss.item()}
 
     # ---- the update, and the trace measurement around it -------------------------------------------
 
