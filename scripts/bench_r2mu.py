@@ -38,6 +38,7 @@ def _timed_steps(methods: dict, model, batches: dict, steps: int, warmup: int, p
     import torch
 
     from runner.scoring import autocast
+    from runner.training import backward_by_parts
 
     params = [p for p in model.parameters() if p.requires_grad]  # the same set for both (select_trainable)
     opts = {name: torch.optim.AdamW(params, lr=1e-6) for name in methods}
@@ -48,9 +49,8 @@ def _timed_steps(methods: dict, model, batches: dict, steps: int, warmup: int, p
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            with autocast(precision, device):
-                loss, _ = method.loss(model, batches[name])
-            loss.backward()
+            with autocast(precision, device):  # as the one-process trainer steps: each loss part back-propagated alone
+                backward_by_parts(method.loss_parts)(model, batches[name], 1.0)
             opts[name].step()
             opts[name].zero_grad(set_to_none=True)
             if device.type == "cuda":
