@@ -169,13 +169,13 @@ def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case, monkeypatch):
         assert spy.logs[0][retain] == 0.0
         first, last = _first_last(spy.logs, forget)  # forget activations move towards the control vector
         assert last < first
+    else:  # the tiny model trains every parameter
+        assert spy.changed() == spy.trainable == set(spy.before)
     if case == "r2mu":  # the traces follow the forget text; the chains of thought start at theta_0's
         assert spy.logs[0]["r2mu_cot"] == 0.0
         first, last = _first_last(spy.logs, "r2mu_trace")
         assert last < first
         assert record["trace_mse"]["end"] < record["trace_mse"]["start"]
-    else:  # the tiny model trains every parameter
-        assert spy.changed() == spy.trainable == set(spy.before)
     if case in ("idkdpo", "blur", "ilu"):  # NPO (BLUR's, ILU's base) and IdkDPO start at 2 ln2 / beta, then fall
         forget = {"idkdpo": "idkdpo_forget", "blur": "forget", "ilu": "npo_forget"}[case]
         first, last = _first_last(spy.logs, forget)
