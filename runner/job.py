@@ -184,9 +184,7 @@ def _pipeline(
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
     if cfg.get("task") == "analyse":  # finished runs -> their models -> analysis -> record (runner/analysis/)
         return run_analysis(cfg, run_dir, cache_dir, record)
-    if (
-        cfg.get("task") == "diffusion_attack"
-    ):  # pipeline -> attack -> [defence] -> generate, detect (runner/diffusion/job.py)
+    if cfg.get("task") == "diffusion_attack":  # pipeline -> attack -> [defence] -> generate (runner/diffusion/)
         from runner.diffusion.job import run_diffusion_attack
 
         return run_diffusion_attack(cfg, run_dir, cache_dir, record)

@@ -44,6 +44,24 @@ def _whole(cfg, key: str, at_least: int = 1) -> None:
         raise ConfigError(key, f"must be a whole number >= {at_least}, got {value!r}", f"e.g. {key}=1")
 
 
+def _no_missing(cfg, group: str) -> None:
+    """A required value the option leaves to the user (``???``) is named before anything runs."""
+    from omegaconf import OmegaConf
+
+    node = cfg.get(group)
+    if node is None:
+        return
+
+    def walk(value, key):
+        if OmegaConf.is_config(value):
+            for k in value.keys() if hasattr(value, "keys") else range(len(value)):
+                if OmegaConf.is_missing(value, k):
+                    raise ConfigError(f"{key}.{k}", "is required by this option", f"set {key}.{k}=...")
+                walk(value._get_node(k), f"{key}.{k}")
+
+    walk(node, group)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every diffusion check that needs no model: the model node, the concept, the generation settings,
     and the attack, defence and detector built (their constructors check their options)."""
@@ -55,6 +73,8 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(group, "is missing", f"choose a {group} option (task=diffusion_attack sets defaults)")
     if cfg.get("distributed") is not None:
         raise ConfigError("distributed", "the diffusion attack job runs in one process", "set distributed=none")
+    for group in ("diffusion_model", "concept", "attack", "defense", "detector", "utility"):
+        _no_missing(cfg, group)
     pipeline.check(cfg.diffusion_model)
     pipeline.check_scheduler(cfg.generation.get("scheduler"))
     concept.check(cfg.concept)

@@ -18,6 +18,7 @@ import logging
 
 import torch
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from runner.errors import ConfigError
 
@@ -43,7 +44,7 @@ def check(node) -> None:
         raise ConfigError("diffusion_model.source", f"`{source}` is not a source", "use hub or tiny")
     if source == "hub":
         for key in ("id", "text_encoder.id", "unet.id"):
-            if OmegaConf.is_missing(node, key):
+            if _missing(node, key):
                 raise ConfigError(
                     f"diffusion_model.{key}",
                     "is required by this diffusion_model option",
@@ -74,6 +75,14 @@ def check(node) -> None:
 def check_scheduler(name) -> None:
     if name not in SCHEDULERS:
         raise ConfigError("generation.scheduler", f"`{name}` is not a scheduler", f"use one of {', '.join(SCHEDULERS)}")
+
+
+def _missing(node, key: str) -> bool:
+    try:
+        OmegaConf.select(node, key, throw_on_missing=True)
+    except MissingMandatoryValue:
+        return True
+    return False
 
 
 def identity(node) -> dict:

@@ -22,9 +22,15 @@ def test_gram_schmidt_gives_orthogonal_rows_of_the_original_norms():
     assert torch.allclose(out[0], rows[0])  # the first row is kept as it is
 
 
-def test_the_mixture_is_non_negative_and_its_words_are_real_vocabulary_entries(attack_ctx):
-    attack = SubspaceAttack(n_tokens=3, hidden=8, steps=3, lr=1e-2, batch_size=2, top_words=5)
-    result = attack.fit(attack_ctx)
+@pytest.fixture(scope="module")
+def trained(attack_ctx):
+    """One short training of a 4-token subspace attack (Gram-Schmidt orthogonality)."""
+    attack = SubspaceAttack(n_tokens=4, hidden=8, steps=3, lr=1e-2, batch_size=2, top_words=5)
+    return attack, attack.fit(attack_ctx)
+
+
+def test_the_mixture_is_non_negative_and_its_words_are_real_vocabulary_entries(attack_ctx, trained):
+    attack, result = trained
     alpha = attack.mixture.weights()
     assert (alpha >= 0).all() and (alpha.sum(1) > 0).all()
     special = special_ids(attack_ctx.tokenizer)
@@ -44,8 +50,8 @@ def test_the_mixture_is_non_negative_and_its_words_are_real_vocabulary_entries(a
     assert len(result.training["loss_curve"]) == 3
 
 
-def test_orthogonality_holds_after_training(attack_ctx):
-    result = SubspaceAttack(n_tokens=4, hidden=8, steps=4, lr=1e-2, batch_size=2).fit(attack_ctx)
+def test_orthogonality_holds_after_training(attack_ctx, trained):
+    _, result = trained
     assert result.embeddings.shape == (4, attack_ctx.vocab.shape[1])
     assert max_abs_cosine(result.embeddings) < 1e-4
     assert result.training["max_abs_cosine"] < 1e-4
