@@ -129,11 +129,12 @@ def run_diffusion_attack(cfg: DictConfig, run_dir: Path, cache_dir: Path, record
     with record.stage("concept_images"):
         pictures = concept.images(cfg.concept, pipe, device)
         grid([pictures], [{"flags": [False] * len(pictures)}]).save(images_dir / "concept.png")
+        detail_images = {"concept": "images/concept.png"}
         loss = DenoisingLoss(pipe, concept.to_tensor(pictures), concept.train_prompts(cfg.concept), device, precision)
     ctx = AttackContext(
         encoder=encoder, loss=loss, vocab=encoder.vocab, tokenizer=pipe.tokenizer, seed=cfg.seed, precision=precision
     )
-    metrics, per_example, detail = {}, {}, {"prompts": prompts, "images": {}}
+    metrics, per_example, detail = {}, {}, {"prompts": prompts, "images": detail_images}
     judged_rows: dict[str, list] = {}
 
     def evaluate(row: str, slots, with_defense, baseline: str | None = None):

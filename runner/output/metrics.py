@@ -78,6 +78,12 @@ METRICS = _declare(
     MetricSpec("train_tokens", "none", "Training tokens"),
     MetricSpec("train_seconds", "down", "Training time (s)"),
     MetricSpec("kept_token_fraction", "none", "Response tokens kept"),
+    # a diffusion attack job (runner/diffusion/job.py): its rows are no attack / attacked / defended, so
+    # whether a high attack success rate is good depends on the row (the attacker's or the defender's view)
+    MetricSpec("asr", "none", "Attack success rate"),
+    MetricSpec("denoising_loss", "none", "Denoising loss (concept)"),
+    MetricSpec("clip_score", "up", "CLIP score"),
+    MetricSpec("fid", "down", "FID"),
     # numbers a record holds outside `metrics`, named by their dotted key
     MetricSpec("attack.task_before", "up", "Attack task before"),  # the attack's own task (GSM8K, SST-2 ...)
     MetricSpec("attack.task_after", "up", "Attack task after"),
