@@ -28,7 +28,12 @@ ignored on both sides), the job's precision; one warm-up each, then the best of
 ``--gen-rounds``. Target: the runner within 20% (>= 0.8x). ``--sections gen``.
 Distillation section (scripts/bench_distill.py): training time and tokens of EPiC at ratio 0.5
 against the full traces; the time ratio should stay within 10% of the token ratio. ``--sections distill``.
-``--sections precision eval methods mcq gen distill`` picks what runs (all by default).
+Diffusion section (scripts/bench_diffusion.py): step time and peak memory of the subspace attack and
+the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline by default; Hydra
+overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
+attack tokens, with and without the subspace defence, and the tokens' orthogonality.
+``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
+``--sections precision eval methods mcq gen distill diffusion`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ TARGETS = [
 ]
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
 
 
@@ -461,6 +467,7 @@ SECTIONS = {
     "mcq": mcq_section,
     "gen": generation_section,
     "distill": distill_section,
+    "diffusion": diffusion_section,
 }
 
 
@@ -479,6 +486,8 @@ def main() -> None:
     ap.add_argument("--gen-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--distill-traces", type=int, default=64, help="GSM8K traces in the distillation section")
     ap.add_argument("--distill-rounds", type=int, default=2, help="timed runs per condensation (after one warm-up)")
+    ap.add_argument("--diffusion-steps", type=int, default=100, help="attack steps in the diffusion section")
+    ap.add_argument("--diffusion-tokens", type=int, default=3, help="attack tokens (K) in the diffusion section")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")
     args = ap.parse_args()
