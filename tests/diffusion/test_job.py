@@ -6,6 +6,8 @@ import pytest
 
 from runner import job
 from runner.errors import ConfigError
+from runner.output.preset import load_preset
+from runner.output.report import write_report
 from tests.conftest import compose_cfg
 from tests.diffusion.conftest import TINY_JOB
 
@@ -42,6 +44,12 @@ def test_the_tiny_job_completes_with_success_per_prompt(tmp_path, shared_cache):
     assert "| 1 |" in (run_dir / "tokens.md").read_text()
     assert (run_dir / "attack_tokens.safetensors").is_file() and (run_dir / "images" / "concept.png").is_file()
     assert saved["versions"]["diffusers"] and saved["versions"]["nudenet"]
+    # the report: the table of rows, and each run's grids and word lists beside it
+    report = write_report([run_dir], load_preset("diffusion"), out=str(tmp_path / "report"))
+    assert "(attacked)" in report["markdown"] and "(attack through the defence)" in report["markdown"]
+    page = (tmp_path / "report" / "report_diffusion_images.md").read_text()
+    assert "attack tokens" in page and page.count("![") == len(saved["diffusion"]["images"])
+    assert all(p.is_file() for p in report["files"])
 
 
 @pytest.mark.parametrize(
