@@ -88,6 +88,8 @@ METRICS = _declare(
     MetricSpec("attack.task_before", "up", "Attack task before"),  # the attack's own task (GSM8K, SST-2 ...)
     MetricSpec("attack.task_after", "up", "Attack task after"),
     MetricSpec("coreset.unlearn_steps", "none", "Unlearn steps"),
+    MetricSpec("diffusion.attack.training.max_abs_cosine", "zero", "Max |cos| between attack tokens"),
+    MetricSpec("diffusion.attack.training.seconds_per_step", "down", "Attack step (s)"),
 )
 
 
@@ -124,6 +126,11 @@ CHOICE_LABELS = {
     "math500": "MATH-500",
     "gsm8k": "GSM8K",
     "aime24": "AIME24",
+    # diffusion attacks and models (task=diffusion_attack)
+    "subspace": "Subspace",
+    "unlearndiffatk": "UnlearnDiffAtk",
+    "advunlearn": "AdvUnlearn",
+    "sd14": "SD v1.4",
     "aime25": "AIME25",
     "amc23": "AMC23",
     # condensations (task=distill; its baselines none / random / head / tail keep their option names,
