@@ -5,8 +5,9 @@ an unlearned text encoder or UNet swapped in, or a tiny random pipeline built fr
                   ``unet``: ``{id, subfolder}`` of a replacement (AdvUnlearn's text encoder on the hub;
                   an ESD / FMN / UCE / SalUn UNet as a local diffusers directory or hub id), or null.
 ``source: tiny``  a random-weight UNet2DConditionModel, AutoencoderKL and CLIPTextModel, with a small
-                  CLIP-style BPE tokenizer trained here on a built-in word list (``TINY_WORDS``); the
-                  same seed gives the same weights, so the offline path is reproducible.
+                  CLIP-style BPE tokenizer trained on a built-in word list (``TINY_WORDS``) and shipped
+                  in ``data/tiny_clip``; the same seed gives the same weights, so the offline path is
+                  reproducible.
 
 The safety checker is never loaded (the attack is measured by the detectors, not hidden by it).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -24,6 +26,7 @@ from runner.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SCHEDULERS = ("lms", "ddim", "pndm")
+TINY_TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "tiny_clip"  # train_tiny_tokenizer wrote it
 # the tiny tokenizer's vocabulary: every word is a whole-word entry of the tiny CLIP vocabulary
 TINY_TEXT = """a an the of in on with at by and or to from for photo picture image painting drawing
 sketch portrait landscape style art artwork red blue green yellow orange purple black white grey pink
@@ -153,11 +156,11 @@ def _hub_pipeline(node):
     return pipe
 
 
-def tiny_tokenizer(max_length: int):
-    """A CLIPTokenizer whose BPE vocabulary is trained here on ``TINY_WORDS`` (every word a whole-word
-    entry ``word</w>``, plus CLIP's byte alphabet), with CLIP's normalisation and pre-tokenisation."""
+def train_tiny_tokenizer(directory: Path) -> None:
+    """Write ``vocab.json`` and ``merges.txt`` of a CLIP-style BPE vocabulary trained on ``TINY_WORDS`` (CLIP's
+    normalisation and pre-tokenisation, ``</w>`` word ends, CLIP's byte alphabet). The trainer breaks ties
+    differently from run to run, so the result is shipped (``data/tiny_clip``) rather than trained per job."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import CLIPTokenizer
 
     bos, eos = "<|startoftext|>", "<|endoftext|>"
     bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token=eos))
@@ -181,8 +184,21 @@ def tiny_tokenizer(max_length: int):
     corpus = [" ".join(TINY_WORDS), ", . ! ? ; : - ' \" ( )"]
     bpe.train_from_iterator(corpus * 4, trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    return CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=max_length)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False, indent=0) + "\n")
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def tiny_tokenizer(max_length: int):
+    """The tiny pipeline's CLIPTokenizer, from the shipped ``data/tiny_clip`` vocabulary: every word of
+    ``TINY_WORDS`` a whole-word entry ``word</w>``, plus CLIP's byte alphabet."""
+    from transformers import CLIPTokenizer
+
+    vocab = json.loads((TINY_TOKENIZER_DIR / "vocab.json").read_text())
+    lines = (TINY_TOKENIZER_DIR / "merges.txt").read_text().splitlines()
+    merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
 
 
 def _tiny_pipeline(t):
