@@ -151,6 +151,13 @@ def declared(cfg: DictConfig) -> list[Input]:
     for group in ("diffusion_model", "concept", "detector", "defense"):
         if cfg.get(group) is not None:
             found += scan(cfg[group], group)
+    if (cfg.get("diffusion_model") or {}).get("source") == "tiny":  # the tiny pipeline's shipped vocabulary
+        from runner.diffusion.pipeline import TINY_TOKENIZER_DIR
+
+        found += [
+            Input.file("diffusion_model.tiny", TINY_TOKENIZER_DIR / n, format="bytes")
+            for n in ("vocab.json", "merges.txt")
+        ]
     return found
 
 

@@ -65,6 +65,8 @@ def _no_missing(cfg, group: str) -> None:
 def check_config(cfg: DictConfig) -> None:
     """Every diffusion check that needs no model: the model node, the concept, the generation settings,
     and the attack, defence and detector built (their constructors check their options)."""
+    from omegaconf import OmegaConf
+
     from runner.diffusion import concept, pipeline
     from runner.diffusion.base import Attack, Defense, Detector
 
@@ -92,6 +94,15 @@ def check_config(cfg: DictConfig) -> None:
     guidance = cfg.generation.guidance
     if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
         raise ConfigError("generation.guidance", f"must be a number >= 0, got {guidance!r}", "e.g. 7.5")
+    positions = cfg.diffusion_model.tiny.max_length if cfg.diffusion_model.source == "tiny" else 77  # SD's CLIP
+    for key in ("attack.n_tokens", "defense.learn.n_tokens"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, int) and value > positions - 3:
+            raise ConfigError(
+                key,
+                f"{value} tokens leave no room for a prompt in the text encoder's {positions} positions",
+                f"at most {positions - 3}",
+            )
     build(cfg.attack, Attack, "attack")
     build(cfg.get("defense"), Defense, "defense")
     build(cfg.detector, Detector, "detector")

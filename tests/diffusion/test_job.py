@@ -60,6 +60,7 @@ def test_the_tiny_job_completes_with_success_per_prompt(tmp_path, shared_cache):
         ("detector.classes=[NOT_A_CLASS]", "detector.classes"),
         ("concept.images.source=web", "concept.images.source"),
         ("diffusion_model=local", "diffusion_model.unet.id"),
+        ("attack.n_tokens=14", "attack.n_tokens"),
     ],
 )
 def test_a_bad_value_fails_before_any_model_loads(tmp_path, shared_cache, override, key):
