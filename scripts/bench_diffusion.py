@@ -4,7 +4,8 @@ On the job's diffusion model (``task=diffusion_attack`` composed with the Hydra 
 offline pipeline by default), with the job's concept images and prompts:
 
 - step time (median over the timed steps, after the first) and peak memory (resident-set growth over
-  the loaded pipeline on CPU, sampled every 2 ms; ``torch.cuda.max_memory_allocated`` on GPU) of the
+  what the process held before the attack on CPU, sampled every 2 ms, so the second attack shows only
+  growth beyond the first's; ``torch.cuda.max_memory_allocated`` on GPU, per attack) of the
   subspace attack and of the UnlearnDiffAtk-style baseline, both for ``--diffusion-steps`` steps with
   ``--diffusion-tokens`` tokens;
 - the denoising loss on the concept images over the job's fixed draws: no attack tokens, random
