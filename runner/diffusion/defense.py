@@ -88,4 +88,8 @@ class SubspaceDefense(Defense):
         return embeddings - (embeddings @ q) @ q.T
 
     def describe(self) -> dict:
-        return {"source": self.source, "rank": 0 if self.basis is None else int(self.basis.shape[1])}
+        out = {"source": self.source, "rank": 0 if self.basis is None else int(self.basis.shape[1])}
+        learned = getattr(self, "learned", None)
+        if learned is not None:  # the defence trained its own subspace attack: its words and training
+            out |= {"words": learned.words, "training": learned.training}
+        return out
