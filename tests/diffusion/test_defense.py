@@ -50,3 +50,16 @@ def test_a_missing_tokens_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         SubspaceDefense(subspace=str(tmp_path / "nothing.safetensors"))
     assert err.value.key == "defense.subspace"
+
+
+def test_a_defence_learns_its_own_subspace_when_the_jobs_attack_differs(attack_ctx):
+    from runner.diffusion.attacks import TokenEmbeddingAttack
+
+    learn = {"_target_": "runner.diffusion.attacks.SubspaceAttack", "n_tokens": 2, "hidden": 4, "steps": 1}
+    defense = SubspaceDefense(subspace="learn", learn=learn)
+    baseline = TokenEmbeddingAttack(n_tokens=3, steps=1)
+    defense.fit(attack_ctx, baseline.fit(attack_ctx), baseline)
+    described = defense.describe()
+    assert described["source"] == "learned by defense.learn" and described["rank"] == 2
+    assert len(described["words"]) == 2 and described["training"]["steps"] == 1
+    assert defense.project(defense.learned.embeddings).abs().max() < 1e-5
