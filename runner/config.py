@@ -66,6 +66,11 @@ def _train_block(cfg: DictConfig, block: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data and no model: runs before any stage, in the launcher too."""
     _seed(cfg, "seed")
+    if cfg.get("task") == "diffusion_attack":  # the diffusion family's own checks (runner/diffusion/job.py)
+        from runner.diffusion.job import check_config as check_diffusion
+
+        _check_precision(cfg)
+        return check_diffusion(cfg)
     for block in ("unlearn", "benchmark.finetune", "distill.train"):
         if OmegaConf.select(cfg, block) is None:
             continue
@@ -75,10 +80,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "unlearn.max_weight_norm_ratio", f"must be a positive number or null, got {change!r}", "e.g. 10, or null"
         )
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(
-            "precision", f"`{cfg.precision}` is not supported", "use auto (bf16 where native, else fp32), fp32 or bf16"
-        )
+    _check_precision(cfg)
     saved_model.check(OmegaConf.select(cfg, "save_model", default="none"))
     _count(cfg, "eval.batch_size", "set eval.batch_size to a positive whole number, e.g. 16")
     check_strategy(cfg)
@@ -87,6 +89,13 @@ def validate(cfg: DictConfig) -> None:
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
+
+
+def _check_precision(cfg: DictConfig) -> None:
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(
+            "precision", f"`{cfg.precision}` is not supported", "use auto (bf16 where native, else fp32), fp32 or bf16"
+        )
 
 
 def check_strategy(cfg: DictConfig) -> None:

@@ -147,6 +147,17 @@ def declared(cfg: DictConfig) -> list[Input]:
     # an analysis reads finished runs: their directories (files, sizes, times) are part of its job key,
     # so an analysis of a run that was since redone is not answered by the stale result
     found += _declared_by(cfg.get("analysis"), "analysis")
+    # a diffusion job: its prompt files, image folders, local checkpoints and classifier directories
+    for group in ("diffusion_model", "concept", "detector", "defense"):
+        if cfg.get(group) is not None:
+            found += scan(cfg[group], group)
+    if (cfg.get("diffusion_model") or {}).get("source") == "tiny":  # the tiny pipeline's shipped vocabulary
+        from runner.diffusion.pipeline import TINY_TOKENIZER_DIR
+
+        found += [
+            Input.file("diffusion_model.tiny", TINY_TOKENIZER_DIR / n, format="bytes")
+            for n in ("vocab.json", "merges.txt")
+        ]
     return found
 
 

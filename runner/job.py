@@ -184,6 +184,10 @@ def _pipeline(
     distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
     if cfg.get("task") == "analyse":  # finished runs -> their models -> analysis -> record (runner/analysis/)
         return run_analysis(cfg, run_dir, cache_dir, record)
+    if cfg.get("task") == "diffusion_attack":  # pipeline -> attack -> [defence] -> generate (runner/diffusion/)
+        from runner.diffusion.job import run_diffusion_attack
+
+        return run_diffusion_attack(cfg, run_dir, cache_dir, record)
     if cfg.get("task") == "distill":  # model -> traces -> condense -> fine-tune -> evaluate (runner/distill/job.py)
         return run_distillation(cfg, run_dir, cache_dir, record, strategy, callbacks)
     if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)

@@ -35,7 +35,12 @@ Cost section (scripts/bench_cost.py): this machine's matmul GFLOP/s, each method
 real-token floor (padding-free now vs padded before), and the cost curve over batch and length.
 ``--sections cost``. Answers section: the default TOFU evaluation's greedy answers, the runner's loop against
 ``model.generate`` on the same batches (tokens/s, and that the answers are the same). ``--sections answers``.
-``--sections precision eval methods mcq gen distill cost answers r2mu`` picks what runs (all by default).
+Diffusion section (scripts/bench_diffusion.py): step time and peak memory of the subspace attack and
+the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline by default; Hydra
+overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
+attack tokens, with and without the subspace defence, and the tokens' orthogonality.
+``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
+``--sections precision eval methods mcq gen distill cost answers diffusion r2mu`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ TARGETS = [
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
+from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
@@ -486,6 +492,7 @@ SECTIONS = {
     "distill": distill_section,
     "cost": cost_section,
     "answers": answers_section,
+    "diffusion": diffusion_section,
     "r2mu": r2mu_section,
 }
 
@@ -512,6 +519,8 @@ def main() -> None:
     ap.add_argument(
         "--curve-checkpointing", action="store_true", help="the cost curve again with gradient checkpointing"
     )
+    ap.add_argument("--diffusion-steps", type=int, default=100, help="attack steps in the diffusion section")
+    ap.add_argument("--diffusion-tokens", type=int, default=3, help="attack tokens (K) in the diffusion section")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)

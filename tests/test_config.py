@@ -251,3 +251,29 @@ def test_r2mu_and_its_rmu_baseline_share_every_setting_but_the_method(model):
         500,
     )
     assert r2mu.method.cot.name == "limo" and r2mu.benchmark.forget_corpora == ["bio"] and r2mu.seed == 42
+
+
+# the diffusion family's groups exist only in a diffusion job (task=diffusion_attack)
+DIFFUSION_GROUPS = ["diffusion_model", "concept", "attack", "defense", "detector"]
+DIFFUSION_REQUIRED = {  # what an option leaves to the user: named before anything runs
+    ("diffusion_model", "local"): "diffusion_model.unet.id",
+    ("concept", "nudity"): "concept.prompts_file",
+    ("detector", "style"): "detector.model_id",
+}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in DIFFUSION_GROUPS for o in _options(g)])
+def test_every_diffusion_option_composes_and_passes_its_checks(group, option):
+    from runner.config import validate
+
+    cfg = compose_cfg("task=diffusion_attack", f"{group}={option}")
+    OmegaConf.to_container(cfg, resolve=True)
+    assert cfg.task == "diffusion_attack" and cfg.model is None and cfg.benchmark is None
+    required = DIFFUSION_REQUIRED.get((group, option))
+    if required is None:
+        validate(cfg)  # builds the attack, defence and detector: every option's class takes its options
+    else:
+        with pytest.raises(ConfigError) as err:
+            validate(cfg)
+        assert err.value.key == required
+    assert "diffusion_model" not in compose_cfg()  # an unlearning job has none of them

@@ -104,10 +104,18 @@ METRICS = _declare(
     MetricSpec("train_tokens", "none", "Training tokens"),
     MetricSpec("train_seconds", "down", "Training time (s)"),
     MetricSpec("kept_token_fraction", "none", "Response tokens kept"),
+    # a diffusion attack job (runner/diffusion/job.py): its rows are no attack / attacked / defended, so
+    # whether a high attack success rate is good depends on the row (the attacker's or the defender's view)
+    MetricSpec("asr", "none", "Attack success rate"),
+    MetricSpec("denoising_loss", "none", "Denoising loss (concept)"),
+    MetricSpec("clip_score", "up", "CLIP score"),
+    MetricSpec("fid", "down", "FID"),
     # numbers a record holds outside `metrics`, named by their dotted key
     MetricSpec("attack.task_before", "up", "Attack task before"),  # the attack's own task (GSM8K, SST-2 ...)
     MetricSpec("attack.task_after", "up", "Attack task after"),
     MetricSpec("coreset.unlearn_steps", "none", "Unlearn steps"),
+    MetricSpec("diffusion.attack.training.max_abs_cosine", "zero", "Max |cos| between attack tokens"),
+    MetricSpec("diffusion.attack.training.seconds_per_step", "down", "Attack step (s)"),
 )
 
 
@@ -145,6 +153,11 @@ CHOICE_LABELS = {
     "math500": "MATH-500",
     "gsm8k": "GSM8K",
     "aime24": "AIME24",
+    # diffusion attacks and models (task=diffusion_attack)
+    "subspace": "Subspace",
+    "unlearndiffatk": "UnlearnDiffAtk",
+    "advunlearn": "AdvUnlearn",
+    "sd14": "SD v1.4",
     "aime25": "AIME25",
     "amc23": "AMC23",
     # condensations (task=distill; its baselines none / random / head / tail keep their option names,

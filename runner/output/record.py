@@ -20,7 +20,19 @@ from runner.cache import write_json_atomic
 from runner.output.secrets import scrub, secret_values
 
 log = logging.getLogger(__name__)
-PACKAGES = ("torch", "transformers", "accelerate", "datasets", "hydra-core", "scipy", "rouge-score", "deepspeed")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "hydra-core",
+    "scipy",
+    "rouge-score",
+    "deepspeed",
+    "diffusers",
+    "nudenet",
+    "onnxruntime",
+)
 
 
 def versions() -> dict:

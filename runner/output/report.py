@@ -7,6 +7,7 @@ so it works offline and long after the runs. The command is ``python -m runner.r
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -15,6 +16,16 @@ from runner.output import plots as plotting
 from runner.output.frame import load_runs
 from runner.output.render import to_csv, to_latex, to_markdown
 from runner.output.table import build_table
+
+# a model family's own report output (files beside the table), by the preset's ``sections``
+SECTIONS = {"diffusion_images": "runner.diffusion.report.images_section"}
+
+
+def _section(name: str):
+    if name not in SECTIONS:
+        raise ConfigError("report.sections", f"`{name}` unknown", f"use one of {', '.join(SECTIONS)}")
+    module, _, function = SECTIONS[name].rpartition(".")
+    return getattr(importlib.import_module(module), function)
 
 
 def output_dir(inputs: list[str | Path], out: str | None) -> Path:
@@ -44,4 +55,6 @@ def write_report(inputs: list[str | Path], preset: dict, out: str | None = None,
     if plots:
         for spec in preset.get("plots") or []:
             files += plotting.draw(spec, runs, table, preset, target / f"{stem}_{spec['kind']}")
+    for name in preset.get("sections") or []:
+        files += _section(name)(runs, target, stem)
     return {"table": table, "markdown": markdown, "files": files, "runs": runs}
