@@ -81,6 +81,10 @@ class Method:
         super().__init_subclass__(**kwargs)
         if cls.loss is Method.loss and cls.unlearn is Method.unlearn:
             raise TypeError(f"{cls.__name__} defines neither loss (its objective) nor unlearn (its own update)")
+        if "loss" in cls.__dict__ and "loss_parts" not in cls.__dict__:
+            # a class that redefines its objective is trained on it, in one part, unless it also says how
+            # it splits: an inherited split (ForgetRetainMethod's) would silently train the parent's objective
+            cls.loss_parts = Method.loss_parts
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         # the shared trainer's objective; a method with its own ``unlearn`` has none and never reaches here
@@ -135,7 +139,9 @@ class ForgetRetainMethod(Method, ABC):
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """gamma * forget_term + alpha * retain_term; the retain pass is skipped at alpha = 0."""
-        return sum_parts(self.loss_parts(model, batch))
+        return sum_parts(
+            ForgetRetainMethod.loss_parts(self, model, batch)
+        )  # its own split, even where a subclass redefines loss
 
     def loss_parts(self, model, batch: dict) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
         """gamma * forget_term, then alpha * retain_term (none at alpha = 0)."""

@@ -189,7 +189,7 @@ class R2MU(RMU):
         )
 
     def loss(self, model, batch):
-        return sum_parts(self.loss_parts(model, batch))
+        return sum_parts(R2MU.loss_parts(self, model, batch))  # its own split, even where a subclass redefines loss
 
     def loss_parts(self, model, batch):
         """The four weighted terms one at a time (the trainer back-propagates each before the next forward), each

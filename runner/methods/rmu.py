@@ -396,7 +396,7 @@ class RMU(ForgetRetainMethod):
         return rmu_retain_loss(self._hidden(model, retain, "retain"), frozen, retain["attention_mask"])
 
     def loss(self, model, batch):
-        return sum_parts(self.loss_parts(model, batch))
+        return sum_parts(RMU.loss_parts(self, model, batch))  # its own split, even where a subclass redefines loss
 
     def loss_parts(self, model, batch):
         """forget, then alpha * retain, under RMU's own term names (the trainer back-propagates each on its own)."""

@@ -68,3 +68,24 @@ def test_method_step_on_tiny_llama(toy_llama, name, terms):
     # no method leaves the weights changed (UNDIAL swaps theta_0 in and back out)
     assert all(torch.equal(p, b) for p, b in zip(toy_llama.parameters(), before, strict=True))
     toy_llama.zero_grad()
+
+
+def test_a_subclass_that_redefines_loss_is_trained_on_it_not_on_an_inherited_split(toy_llama):
+    """The trainer back-propagates ``loss_parts``: redefining ``loss`` alone must not leave the parent's parts."""
+    from runner.methods.npo import NPO
+    from tests.conftest import toy_batch, toy_data
+
+    class DoubledNPO(NPO):
+        def loss(self, model, batch):
+            loss, terms = super().loss(model, batch)
+            return 2 * loss, {"doubled": loss.item()}
+
+    method = DoubledNPO()
+    data = toy_data(toy_llama)
+    method.prepare(data)
+    batch = toy_batch(data)
+    parts = list(method.loss_parts(toy_llama, batch))
+    assert len(parts) == 1 and set(parts[0][1]) == {"doubled"}
+    whole, _ = method.loss(toy_llama, batch)
+    assert parts[0][0].item() == pytest.approx(whole.item())
+    assert len(list(NPO.loss_parts(method, toy_llama, batch))) == 2  # the parent keeps its own split
