@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from runner.data import tofu
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 
-SETTINGS = {"max_new_tokens": 12, "repetition_penalty": 1.1, "batch_size": 16}
+SETTINGS = {"max_new_tokens": 24, "repetition_penalty": 1.1, "batch_size": 16}
 # the 40 questions of TOFU's shipped forget01
 QUESTIONS = [{"id": f"q{i}", "text": r["question"]} for i, r in enumerate(tofu.load_config("forget01", "local"))]
 
@@ -68,24 +69,43 @@ def test_probes_find_a_known_separating_direction():
 # --- the text detector on tiny models ----------------------------------------------------------------
 
 
-def _tiny(shared_cache, seed: int):
+def _tiny_base(shared_cache):
     from runner.models import load_model
     from tests.conftest import compose_cfg
 
-    return load_model(compose_cfg("model=tiny", f"model.tiny.seed={seed}").model, shared_cache)
+    return load_model(compose_cfg("model=tiny").model, shared_cache)
 
 
-def _text_accuracy(shared_cache, tmp_path, seed_a: int, seed_b: int) -> dict:
-    """Responses of two tiny models to the same questions, told apart by a logistic regression on the
-    mean-pooled features of a third (frozen) tiny model, split by question."""
+def _trained(shared_cache, run, noise: float = 0.0):
+    """The tiny TOFU target a run started from (it writes text), its last layer perturbed by ``noise``."""
+    import torch
+
+    from runner.models import load_state
+
+    model, tok = _tiny_base(shared_cache)
+    load_state(model, Path(json.loads((run / "model" / "model.json").read_text())["start"]))
+    if noise:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in model.model.layers[-1].parameters():
+                if p.dim() > 1:  # the last layer's matrices, noise at ``noise`` times their spread
+                    p.add_(noise * p.std() * torch.randn_like(p))
+    return model, tok
+
+
+def _text_accuracy(shared_cache, tmp_path, run, noise: float) -> dict:
+    """Responses of the target and of the target perturbed by ``noise`` to the same questions, told apart by a
+    logistic regression on the mean-pooled features of the frozen tiny base (the offline default), split by
+    question."""
     fmt = PromptFormat(question="Question: {question}\nAnswer: ")
     texts = []
-    for seed in (seed_a, seed_b):
-        model, tok = _tiny(shared_cache, seed)
+    for i, amount in enumerate((0.0, noise)):
+        model, tok = _trained(shared_cache, run, amount)
         ids = responses.prompt_ids(tok, fmt, QUESTIONS)
-        out, _ = responses.responses(model, tok, ids, SETTINGS, "fp32", tmp_path, {"tiny": seed}, f"tiny {seed}")
+        identity = {"test": "trace", "noise": amount}
+        out, _ = responses.responses(model, tok, ids, SETTINGS, "fp32", tmp_path, identity, f"model {i}")
         texts += [r["text"] for r in out]
-    encoder, tok = _tiny(shared_cache, 5)
+    encoder, tok = _tiny_base(shared_cache)
     x = hidden.mean_pooled(encoder, tok, texts, 16, "fp32", 64, "encode")
     y = np.repeat([0, 1], len(QUESTIONS))
     groups = np.asarray([q["id"] for q in QUESTIONS] * 2)
@@ -95,17 +115,17 @@ def _text_accuracy(shared_cache, tmp_path, seed_a: int, seed_b: int) -> dict:
     return detect.summary(y, pred, groups) | {"same_texts": texts[: len(QUESTIONS)] == texts[len(QUESTIONS) :]}
 
 
-def test_the_text_detector_separates_different_models_and_not_identical_ones(shared_cache, tmp_path):
-    different = _text_accuracy(shared_cache, tmp_path, 0, 1)
-    assert not different["same_texts"]
-    assert different["accuracy"] >= 0.9 and different["ci95"][0] > 0.75
-    same = _text_accuracy(shared_cache, tmp_path, 0, 0)  # the same model twice: identical responses
+def test_the_text_detector_separates_different_models_and_not_identical_ones(shared_cache, tmp_path, tiny_run):
+    different = _text_accuracy(shared_cache, tmp_path, tiny_run, noise=2.0)
+    assert not different["same_texts"], "the perturbed model must answer otherwise"
+    assert different["accuracy"] >= 0.85 and different["ci95"][0] > 0.7, different
+    same = _text_accuracy(shared_cache, tmp_path, tiny_run, noise=0.0)  # the same model twice
     assert same["same_texts"]
-    assert 0.35 <= same["accuracy"] <= 0.65 and same["ci95"][0] < 0.5 < same["ci95"][1]
+    assert 0.35 <= same["accuracy"] <= 0.65 and same["ci95"][0] < 0.5 < same["ci95"][1], same
 
 
 def test_responses_are_generated_once_then_read_from_the_cache(shared_cache, tmp_path, monkeypatch):
-    model, tok = _tiny(shared_cache, 0)
+    model, tok = _tiny_base(shared_cache)
     ids = responses.prompt_ids(tok, PromptFormat(), QUESTIONS[:6])
     first, how = responses.responses(model, tok, ids, SETTINGS, "fp32", tmp_path, {"tiny": 0}, "first")
     assert how["cached"] is False and how["tokens"] > 0
