@@ -13,7 +13,9 @@ each prompt set (``runner.analysis.prompts``) greedily with a repetition penalty
   trained end to end with the paper's schedule (``runner.analysis.text_classifier``). The encoder is
   ``base`` (the runs' base model, offline) or a hub id (``bert-base-uncased``, ``gpt2``, ...). ``mixed``: one
   classifier over all sets together, its accuracy also reported per set.
-- **activations**: each model's hidden states on prompt + its own response (``runner.analysis.hidden``),
+- **activations**: each model's hidden states on prompt + its own response (``probes.inputs: own``, the
+  paper's view: what the model computes as it answers) or on prompt + the first model's response
+  (``shared``: the same tokens for every model, so only the weights differ) (``runner.analysis.hidden``),
   a logistic-regression probe per layer on the last token and on the mean over the response, and an MLP
   probe (1024-256-128) on the final normalised hidden state of the last token.
 
@@ -79,7 +81,8 @@ class TraceDetection(Analysis):
             }
             | _node(classifier)
         )
-        self.probes = {"enabled": True, "batch_size": 8, "plot_layers": None, "mlp": [1024, 256, 128]} | _node(probes)
+        self.probes = {"enabled": True, "inputs": "own", "batch_size": 8, "plot_layers": None, "mlp": [1024, 256, 128]}
+        self.probes |= _node(probes)
         self.seed = int(seed)
         self._check_values()
 
@@ -102,6 +105,8 @@ class TraceDetection(Analysis):
             raise ConfigError("analysis.split.folds", f"{folds!r}", ">= 2 for cross-validation, 1 for one split")
         if folds == 1 and not 0 < float(self.split["test_fraction"]) < 1:
             raise ConfigError("analysis.split.test_fraction", "must be in (0, 1)", "e.g. 0.3")
+        if self.probes["inputs"] not in ("own", "shared"):
+            raise ConfigError("analysis.probes.inputs", f"`{self.probes['inputs']}`", "own or shared")
         if self.classifier.train not in TRAIN_CHOICES:
             raise ConfigError("analysis.classifier.train", f"`{self.classifier.train}`", f"one of {TRAIN_CHOICES}")
         if int(self.classifier.batch_size) < 1 or int(self.classifier.epochs) < 1:
@@ -150,6 +155,14 @@ class TraceDetection(Analysis):
         if self.precision not in ("fp32", "bf16"):
             self.precision = "fp32"
         self.sets = prompts.load_sets(self.prompts_cfg)
+        folds = int(self.split["folds"])
+        small = {name: len(rows) for name, rows in self.sets.items() if len(rows) < max(2, folds)}
+        if small:
+            raise ConfigError(
+                "analysis.split.folds",
+                f"{folds} folds need at least {folds} questions per prompt set; {small} have fewer",
+                "fewer folds, or more questions (analysis.prompts.<set>.n / per_subject)",
+            )
         encoder = str(self.classifier.encoder)
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         if encoder != "base" and offline and not Path(encoder).expanduser().is_dir():
@@ -204,7 +217,9 @@ class TraceDetection(Analysis):
                     )
                     said[label, name], generation[f"{label} / {name}"] = out, stats
                     if self.probes["enabled"]:
-                        pairs = [(p, r["ids"]) for p, r in zip(ids, out, strict=True)]
+                        # own: each model reads its own response; shared: every model reads the first model's
+                        shown = out if self.probes["inputs"] == "own" else said[labels[0], name]
+                        pairs = [(p, r["ids"]) for p, r in zip(ids, shown, strict=True)]
                         acts[label, name] = hidden.activations(
                             model, pairs, tokenizer.pad_token_id, int(self.probes["batch_size"]), self.precision,
                             f"activations {label} {name}",
@@ -243,6 +258,7 @@ class TraceDetection(Analysis):
             },
             "split": self.split,
             "classifier": OmegaConf.to_container(self.classifier),
+            "probe_settings": self.probes,
             "text": text,
             "probes": probes,
             "plots": plots,

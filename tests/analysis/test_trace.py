@@ -199,7 +199,7 @@ def test_trace_job_end_to_end_then_from_cached_responses(tiny_cfg, tmp_path, tin
             "analysis.classifier.train=finetune",
             "analysis.classifier.epochs=1",
             "analysis.classifier.mixed=false",
-            "analysis.probes.enabled=false",
+            "analysis.probes.inputs=shared",  # every model reads the first model's responses
         ),
         tmp_path / "b",
     )
@@ -207,6 +207,8 @@ def test_trace_job_end_to_end_then_from_cached_responses(tiny_cfg, tmp_path, tin
     assert all(run["cached"] for run in second["trace"]["generation"]["runs"].values())
     assert set(second["trace"]["text"][pair]) == {"tofu", "mmlu"}
     assert second["trace"]["text"][pair]["tofu"]["n_test_questions"] < 16  # one split: a held-out share
+    assert second["trace"]["probe_settings"]["inputs"] == "shared"
+    assert len(second["trace"]["probes"][pair]["mmlu"]["accuracy_by_layer"]["last_token"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -217,7 +219,9 @@ def test_trace_job_end_to_end_then_from_cached_responses(tiny_cfg, tmp_path, tin
         ("analysis.prompts.sets=[tofu,bogus]", "analysis.prompts.sets"),
         ("analysis.classifier.train=sometimes", "analysis.classifier.train"),
         ("analysis.split.folds=0", "analysis.split.folds"),
+        ("analysis.probes.inputs=theirs", "analysis.probes.inputs"),
         ("analysis.prompts.tofu.split=forget02", "analysis.prompts.tofu.split"),
+        ("analysis.split.folds=20", "analysis.split.folds"),  # more folds than the 16 TOFU questions
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(tiny_cfg, tmp_path, tiny_run, override, key):
