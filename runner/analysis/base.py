@@ -9,7 +9,8 @@ An analysis reads finished run directories (their ``results.json`` and the weigh
   ``record.stage(name)``; headline numbers go to ``record.data["metrics"]`` (rows -> metric -> value,
   as every job kind's), the analysis' own detail to ``record.data[self.name]``, files to ``run_dir``.
 
-The implementations: ``runner/analysis/connectivity.py`` (mode connectivity).
+The implementations: ``runner/analysis/connectivity.py`` (mode connectivity), ``runner/analysis/trace.py``
+(unlearning trace detection).
 """
 
 from __future__ import annotations

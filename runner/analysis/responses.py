@@ -1,0 +1,72 @@
+"""Each model's greedy responses to a prompt set, generated once and kept in the cache.
+
+Generation is the costly part of trace detection (the paper: up to 1,024 new tokens per response), and it
+is deterministic: greedy, with a repetition penalty. So the responses of one model to one prompt set under
+one set of settings are a content-addressed cache entry, ``<cache>/responses/<key>.json``, written
+atomically; the key covers the model's weights (base identity plus a digest of the run's saved weights),
+the prompt format and token ids, and the generation settings and precision. A second analysis of the same
+models reads them back and generates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from runner.cache import content_key, write_json_atomic
+from runner.data.qa import encode_prompt
+from runner.decoding.base import DecodingContext
+from runner.decoding.generate import generate
+from runner.decoding.strategies import Decoding
+
+log = logging.getLogger(__name__)
+KIND = "responses"
+
+
+def prompt_ids(tokenizer, fmt, prompts: list[dict]) -> list[list[int]]:
+    """The token ids the model sees: each prompt's text in the model's own prompt format."""
+    return [encode_prompt(tokenizer, fmt, p["text"]) for p in prompts]
+
+
+def cache_key(model_identity: dict, ids: list[list[int]], settings: dict, precision: str) -> str:
+    return content_key(
+        {"model": model_identity, "prompts": content_key(ids), "settings": settings, "precision": precision}
+    )
+
+
+def responses(
+    model, tokenizer, ids: list[list[int]], settings: dict, precision: str, cache_dir: Path, identity: dict, desc: str
+) -> tuple[list[dict], dict]:
+    """(per prompt ``{"ids", "text"}``, how they were obtained) from the cache, else by generating them.
+
+    ``settings``: ``max_new_tokens``, ``repetition_penalty``, ``batch_size``; the batch size is left out of
+    the key (greedy results do not depend on it, bar float noise in padded batches).
+    """
+    keyed = {k: v for k, v in settings.items() if k != "batch_size"}
+    key = cache_key(identity, ids, keyed, precision)
+    path = Path(cache_dir) / KIND / f"{key}.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if len(stored["responses"]) == len(ids):
+                log.info("cache hit: %s responses (%s)", desc, path)
+                return stored["responses"], {"key": key, "cached": True, **stored["stats"]}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            log.warning("unreadable responses cache entry %s: generating again", path)
+    run = generate(
+        model,
+        tokenizer,
+        ids,
+        Decoding(name="greedy"),
+        DecodingContext(tokenizer),
+        int(settings["max_new_tokens"]),
+        int(settings["batch_size"]),
+        precision,
+        desc=desc,
+        repetition_penalty=float(settings["repetition_penalty"]),
+    )
+    out = [{"ids": s[0].ids, "text": tokenizer.decode(s[0].ids, skip_special_tokens=True).strip()} for s in run.outputs]
+    stats = dict(run.stats)
+    write_json_atomic(path, {"settings": keyed, "precision": precision, "responses": out, "stats": stats})
+    return out, {"key": key, "cached": False, **stats}
