@@ -214,9 +214,7 @@ def train(
         # fused AdamW: one kernel over all parameters, about 5x faster than the per-tensor loop that
         # adamw_torch runs on CPU (135M parameters: 0.5 s vs 2.5 s a step), no foreach temporaries
         optim="adamw_torch_fused",
-        gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing", False)),
-        # non-reentrant: works with frozen layers below the trainable ones and with kwargs (packed batches)
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        **_checkpointing_args(bool(train_cfg.get("gradient_checkpointing", False))),
         bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
         seed=seed,
@@ -273,12 +271,22 @@ def train(
         raise
     finally:
         model.train(was_training)
-        if args.gradient_checkpointing:  # the Trainer turned it on for this stage only
+        if train_cfg.get("gradient_checkpointing", False):  # the Trainer turned it on for this stage only
             unwrap(model).gradient_checkpointing_disable()
     strategy.after_training(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
     _check_weights(train_cfg, stage, timing.steps, start_norm, weight_norm(model))
     seconds = time.perf_counter() - timing.start
     return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}
+
+
+def _checkpointing_args(enabled: bool) -> dict:
+    """TrainingArguments for ``gradient_checkpointing`` (renamed activation checkpointing in later transformers 5.x).
+
+    Non-reentrant: works with frozen layers below the trainable ones and with keyword inputs (packed batches).
+    """
+    new = "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+    name = "activation_checkpointing" if new else "gradient_checkpointing"
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def weight_norm(model: torch.nn.Module) -> float:
