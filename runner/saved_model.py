@@ -76,15 +76,7 @@ def changed_parameters(model, trainable_layers) -> list[str]:
 def load_run_model(run_dir: str | Path, cache_dir: str | Path | None = None):
     """(model, tokenizer) as the run left them after unlearning; ``cache_dir`` holds the base (the run's own
     cache by default)."""
-    run_dir = _weights_dir(Path(run_dir))
-    described = run_dir / DIRECTORY / "model.json"
-    if not described.is_file():
-        raise ConfigError(
-            "save_model",
-            f"{run_dir} kept no weights (no {DIRECTORY}/model.json)",
-            "run the job again with save_model=trainable (or full)",
-        )
-    info = json.loads(described.read_text())
+    run_dir, info = saved_weights(run_dir)
     model_cfg = OmegaConf.create(info["base"]["config"])
     if cache_dir is None:
         cache_dir = _run_cache_dir(run_dir)
@@ -109,6 +101,20 @@ def load_run_model(run_dir: str | Path, cache_dir: str | Path | None = None):
     model, tokenizer = load_model(model_cfg, cache_dir)
     load_state(model, run_dir / DIRECTORY / STATE_FILE)
     return model, tokenizer
+
+
+def saved_weights(run_dir: str | Path, key: str = "save_model") -> tuple[Path, dict]:
+    """The directory holding a run's kept weights (a reused result points at the run that made them) and
+    its ``model.json``; a ConfigError naming ``key`` (the setting that gave the run) where it kept none."""
+    weights = _weights_dir(Path(run_dir))
+    described = weights / DIRECTORY / "model.json"
+    if not described.is_file():
+        raise ConfigError(
+            key,
+            f"{run_dir} kept no weights (no {DIRECTORY}/model.json)",
+            "run the job again with save_model=trainable (or full)",
+        )
+    return weights, json.loads(described.read_text())
 
 
 def _weights_dir(run_dir: Path) -> Path:

@@ -45,7 +45,7 @@ from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model, model_identity
 from runner.output.metrics import spec
-from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model
+from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weights
 
 log = logging.getLogger(__name__)
 PLOT = "connectivity.png"
@@ -95,7 +95,9 @@ class Connectivity(Analysis):
     # --- inputs -------------------------------------------------------------------------------
 
     def check(self) -> None:
-        self.described = [self._described(r) for r in self.runs]
+        saved = [saved_weights(r, "analysis.runs") for r in self.runs]
+        # a run answered by an identical finished job reads the weights (and results) of the run that made them
+        self.runs, self.described = [w for w, _ in saved], [d for _, d in saved]
         self.results = [self._results(r) for r in self.runs]
         if len(self.described) == 2 and _identity(self.described[0]) != _identity(self.described[1]):
             raise ConfigError(
@@ -123,17 +125,6 @@ class Connectivity(Analysis):
                     f"the model {self.runs[0]} started from ({start}) is no longer in the cache",
                     "rerun the job with the same cache (it rebuilds the target), or analyse two runs",
                 )
-
-    @staticmethod
-    def _described(run: Path) -> dict:
-        path = run / DIRECTORY / "model.json"
-        if not path.is_file():
-            raise ConfigError(
-                "analysis.runs",
-                f"{run} kept no weights (no {DIRECTORY}/model.json)",
-                "run it again with save_model=trainable (or full)",
-            )
-        return json.loads(path.read_text())
 
     @staticmethod
     def _results(run: Path) -> dict:

@@ -45,7 +45,7 @@ from runner.cache import file_digest
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model, load_state, model_identity
-from runner.saved_model import DIRECTORY, STATE_FILE, _weights_dir, load_run_model
+from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weights
 
 log = logging.getLogger(__name__)
 SPECIAL = ("base", "start")
@@ -119,15 +119,7 @@ class TraceDetection(Analysis):
         for e in self.entries:
             if e in SPECIAL:
                 continue
-            run = _weights_dir(Path(e).expanduser().resolve())
-            described = run / DIRECTORY / "model.json"
-            if not described.is_file():
-                raise ConfigError(
-                    "analysis.models",
-                    f"{e} kept no weights (no {DIRECTORY}/model.json)",
-                    "rerun it with save_model=trainable",
-                )
-            self.runs[e] = (run, json.loads(described.read_text()))
+            self.runs[e] = saved_weights(Path(e).expanduser().resolve(), "analysis.models")
         first_run, first = next(iter(self.runs.values()))
         self.base_cfg = OmegaConf.create(first["base"]["config"])
         for e, (_, info) in self.runs.items():
