@@ -34,21 +34,24 @@ _enabled = True
 
 
 def _packed_sdpa(module, query, key, value, attention_mask, cu_seq_lens_q=None, **kwargs):
-    """SDPA per sequence of a packed row (``cu_seq_lens_q`` given), plain SDPA otherwise.
+    """Causal SDPA once per sequence of a packed row (``cu_seq_lens_q`` given), plain SDPA otherwise.
 
     query (1, heads, N, d), key / value (1, kv_heads, N, d); returns (1, N, heads, d) like SDPA's path.
+    The sequences are views from one ``split`` (no copies to keep for backward), whose backward joins
+    their gradients in one concatenation; slicing each sequence instead zero-filled a whole
+    (heads, N, d) gradient per sequence and layer. Putting the sequences back side by side, padded,
+    for one SDPA call measured no faster here and kept the padded copies alive until backward.
     """
     if cu_seq_lens_q is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    kwargs.pop("cu_seq_lens_k", None)
-    bounds = cu_seq_lens_q.tolist()
-    parts = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        if end > start:
-            out, _ = sdpa_attention_forward(
-                module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], None, **kwargs
-            )
-            parts.append(out)
+    for unused in ("cu_seq_lens_k", "max_length_q", "max_length_k"):
+        kwargs.pop(unused, None)
+    lengths = (cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).tolist()
+    parts = [
+        sdpa_attention_forward(module, q, k, v, None, **kwargs)[0]
+        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), strict=True)
+        if q.shape[2]
+    ]
     return torch.cat(parts, dim=1), None
 
 
