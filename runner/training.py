@@ -22,6 +22,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from runner.data.qa import collate_qa
 from runner.distributed import SingleProcess, Strategy
 from runner.errors import TrainingDiverged
+from runner.heap import release_free_heap
 from runner.scoring import autocast, unwrap
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,17 @@ def backward_by_parts(parts_fn: PartsFn) -> BackwardFn:
     """Back-propagate each part of the loss before the next part's forward pass.
 
     The gradient is the same as one backward of the sum; the peak memory is that of the largest
-    part's graph instead of all of them together (a forget and a retain pass: about half).
+    part's graph instead of all of them together (a forget and a retain pass: about half). On CPU
+    the heap is trimmed once each later part's forward pass is done (runner/heap.py).
     """
 
     def backward(model, batch: dict, scale: float) -> tuple[torch.Tensor, dict]:
         total, terms = None, {}
-        for part, part_terms in parts_fn(model, batch):
+        for i, (part, part_terms) in enumerate(parts_fn(model, batch)):
+            if i and part.device.type == "cpu":
+                # this part's forward pass has reused what it could of the previous part's freed
+                # activations; give the rest back before the gradients pile up (runner/heap.py)
+                release_free_heap()
             (part * scale).backward()
             total = part.detach() if total is None else total + part.detach()
             terms.update(part_terms)
