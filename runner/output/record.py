@@ -35,6 +35,36 @@ PACKAGES = (
 )
 
 
+# Every top-level key a results.json can hold, with its meaning: the writers are this class, runner/job.py
+# and each job kind's pipeline. docs/reference/results.md is generated from this table, and
+# tests/test_docs.py checks that every `record.data["..."]` the code writes, and a real record, is listed.
+FIELDS = {
+    "status": "`running` until the job ends, then `completed`, `failed` or `interrupted`",
+    "job_key": "content hash of the resolved config and every data file the job reads: equal keys, same job",
+    "started": "UTC time the record was created (ISO 8601, seconds)",
+    "finished": "UTC time the job ended, whatever its status",
+    "config": "the resolved config, tokens and keys redacted",
+    "choices": "the Hydra choice of each config group (method, benchmark, model ...): the report's row labels",
+    "overrides": "the command-line overrides of this job, secrets redacted",
+    "launch": "world size, rank, host and the Slurm job id where there is one",
+    "precision": "the compute precision asked for, the one used and why",
+    "metrics": "row (target, retain, unlearned, evaluated, a sweep point ...) -> metric name -> value",
+    "evaluation": "row -> suite -> the suite's aggregate numbers behind the metrics",
+    "per_example": "row -> suite -> one value per example (answers, scores)",
+    "training": "stage (unlearn, finetune_target, distill, attack ...) -> steps, losses, tokens, seconds",
+    "timings": "stage -> wall-clock seconds",
+    "versions": "python and the versions of the packages that decide the numbers",
+    "error": "a failed or interrupted job: message, stage, and the config key, step or traceback where known",
+    "reused_from": "the results.json of the identical finished job whose result this record copies",
+    "coreset": "the coreset selector, its ratio and seed, the examples it kept, its seconds and the unlearning steps",
+    "attack": "the fine-tuning attack: its training and its own task's score before and after",
+    "saved_model": "the directory holding the kept weights (save_model=trainable|full)",
+    "distill": "task=distill: what the condensation kept of the traces (tokens, fraction, dropped examples)",
+    "diffusion": "task=diffusion_attack: the attack's tokens, the defence, per-row detail and the utility checks",
+    "connectivity": "analysis=connectivity: the endpoints, the parameters interpolated and the loss along the path",
+    "trace": "analysis=trace: the models compared, the prompt sets, the generations and the classifier's scores",
+}
+
 def versions() -> dict:
     found = {"python": platform.python_version()}
     for name in PACKAGES:
