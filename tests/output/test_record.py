@@ -35,3 +35,14 @@ def test_read_results_of_garbage_is_none(tmp_path):
         assert R.read_results(path) is None, content
     path.write_text('{"status": "failed"}')
     assert R.read_results(path) == {"status": "failed"}
+
+
+def test_every_key_of_real_records_is_documented(sweep):
+    """The sweep's real records (completed, reused and failed tiny jobs) hold no top-level key that FIELDS
+    (and so docs/reference/results.md) does not list."""
+    records = [R.read_results(p) for p in sorted(sweep.rglob("results.json"))]
+    assert {r["status"] for r in records} == {"completed", "failed"}
+    for record in records:
+        assert set(record) <= set(R.FIELDS), set(record) - set(R.FIELDS)
+    failed = next(r for r in records if r["status"] == "failed")
+    assert {"error", "finished", "choices", "launch"} <= set(failed)
