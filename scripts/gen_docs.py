@@ -96,7 +96,9 @@ def metrics_page() -> str:
         "|---|---|---|---|",
     ]
     for spec in METRICS.values():
-        out.append(f"| `{_cell(spec.name)}` | {BETTER[spec.direction]} | {ARROWS[spec.direction]} | {_cell(spec.label)} |")
+        out.append(
+            f"| `{_cell(spec.name)}` | {BETTER[spec.direction]} | {ARROWS[spec.direction]} | {_cell(spec.label)} |"
+        )
     return "\n".join(out) + "\n"
 
 

@@ -8,7 +8,7 @@ Llama-3.2-1B's shape (hidden 2048, MLP 8192, 16 layers, 32 heads / 8 KV heads; r
 the locally trained tokenizer keeps the vocabulary small, so the ~1.0B parameters are nearly all in
 the decoder layers). Each strategy runs the real pipeline (TOFU target and retain fine-tuning,
 NPO unlearning, evaluation) in its own process and reports torch's peak allocated and reserved
-memory over the whole job, beside the README's on-paper estimate. ZeRO-Offload compiles
+memory over the whole job, beside the on-paper estimate in docs/scaling-out.md. ZeRO-Offload compiles
 DeepSpeed's CPU Adam on first use (a C++ compiler is needed).
 """
 
@@ -41,7 +41,7 @@ JOB = [
     "unlearn.batch_size=4",
     "eval.batch_size=8",
 ]
-# bytes per parameter on the GPU during training, from the README's estimate (one GPU)
+# bytes per parameter on the GPU during training, from docs/scaling-out.md's estimate (one GPU)
 PAPER = {
     "none": "16 B/param (fp32 weights, grads, AdamW moments) ~ 16 GB + activations",
     "zero3_offload": "~4 B/param (the whole fp32 model outside training) ~ 4 GB + live layers + activations",

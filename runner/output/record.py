@@ -65,6 +65,7 @@ FIELDS = {
     "trace": "analysis=trace: the models compared, the prompt sets, the generations and the classifier's scores",
 }
 
+
 def versions() -> dict:
     found = {"python": platform.python_version()}
     for name in PACKAGES:

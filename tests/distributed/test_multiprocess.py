@@ -1,7 +1,7 @@
 """Distributed runs for real on CPU: two gloo ranks under torchrun, DeepSpeed ZeRO-2 / ZeRO-3 and DDP,
 against the one-process run with the same global batch.
 
-Tolerance (also in the README): the two-rank run sees the same examples in the same global
+Tolerance (also in docs/scaling-out.md): the two-rank run sees the same examples in the same global
 batches and the same forget / retain pairs (runner/training.py: PairedDataset), so it differs
 from one process only by the order of floating-point sums and by averaging two per-rank
 token means instead of one over the batch. Probabilities, truth ratio and forget quality
