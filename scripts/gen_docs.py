@@ -38,9 +38,11 @@ def _value(value) -> str:
         return ""
     shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=10**6)
     shown = shown.removesuffix("\n").removesuffix("\n...").strip()
+    shown = shown.replace("\n", "\\n")  # a prompt's line breaks, visible in one table cell
     if len(shown) > MAX_VALUE:
         shown = shown[: MAX_VALUE - 1] + "…"
-    return f"`{_cell(shown)}`" if shown else "`''`"
+    # a code span keeps its pipes out of the table's cells by itself (an escape would show as a backslash)
+    return f"`` {shown} ``" if "`" in shown else f"`{shown}`" if shown else "`''`"
 
 
 def _rows(node, comments: dict[str, str], prefix: str = ""):
@@ -62,7 +64,7 @@ def _option_section(path: Path, heading: str) -> list[str]:
     rows = list(_rows(yaml.safe_load(text), comments))
     if rows:
         out += ["| key | default | comment |", "|---|---|---|"]
-        out += [f"| `{_cell(k)}` | {v} | {_cell(c)} |" for k, v, c in rows]
+        out += [f"| `{k}` | {v} | {_cell(c)} |" for k, v, c in rows]
         out.append("")
     return out
 
@@ -97,7 +99,7 @@ def metrics_page() -> str:
     ]
     for spec in METRICS.values():
         out.append(
-            f"| `{_cell(spec.name)}` | {BETTER[spec.direction]} | {ARROWS[spec.direction]} | {_cell(spec.label)} |"
+            f"| `{spec.name}` | {BETTER[spec.direction]} | {ARROWS[spec.direction]} | {_cell(spec.label)} |"
         )
     return "\n".join(out) + "\n"
 
