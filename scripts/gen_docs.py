@@ -98,9 +98,7 @@ def metrics_page() -> str:
         "|---|---|---|---|",
     ]
     for spec in METRICS.values():
-        out.append(
-            f"| `{spec.name}` | {BETTER[spec.direction]} | {ARROWS[spec.direction]} | {_cell(spec.label)} |"
-        )
+        out.append(f"| `{spec.name}` | {BETTER[spec.direction]} | {ARROWS[spec.direction]} | {_cell(spec.label)} |")
     return "\n".join(out) + "\n"
 
 
