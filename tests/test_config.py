@@ -166,6 +166,7 @@ OFFLINE_BENCHMARKS = {
     "tofu": ["experiment=tofu_smoke_tiny"],
     "wmdp": ["experiment=wmdp_smoke_tiny"],
     "muse": ["experiment=muse_smoke_tiny"],
+    "text_loss": ["experiment=task_arithmetic_smoke_tiny"],
     "gsm8k": REASONING_TINY,
     "math500": [*REASONING_TINY, "benchmark=math500"],
     **{

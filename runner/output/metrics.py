@@ -110,6 +110,14 @@ METRICS = _declare(
     MetricSpec("denoising_loss", "none", "Denoising loss (concept)"),
     MetricSpec("clip_score", "up", "CLIP score"),
     MetricSpec("fid", "down", "FID"),
+    # loss on named text sets (runner/benchmarks/text_loss.py, task arithmetic): the negated text's loss
+    # should rise, text about the same subject may follow it, unrelated text should stay where it was
+    MetricSpec("forget_nll", "up", "Forget text NLL"),
+    MetricSpec("aligned_nll", "none", "Aligned text NLL"),
+    MetricSpec("irrelevant_nll", "down", "Irrelevant text NLL"),
+    MetricSpec("forget_ppl", "up", "Forget text PPL"),
+    MetricSpec("aligned_ppl", "none", "Aligned text PPL"),
+    MetricSpec("irrelevant_ppl", "down", "Irrelevant text PPL"),
     # numbers a record holds outside `metrics`, named by their dotted key
     MetricSpec("attack.task_before", "up", "Attack task before"),  # the attack's own task (GSM8K, SST-2 ...)
     MetricSpec("attack.task_after", "up", "Attack task after"),
@@ -140,6 +148,7 @@ CHOICE_LABELS = {
     "undial": "UNDIAL",
     "rmu": "RMU",
     "task_vector": "Task Vector",
+    "text_loss": "Text loss",
     "blur": "BLUR",
     "ilu": "ILU",
     "r2mu": "R²MU",
