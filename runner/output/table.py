@@ -103,7 +103,7 @@ def build_table(runs: list[dict], preset: dict) -> Table:
             rows.append(row)
         bad = [r for r in members if r.get("status") != "completed"]
         if bad:
-            what = "; ".join(_describe_incomplete(r) for r in bad)
+            what = "; ".join(_describe_incomplete(r, members) for r in bad)
             notes.append(f"† {base}: {len(bad)} of {len(members)} runs did not complete ({what})")
             for row in rows[-len(model_rows) :]:
                 row.note = "†"
@@ -184,12 +184,21 @@ def choice_label(value) -> str:
     return _label(value, CHOICE_LABELS)
 
 
-def _describe_incomplete(run: dict) -> str:
+def _describe_incomplete(run: dict, members: list[dict]) -> str:
     status = run.get("status") or "without a status (an empty or cut-short results.json)"
-    seed = lookup(run, "config.seed")
     message = str((run.get("error") or {}).get("message", "")).splitlines()[0:1]
     detail = f": {message[0][:120]}" if message else ""
-    return f"seed={seed} {status}{detail}"
+    return f"{_distinguishing(run, members)} {status}{detail}"
+
+
+def _distinguishing(run: dict, members: list[dict]) -> str:
+    """The seed and the command-line overrides this run does not share with every run of its row: two failed
+    runs of one seed (a learning-rate sweep) are told apart by what was set differently."""
+    mine = [o for o in run.get("overrides") or [] if isinstance(o, str)]
+    shared = [set(m.get("overrides") or []) for m in members if m is not run]
+    own = [o for o in mine if not shared or not all(o in s for s in shared)]
+    seed = f"seed={lookup(run, 'config.seed')}"
+    return ", ".join([seed] + [o for o in own if o.lstrip("+~").partition("=")[0] != "seed"])
 
 
 def _differing_settings(completed: pd.DataFrame, runs: list[dict], row_keys: list[str]) -> list[str]:
@@ -203,7 +212,19 @@ def _differing_settings(completed: pd.DataFrame, runs: list[dict], row_keys: lis
         for k in completed.columns
         if k.startswith("config.") and not any(k == s or k.startswith(s + ".") for s in skip)
     ]
-    return sorted(k for k in keys if completed[k].map(_canonical).nunique() > 1)
+    swept = [k for k in ("config.seed", *row_keys) if k in completed.columns]
+    return sorted(
+        k
+        for k in keys
+        if completed[k].map(_canonical).nunique() > 1
+        and not any(_follows(completed[k], completed[s]) for s in swept)
+    )
+
+
+def _follows(derived: pd.Series, swept: pd.Series) -> bool:
+    """True when a key only repeats a swept one in every run: the record holds the config resolved, so
+    ``decoding.seed: ${seed}`` differs between seeds exactly as ``seed`` does and is no hidden setting."""
+    return all(_canonical(a) == _canonical(b) for a, b in zip(derived, swept, strict=True))
 
 
 def _canonical(value) -> str:
