@@ -116,6 +116,11 @@ METRICS = _declare(
     MetricSpec("coreset.unlearn_steps", "none", "Unlearn steps"),
     MetricSpec("diffusion.attack.training.max_abs_cosine", "zero", "Max |cos| between attack tokens"),
     MetricSpec("diffusion.attack.training.seconds_per_step", "down", "Attack step (s)"),
+    # denoising-loss gains over random tokens (runner/diffusion/job.py): how far the attack lowers the concept
+    # loss, plainly and through the defence; the attacker wants the first large, the defender the others small
+    MetricSpec("diffusion.loss_gain.attack_vs_random", "none", "Attack gain over random"),
+    MetricSpec("diffusion.loss_gain.attack_vs_random_defended", "none", "Attack gain, defended"),
+    MetricSpec("diffusion.loss_gain.adaptive_vs_random_defended", "none", "Adaptive gain, defended"),
 )
 
 

@@ -34,6 +34,7 @@ class Row:
     values: dict = field(default_factory=dict)  # column id -> its values, one per completed run that has one
     summary: dict = field(default_factory=dict)  # column id -> (mean, std, n), aggregated by pandas
     note: str = ""
+    run_level_shown_above: set = field(default_factory=set)  # key columns shown on the group's first model row
 
     def stats(self, col: Column) -> tuple[float | None, float | None, int]:
         return self.summary.get(col.id, (None, None, 0))
@@ -90,10 +91,12 @@ def build_table(runs: list[dict], preset: dict) -> Table:
         group = group.loc[sorted(group.index, key=lambda i: _natural_key((group.at[i, "_seed"],)))]  # by seed
         members = [runs[i] for i in group.index]
         base = str(values[0]) if isinstance(values[0], _Unlabelled) else ", ".join(_label(v, labels) for v in values)
-        for model_row in model_rows:
+        for position, model_row in enumerate(model_rows):
             label = base if len(model_rows) == 1 else f"{base} ({model_labels.get(model_row, model_row)})"
             row = Row(label=label, kind="method", model_row=model_row, keys=dict(zip(row_keys, values, strict=True)))
             row.runs = members
+            if position:
+                row.run_level_shown_above = {c.id for c in columns if not c.metric}
             for col in columns:
                 name = value_columns[(model_row, col.id)]
                 row.values[col.id] = group.loc[group["_completed"], name].dropna().tolist()
@@ -216,8 +219,7 @@ def _differing_settings(completed: pd.DataFrame, runs: list[dict], row_keys: lis
     return sorted(
         k
         for k in keys
-        if completed[k].map(_canonical).nunique() > 1
-        and not any(_follows(completed[k], completed[s]) for s in swept)
+        if completed[k].map(_canonical).nunique() > 1 and not any(_follows(completed[k], completed[s]) for s in swept)
     )
 
 
@@ -241,7 +243,7 @@ def _best_rows(table: Table, col: Column) -> set[int]:
     scored = []
     for i, row in enumerate(table.rows):
         mean, _, _ = row.stats(col)
-        if row.kind == "method" and mean is not None:
+        if row.kind == "method" and mean is not None and col.id not in row.run_level_shown_above:
             shown = float(format(mean, col.fmt))  # compare what the reader sees: equal printed values tie
             scored.append((i, {"up": -shown, "down": shown, "zero": abs(shown)}[col.direction]))
     if not scored:
