@@ -15,7 +15,7 @@ from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
 from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
-from runner.distill.job import run_distillation
+from runner.distill.job import run_distillation, settle_full_trace_ratio
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.output import tracking
 from runner.output.console import metrics_table
@@ -50,6 +50,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         if main:
             log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
         cfg.precision = chosen_precision["used"]
+        settle_full_trace_ratio(cfg)
         cache_dir = _cache_dir(cfg)
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
     except ConfigError as exc:
