@@ -51,7 +51,8 @@ def run_unlearning(
             }
         )
 
-    with record.stage("finetuned_models"):
+    # named for what it does: fine-tune the reference models, or (WMDP: nothing to fine-tune) evaluate the loaded model
+    with record.stage("finetuned_models" if bench.finetuned_models else "evaluate_loaded_model"):
         evaluations, start = _finetuned_models(
             cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
         )

@@ -87,6 +87,12 @@ def test_wmdp_pipeline(shared_cache, tmp_path, method):
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed"
     assert list(on_disk["metrics"]) == ["target", "unlearned"]
+    # nothing is fine-tuned: the stage is named for what it does
+    assert "evaluate_loaded_model" in on_disk["timings"] and "finetuned_models" not in on_disk["timings"]
+    # the letters each model picked, per question set, counted from its predictions
+    letters = on_disk["answer_letters"]["unlearned"]["wmdp_bio"]
+    assert sum(letters["counts"].values()) == letters["n"] == 8 and list(letters["counts"]) == ["A", "B", "C", "D"]
+    assert set(on_disk["answer_letters"]["target"]) == {"wmdp_bio", "wmdp_cyber", "mmlu"}
     for row in on_disk["metrics"].values():
         assert set(row) == WMDP_METRICS
         assert all(0.0 <= v <= 1.0 for v in row.values())
