@@ -82,7 +82,13 @@ class TraceDetection(Analysis):
             }
             | _node(classifier)
         )
-        self.probes = {"enabled": True, "inputs": "shared", "batch_size": 8, "plot_layers": None, "mlp": [1024, 256, 128]}
+        self.probes = {
+            "enabled": True,
+            "inputs": "shared",
+            "batch_size": 8,
+            "plot_layers": None,
+            "mlp": [1024, 256, 128],
+        }
         self.probes |= _node(probes)
         self.seed = int(seed)
         self._check_values()

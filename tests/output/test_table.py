@@ -100,3 +100,18 @@ def test_failed_runs_are_told_apart_by_their_overrides():
         "† NPO: 2 of 2 runs did not complete (seed=2, unlearn.learning_rate=0.0001 failed: config key"
         " `benchmark.source`: missing; seed=2, unlearn.learning_rate=0.0002 failed: config key `benchmark.source`: missing)"
     )
+
+
+def test_r2mu_preset_has_the_held_out_trace_mse():
+    from runner.output.preset import load_preset
+    from runner.output.render import to_markdown
+
+    runs = []
+    for method, end, drop in (("rmu", 2.0, 0.05), ("r2mu", 1.0, 0.5)):
+        run = _run(method, 0, wmdp_bio=0.3)
+        run["training"] = {"unlearn": {"trace_mse": {"start": 2.1, "end": end, "relative_drop": drop, "n": 4}}}
+        runs.append(run)
+    table = build_table(runs, load_preset("r2mu"))
+    assert [c.header for c in table.columns][-2:] == ["Held-out trace MSE ↓", "Trace MSE drop ↑"]
+    lines = to_markdown(table).splitlines()
+    assert lines[5].endswith("| **1.0000** | **50.0** |") and lines[6].endswith("| 2.0000 | 5.0 |")  # R²MU, RMU
