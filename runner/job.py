@@ -52,6 +52,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
             log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
         cfg.precision = chosen_precision["used"]
         settle_full_trace_ratio(cfg)
+        evaluate.settle_training_data(cfg)
         cache_dir = _cache_dir(cfg)
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
     except ConfigError as exc:
