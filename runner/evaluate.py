@@ -66,7 +66,8 @@ def _evaluates_only(node) -> bool:
 def settle_training_data(cfg: DictConfig) -> None:
     """An evaluation-only job reads no forget or retain data: a benchmark with a ``training_data`` switch
     (WMDP, whose bio forget corpus is gated) is told so before the job key, so it neither needs nor keys on it."""
-    if is_evaluation_only(cfg) and cfg.benchmark.get("training_data", False):
+    bench = cfg.get("benchmark") if cfg.get("task", "unlearn") == "unlearn" else None  # other kinds: no such job
+    if bench is not None and is_evaluation_only(cfg) and bench.get("training_data", False):
         log.info(
             "method=none: benchmark=%s reads its questions only (benchmark.training_data=false)", cfg.benchmark.name
         )
