@@ -219,18 +219,23 @@ class Connectivity(Analysis):
     def _recorded_ends(self) -> dict[float, dict]:
         """The ends whose evaluation a record already holds, by t: {"metrics", "suites", "source"}."""
         first = self.results[0]
-        rows = [(first, "target"), (first, "unlearned")] if self.against == "start" else []
-        if not rows:
+        if self.against == "start":
+            # t = 0 is the start: TOFU's target, run A's `target` row; the base itself is no row of the record
+            start_row = "target" if self.described[0].get("start") is not None else None
+            rows = [(first, start_row), (first, "unlearned")]
+        else:
             rows = [(first, "unlearned"), (self.results[1], "unlearned")]
-        if self.against == "start" and self.described[0].get("start") is None:
-            rows[0] = (first, None)  # the base itself: no row of the record is exactly that model
         ends = {}
         for t, (result, row) in zip((0.0, 1.0), rows, strict=True):
-            if row and self._evaluated_alike(result) and row in (result.get("evaluation") or {}):
-                metrics = (result.get("metrics") or {}).get(row)
-                if isinstance(metrics, dict):
-                    source = f"{Path(result['_path']).parent if '_path' in result else '?'} ({row})"
-                    ends[t] = {"metrics": metrics, "suites": result["evaluation"][row], "source": source}
+            metrics = (result.get("metrics") or {}).get(row)
+            if (
+                row
+                and isinstance(metrics, dict)
+                and row in result.get("evaluation", {})
+                and self._evaluated_alike(result)
+            ):
+                source = f"{Path(result['_path']).parent} ({row})"
+                ends[t] = {"metrics": metrics, "suites": result["evaluation"][row], "source": source}
         return ends
 
     def _evaluated_alike(self, result: dict) -> bool:
