@@ -87,7 +87,7 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
                 "method",
                 f"benchmark={cfg.benchmark.name} scores against fine-tuned models "
                 f"({', '.join(bench.finetuned_models)}) that an evaluation-only job does not build",
-                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, math500, gsm8k, "
+                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, mmlu, math500, gsm8k, "
                 "aime24, aime25, amc23; muse with benchmark.build_references=false)",
             )
 
