@@ -8,8 +8,10 @@ any job (runner.job.run drives it). Only rank 0 evaluates when several ranks run
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from runner import distributed
@@ -18,6 +20,7 @@ from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model
 
+log = logging.getLogger(__name__)
 ROW = "evaluated"  # the metrics row of an evaluation-only job
 
 
@@ -44,12 +47,31 @@ def check_config(cfg: DictConfig) -> None:
                     f"method=none evaluates the loaded model, so {group}={cfg[group].get('name')} has nothing to act on",
                     f"set {group}=none, or choose an unlearning method",
                 )
-    elif uses_decoding:
+    elif uses_decoding or _evaluates_only(cfg.benchmark):
         raise ConfigError(
             "method",
             f"benchmark={cfg.benchmark.name} only evaluates (it has no forget or retain set)",
             "run it as an evaluation-only job: method=none",
         )
+
+
+def _evaluates_only(node) -> bool:
+    """The benchmark class declares that it has no forget or retain set (``evaluation_only``)."""
+    try:
+        return bool(getattr(get_class(str(node.get("_target_"))), "evaluation_only", False))
+    except Exception:  # a bad target is reported where the benchmark is built, with the builder's message
+        return False
+
+
+def settle_training_data(cfg: DictConfig) -> None:
+    """An evaluation-only job reads no forget or retain data: a benchmark with a ``training_data`` switch
+    (WMDP, whose bio forget corpus is gated) is told so before the job key, so it neither needs nor keys on it."""
+    bench = cfg.get("benchmark") if cfg.get("task", "unlearn") == "unlearn" else None  # other kinds: no such job
+    if bench is not None and is_evaluation_only(cfg) and bench.get("training_data", False):
+        log.info(
+            "method=none: benchmark=%s reads its questions only (benchmark.training_data=false)", cfg.benchmark.name
+        )
+        cfg.benchmark.training_data = False
 
 
 def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
@@ -65,7 +87,7 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
                 "method",
                 f"benchmark={cfg.benchmark.name} scores against fine-tuned models "
                 f"({', '.join(bench.finetuned_models)}) that an evaluation-only job does not build",
-                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, math500, gsm8k, "
+                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, mmlu, math500, gsm8k, "
                 "aime24, aime25, amc23; muse with benchmark.build_references=false)",
             )
 

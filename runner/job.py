@@ -15,10 +15,11 @@ from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
 from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
-from runner.distill.job import run_distillation
+from runner.distill.job import run_distillation, settle_full_trace_ratio
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
+from runner.metrics.mcq import CONSTANT_LETTER_SHARE, answer_letters
 from runner.output import tracking
-from runner.output.console import metrics_table
+from runner.output.console import constant_letter_warnings, letters_table, metrics_table
 from runner.output.record import RunRecord, read_results
 from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
 from runner.unlearning_job import run_unlearning
@@ -50,6 +51,8 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         if main:
             log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
         cfg.precision = chosen_precision["used"]
+        settle_full_trace_ratio(cfg)
+        evaluate.settle_training_data(cfg)
         cache_dir = _cache_dir(cfg)
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
     except ConfigError as exc:
@@ -77,6 +80,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
                 }
                 write_json_atomic(run_dir / "results.json", copy)
             print(metrics_table(finished["metrics"]))
+            _print_letters(finished.get("answer_letters"))
         return finished
 
     record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
@@ -93,6 +97,9 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     try:
         _install_sigterm()
         _pipeline(cfg, run_dir, cache_dir, record, strategy, tracker.callbacks)
+        letters = answer_letters(record.data.get("per_example"))
+        if letters:  # multiple-choice suites: a constant-letter answerer must not pass for a score
+            record.data["answer_letters"] = letters
         record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted, SystemExit):  # SystemExit: submitit's requeue on preemption
         for signum in (signal.SIGTERM, signal.SIGINT):  # a repeated signal (Slurm, srun) must not cut the write
@@ -121,7 +128,15 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         except OSError as exc:
             log.warning("could not index the finished job in the cache (%s): %s", exc.strerror or exc, cache_dir)
         print(metrics_table(record.data["metrics"]))
+        _print_letters(record.data.get("answer_letters"))
     return record.data
+
+
+def _print_letters(letters: dict | None) -> None:
+    if letters:
+        print(letters_table(letters))
+        for line in constant_letter_warnings(letters, CONSTANT_LETTER_SHARE):
+            log.warning(line)
 
 
 def _cache_dir(cfg) -> Path:

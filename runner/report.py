@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from runner.errors import ConfigError
-from runner.output.preset import load_preset
+from runner.output.preset import PRESETS_DIR, load_preset
 from runner.output.report import write_report
 
 
@@ -33,12 +33,32 @@ def _is_path(arg: str) -> bool:
         return False
 
 
+def presets_help() -> str:
+    """Each preset of conf/report with its title, rows and columns: what ``report=NAME`` would show."""
+    lines = ["presets (report=NAME; default tofu), each with the keys it groups rows by and its columns:"]
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        preset = load_preset(path.stem)
+        columns = [c if isinstance(c, str) else c.get("metric") or c.get("key") for c in preset.get("columns") or []]
+        lines += [
+            f"  {path.stem}: {preset.get('title', '')}",
+            f"      rows={','.join(preset.get('rows') or [])}",
+            f"      columns={','.join(map(str, columns))}",
+        ]
+    lines += [
+        "settings (key=value, OmegaConf dot-list) override the preset's keys: name, title, row_header, rows,",
+        "model_rows, references, columns, filter, plots, plot, out",
+        "examples: report=tofu | report=generic rows=[choices.method,config.unlearn.learning_rate] "
+        "columns=[forget_prob,model_utility] | out=paper/",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m runner.report",
         description="Paper-style tables (Markdown, LaTeX, CSV) and plots from results.json files.",
-        epilog="examples: report=tofu | report=generic rows=[choices.method,config.unlearn.learning_rate] "
-        "columns=[forget_prob,model_utility] | out=paper/",
+        epilog=presets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("args", nargs="+", help="run or sweep directories, then key=value settings")
     parser.add_argument("--no-plots", action="store_true", help="tables only")

@@ -3,8 +3,11 @@
 - ``${runner.uid:}`` (registered on import of ``runner``) is a short random suffix; conf/config.yaml
   names run and sweep directories by the time to the microsecond plus this suffix, so jobs started
   in the same second (or microsecond) never share a directory.
-- ``${runner.dirname:...}`` keeps a sweep point's directory name (its overrides) within the file
-  system's 255-byte limit: a longer name keeps its first 200 characters and a hash of the whole.
+- ``${runner.dirname:...}`` names a sweep point's directory after its overrides, config-group choices
+  first (``method=npo,seed=0,unlearn.learning_rate=1e-05``). A value holding a path is left out (it
+  would nest directories and crowd out the choices): a hash of the paths stands for them, so points
+  that differ only in a path still differ. A name over 200 bytes keeps its first 200 and a hash of
+  the whole, within the file system's 255-byte limit.
 - ``CheckRunDir`` is a Hydra callback: before Hydra creates the run (or sweep) directory and opens
   its log file there, it checks that the directory can be created and written, and stops with one
   message naming ``hydra.run.dir`` (or ``hydra.sweep.dir``) otherwise.
@@ -39,11 +42,42 @@ def unique_suffix() -> str:
 
 
 def short_dirname(name: str) -> str:
-    """``name`` if it fits, else its first characters and a hash of the whole (distinct names stay distinct)."""
-    if len(name.encode()) <= MAX_NAME:
-        return name
+    """A sweep point's directory name from Hydra's ``override_dirname`` (module docstring): choices first,
+    paths as a hash, cut to ``MAX_NAME`` bytes with a hash of the whole (distinct names stay distinct)."""
+    items = _overrides(name)
+    paths = [i for i in items if _is_path(i.partition("=")[2])]
+    kept = sorted((i for i in items if i not in paths), key=lambda i: "." in i.partition("=")[0])  # stable
+    if paths:
+        kept.append("paths-" + hashlib.sha256(",".join(paths).encode()).hexdigest()[:8])
+    text = ",".join(kept)
+    if len(text.encode()) <= MAX_NAME:
+        return text
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return f"{name.encode()[:MAX_NAME].decode(errors='ignore')}...{digest}"
+    return f"{text.encode()[:MAX_NAME].decode(errors='ignore')}...{digest}"
+
+
+def _overrides(name: str) -> list[str]:
+    """``a=1,b=[x,y],c=2`` -> its overrides: commas inside brackets, braces or quotes belong to a value."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(name):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            items.append(name[start:i])
+            start = i + 1
+    items.append(name[start:])
+    return [i for i in items if i]
+
+
+def _is_path(value: str) -> bool:
+    # a separator would nest the point's directory; a home or relative prefix is a path too
+    return "/" in value or "\\" in value or value.startswith("~")
 
 
 def register_resolvers() -> None:

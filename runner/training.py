@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from runner.data.qa import collate_qa
 from runner.distributed import SingleProcess, Strategy
@@ -105,6 +107,10 @@ def collate_single(pad_id: int):
     return lambda examples: collate_qa(examples, pad_id)
 
 
+# what the Trainer logs about its schedule rather than the loss (kept by a tracker, not in results.json's terms)
+SCHEDULE_KEYS = ("learning_rate", "epoch", "grad_norm")
+
+
 class _LossTrainer(Trainer):
     def __init__(self, *args, loss_fn: LossFn, backward_fn: BackwardFn | None, stage: str, precision: str, **kwargs):
         super().__init__(*args, **kwargs)
@@ -151,6 +157,19 @@ class _LossTrainer(Trainer):
         if "loss" in logs:  # add the method's own terms of the latest step
             logs.update({k: round(v, 4) for k, v in self._terms.items()})
         super().log(logs, *args, **kwargs)
+
+
+class _StageProgress(ProgressCallback):
+    """The Trainer's progress bar, labelled with the stage it counts (unlearn, finetune_target, distill ...)."""
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, desc=self.stage, unit="step")
+        self.current_step = 0
 
 
 class _EpochToDataset(TrainerCallback):
@@ -257,6 +276,8 @@ def train(
     )
     if hasattr(dataset, "set_epoch"):
         trainer.add_callback(_EpochToDataset(dataset))
+    if trainer.pop_callback(ProgressCallback) is not None:  # the bar, when shown, says which stage it counts
+        trainer.add_callback(_StageProgress(stage))
     was_training = model.training
     before = strategy.before_training(model)
     start_norm = weight_norm(model)
@@ -282,7 +303,23 @@ def train(
     strategy.after_training(trainer, model, before)  # DeepSpeed: whole, hook-free weights again
     _check_weights(train_cfg, stage, timing.steps, start_norm, weight_norm(model))
     seconds = time.perf_counter() - timing.start
-    return {"steps": timing.steps, "seconds": round(seconds, 2), "train_loss": float(result.training_loss)}
+    return {
+        "steps": timing.steps,
+        "seconds": round(seconds, 2),
+        "train_loss": float(result.training_loss),
+        "terms": logged_terms(trainer.state.log_history),
+    }
+
+
+def logged_terms(history: list[dict]) -> list[dict]:
+    """The loss and the method's own terms at each logging step (``_LossTrainer.log`` adds them): what the console
+    and a tracker showed, kept in results.json (``training.<stage>.terms``)."""
+    kept = []
+    for entry in history:
+        if "loss" in entry and "step" in entry:
+            numbers = {k: v for k, v in entry.items() if k not in SCHEDULE_KEYS and isinstance(v, (int, float))}
+            kept.append({"step": int(entry["step"]), **{k: float(v) for k, v in numbers.items() if k != "step"}})
+    return kept
 
 
 def _checkpointing_args(enabled: bool) -> dict:

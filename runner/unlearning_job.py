@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +24,8 @@ from runner.models import load_model, load_state, model_identity, set_trainable,
 from runner.output.record import RunRecord
 from runner.saved_model import save_run_model
 from runner.unlearn import unlearn
+
+log = logging.getLogger(__name__)
 
 
 def run_unlearning(
@@ -51,7 +54,12 @@ def run_unlearning(
             }
         )
 
-    with record.stage("finetuned_models"):
+    if distributed.is_main_process():
+        note = cost_note(bench, distributed.device(), evaluations=len(bench.finetuned_models) + 1)
+        if note:
+            log.warning(note)
+    # named for what it does: fine-tune the reference models, or (WMDP: nothing to fine-tune) evaluate the loaded model
+    with record.stage("finetuned_models" if bench.finetuned_models else "evaluate_loaded_model"):
         evaluations, start = _finetuned_models(
             cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
         )
@@ -207,3 +215,20 @@ def _load_cached(ref: FinetunedModel, model) -> None:
             f"the cached {ref.entry.what} ({ref.entry.path}) does not load and was moved aside to {aside}",
             "run the job again: it rebuilds the entry",
         ) from exc
+
+
+LARGE = 2.0  # a job whose evaluations score this many times the default job's rows is announced
+
+
+def cost_note(bench: Benchmark, device, evaluations: int) -> str | None:
+    """On a CPU, a line saying how much larger than the default job's evaluation this job's is (forget05: its
+    200 forget rows scored for every model), before the first model is fine-tuned or evaluated."""
+    rows, default = bench.evaluated_rows, bench.default_evaluated_rows
+    if getattr(device, "type", str(device)) != "cpu" or not rows or not default or rows < LARGE * default:
+        return None
+    return (
+        f"benchmark={bench.name}: each evaluation scores {rows} rows, {rows / default:.1f}x the default job's "
+        f"{default}, and this job evaluates {evaluations} models: on this CPU expect its evaluations (and the "
+        "reference models' fine-tuning, where they are not cached) to take about that many times as long as "
+        "the default job's; benchmark.subset caps the rows"
+    )

@@ -46,7 +46,7 @@ def _trained_weights(tmp_path, checkpointing: bool, parts: bool):
     cfg.update(
         {"warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 1.0, "gradient_checkpointing": checkpointing}
     )
-    train(
+    result = train(
         model,
         PairedDataset(data.forget, data.retain, data.seed),
         collate_pairs(data.pad_id),
@@ -59,12 +59,20 @@ def _trained_weights(tmp_path, checkpointing: bool, parts: bool):
         parts_fn=method.loss_parts if parts else None,
     )
     assert not model.model.gradient_checkpointing  # on for the stage only
+    # every logging step's loss and the method's own terms (NPO: its forget term, the retain NLL), for results.json
+    terms = result["terms"]
+    assert [t["step"] for t in terms] == [1, 2] and all({"loss", "npo_forget", "retain_nll"} <= set(t) for t in terms)
+    assert all(
+        t["loss"] == pytest.approx(method.gamma * t["npo_forget"] + method.alpha * t["retain_nll"], abs=1e-3)
+        for t in terms
+    )
     return {n: p.detach().clone() for n, p in model.named_parameters()}, torch
 
 
-def test_checkpointing_and_parts_train_the_same_weights(tmp_path):
+def test_checkpointing_and_parts_train_the_same_weights(tmp_path, capsys):
     """Gradient checkpointing and back-propagating the loss part by part change memory, not the update."""
     plain, torch = _trained_weights(tmp_path / "a", checkpointing=False, parts=False)
+    assert "unlearn: 100%" in capsys.readouterr().err  # the progress bar names its stage
     for checkpointing, parts in ((True, False), (False, True), (True, True)):
         other, _ = _trained_weights(tmp_path / f"{checkpointing}{parts}", checkpointing, parts)
         moved = max((plain[n] - other[n]).abs().max().item() for n in plain)

@@ -19,7 +19,13 @@ l(t) = (1 - t) m(0) + t m(1) between its ends, in the metric's bad direction
 (``runner.output.metrics.spec(name).direction``): for a metric better up, max_t (l(t) - m(t)); better
 down, max_t (m(t) - l(t)); otherwise (closer to zero, neither, undeclared) max_t |m(t) - l(t)|. It is
 never negative (the ends lie on the line); 0 means the path never does worse than the line (the two
-ends are linearly connected for that metric).
+ends are linearly connected for that metric). A deviation within float rounding of the line (1e-9 of the
+metric's scale) counts as 0, so a flat curve shows 0 rather than 4e-17.
+
+The ends are the runs' own models, whose evaluations their records already hold: with ``reuse_ends``
+(default), t = 0 and t = 1 take them from the records (metrics and suites) instead of evaluating again,
+where the end's run used run A's benchmark, eval, model and precision settings and the same reference
+models (the ones Forget Quality compares with); ``connectivity.reused`` says which ends were taken.
 
 results.json: ``metrics`` has one row per point (``t=0.00`` ...), ``evaluation`` their suites, and
 ``connectivity`` the endpoints, the grid, the seconds per point, the barrier per metric and the plot
@@ -50,6 +56,8 @@ from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weig
 log = logging.getLogger(__name__)
 PLOT = "connectivity.png"
 NOT_BASELINES = ("unlearned", "attacked")  # the rows a run evaluated after unlearning
+SAME_EVALUATION = ("benchmark", "eval", "model", "precision")  # config an end's record must share with run A's
+ROUNDING = 1e-9  # relative to the metric's scale: a deviation below it is float noise, not a barrier
 
 
 def barrier(ts: list[float], values: list[float], direction: str) -> float:
@@ -66,7 +74,8 @@ def barrier(ts: list[float], values: list[float], direction: str) -> float:
         gaps = [v - lv for lv, v in zip(line, values, strict=True)]
     else:
         gaps = [abs(v - lv) for lv, v in zip(line, values, strict=True)]
-    return max(0.0, max(gaps))
+    worst = max(gaps)
+    return worst if worst > ROUNDING * max(1.0, *map(abs, values)) else 0.0
 
 
 def grid(points: int) -> list[float]:
@@ -76,9 +85,12 @@ def grid(points: int) -> list[float]:
 class Connectivity(Analysis):
     name = "connectivity"
 
-    def __init__(self, runs=(), against: str | None = None, points: int = 11):
+    def __init__(self, runs=(), against: str | None = None, points: int = 11, reuse_ends: bool = True):
         self.runs = [Path(str(r)).expanduser().resolve() for r in (runs or [])]
         self.against, self.points = against, points
+        if not isinstance(reuse_ends, bool):
+            raise ConfigError("analysis.reuse_ends", f"must be true or false, got {reuse_ends!r}", "e.g. true")
+        self.reuse_ends = reuse_ends
         if isinstance(points, bool) or not isinstance(points, int) or points < 2:
             raise ConfigError("analysis.points", f"must be a whole number >= 2, got {points!r}", "e.g. 11")
         if against not in (None, "start"):
@@ -132,6 +144,7 @@ class Connectivity(Analysis):
         result = json.loads(path.read_text()) if path.is_file() else {}
         if result.get("status") != "completed":
             raise ConfigError("analysis.runs", f"{run} is not a completed run ({path})", "analyse finished runs")
+        result["_path"] = str(path)
         return result
 
     # --- the analysis -------------------------------------------------------------------------
@@ -164,22 +177,29 @@ class Connectivity(Analysis):
             if k not in NOT_BASELINES
         }
         rows, suites, seconds, ts = {}, {}, [], grid(self.points)
+        ends_recorded = self._recorded_ends() if self.reuse_ends else {}
         with record.stage("interpolate"):
             for t in ts:
                 began = time.perf_counter()
+                label = f"t={t:.2f}"
+                if t in ends_recorded:
+                    rows[label], suites[label] = ends_recorded[t]["metrics"], ends_recorded[t]["suites"]
+                    seconds.append(0.0)
+                    log.info("connectivity %s: %s (recorded by %s)", label, rows[label], ends_recorded[t]["source"])
+                    continue
                 with torch.no_grad():
                     for n in names:
                         params[n].copy_(((1 - t) * theta_a[n] + t * theta_b[n]).to(params[n].dtype))
                 evaluation = bench.evaluate(model, eval_cfg, precision)
                 seconds.append(time.perf_counter() - began)
-                label = f"t={t:.2f}"
                 rows[label] = bench.summarize(evaluation, baselines)
                 suites[label] = evaluation["suites"]
                 log.info("connectivity %s: %s (%.1f s)", label, rows[label], seconds[-1])
         metrics = [k for k, v in rows[f"t={ts[0]:.2f}"].items() if isinstance(v, (int, float))]
         curves = {m: [float(rows[f"t={t:.2f}"][m]) for t in ts] for m in metrics}
         barriers = {m: barrier(ts, curves[m], _direction(m)) for m in metrics}
-        plot = write_plot(run_dir / PLOT, ts, curves)
+        plot = write_plot(run_dir / PLOT, ts, curves, barriers)
+        print(barrier_table(barriers))
         ends_named = ["start" if self.against == "start" else str(self.runs[0]), str(self.runs[-1])]
         record.data["metrics"] = rows
         record.data["evaluation"] = suites
@@ -193,7 +213,38 @@ class Connectivity(Analysis):
             "barrier": barriers,
             "directions": {m: _direction(m) for m in metrics},
             "plot": str(plot),
+            "reused": {f"t={t:.2f}": e["source"] for t, e in ends_recorded.items()},
         }
+
+    def _recorded_ends(self) -> dict[float, dict]:
+        """The ends whose evaluation a record already holds, by t: {"metrics", "suites", "source"}."""
+        first = self.results[0]
+        if self.against == "start":
+            # t = 0 is the start: TOFU's target, run A's `target` row; the base itself is no row of the record
+            start_row = "target" if self.described[0].get("start") is not None else None
+            rows = [(first, start_row), (first, "unlearned")]
+        else:
+            rows = [(first, "unlearned"), (self.results[1], "unlearned")]
+        ends = {}
+        for t, (result, row) in zip((0.0, 1.0), rows, strict=True):
+            metrics = (result.get("metrics") or {}).get(row)
+            if (
+                row
+                and isinstance(metrics, dict)
+                and row in result.get("evaluation", {})
+                and self._evaluated_alike(result)
+            ):
+                source = f"{Path(result['_path']).parent} ({row})"
+                ends[t] = {"metrics": metrics, "suites": result["evaluation"][row], "source": source}
+        return ends
+
+    def _evaluated_alike(self, result: dict) -> bool:
+        """``result`` evaluated as run A's benchmark would now: same settings and the same reference models."""
+        first = self.results[0]
+        same = all(result.get("config", {}).get(k) == first.get("config", {}).get(k) for k in SAME_EVALUATION)
+        references = {k: v for k, v in (first.get("evaluation") or {}).items() if k not in NOT_BASELINES}
+        theirs = {k: v for k, v in (result.get("evaluation") or {}).items() if k not in NOT_BASELINES}
+        return same and references == theirs
 
     @staticmethod
     def _saved(run: Path, described: dict, cache_dir: Path) -> dict:
@@ -214,8 +265,20 @@ def _direction(metric: str) -> str:
     return found.direction if found else "none"
 
 
-def write_plot(path: Path, ts: list[float], curves: dict[str, list[float]]) -> Path:
-    """metric vs t, one panel per metric; the straight line between the ends dashed."""
+def barrier_table(barriers: dict[str, float]) -> str:
+    """The barriers for the console: one metric a line, 0 where the path never does worse than the line."""
+    width = max((len(m) for m in barriers), default=0)
+    lines = ["barrier (worst deviation from the straight line, in the bad direction; 0: linearly connected)"]
+    lines += [f"  {m:<{width}}  {_shown(v)}" for m, v in barriers.items()]
+    return "\n".join(lines)
+
+
+def _shown(value: float) -> str:
+    return "nan" if math.isnan(value) else "0" if value == 0 else f"{value:.4g}"
+
+
+def write_plot(path: Path, ts: list[float], curves: dict[str, list[float]], barriers: dict | None = None) -> Path:
+    """metric vs t, one panel per metric, titled with its barrier; the straight line between the ends dashed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -229,7 +292,10 @@ def write_plot(path: Path, ts: list[float], curves: dict[str, list[float]]) -> P
         found = spec(name)
         ax.plot(ts, values, marker="o", markersize=3, label="interpolated")
         ax.plot([ts[0], ts[-1]], [values[0], values[-1]], linestyle="--", color="grey", label="straight line")
-        ax.set_title(f"{found.label if found else name} {found.arrow if found else ''}".strip(), fontsize=9)
+        title = f"{found.label if found else name} {found.arrow if found else ''}".strip()
+        if barriers and name in barriers:
+            title += f"\nbarrier {_shown(barriers[name])}"
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("t")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -13,9 +13,10 @@ each prompt set (``runner.analysis.prompts``) greedily with a repetition penalty
   trained end to end with the paper's schedule (``runner.analysis.text_classifier``). The encoder is
   ``base`` (the runs' base model, offline) or a hub id (``bert-base-uncased``, ``gpt2``, ...). ``mixed``: one
   classifier over all sets together, its accuracy also reported per set.
-- **activations**: each model's hidden states on prompt + its own response (``probes.inputs: own``, the
-  paper's view: what the model computes as it answers) or on prompt + the first model's response
-  (``shared``: the same tokens for every model, so only the weights differ) (``runner.analysis.hidden``),
+- **activations**: each model's hidden states on prompt + the first model's response (``probes.inputs:
+  shared``, the default: the same tokens for every model, so only the weights differ) or on prompt + its
+  own response (``own``, the paper's view: what the model computes as it answers, which a probe can
+  partly read off the text itself, even at the embeddings) (``runner.analysis.hidden``),
   a logistic-regression probe per layer on the last token and on the mean over the response, and an MLP
   probe (1024-256-128) on the final normalised hidden state of the last token.
 
@@ -81,7 +82,13 @@ class TraceDetection(Analysis):
             }
             | _node(classifier)
         )
-        self.probes = {"enabled": True, "inputs": "own", "batch_size": 8, "plot_layers": None, "mlp": [1024, 256, 128]}
+        self.probes = {
+            "enabled": True,
+            "inputs": "shared",
+            "batch_size": 8,
+            "plot_layers": None,
+            "mlp": [1024, 256, 128],
+        }
         self.probes |= _node(probes)
         self.seed = int(seed)
         self._check_values()

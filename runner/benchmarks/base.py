@@ -48,6 +48,9 @@ class Benchmark(ABC):
         self.forget_rows: list[dict] = []
         self.retain_rows: list[dict] = []
         self.finetuned_models: dict[str, list[dict]] = {}
+        # rows one evaluation scores, and the default job's: a job far above it says so before its first model
+        self.evaluated_rows: int | None = None
+        self.default_evaluated_rows: int | None = None
 
     @classmethod
     def inputs(cls, cfg) -> list:

@@ -1,6 +1,7 @@
 """MMLU as a utility suite: zero-shot accuracy overall, per subject, and on the RMU paper's four subsets.
 
-Used by WMDP (forgetting hazardous knowledge must keep general knowledge).
+Used by WMDP (forgetting hazardous knowledge must keep general knowledge), and on its own as
+``benchmark=mmlu`` (``MmluBenchmark``) for an evaluation-only job.
 Overall accuracy is over all evaluated questions (lm-eval's size-weighted
 ``mmlu`` group); ``mmlu_<subject>`` is reported for each of the RMU paper's
 subsets (college biology, virology, college computer science, computer
@@ -10,8 +11,10 @@ security) that is evaluated.
 from __future__ import annotations
 
 from runner.benchmarks import mcq
+from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import mmlu as mmlu_data
+from runner.errors import ConfigError
 from runner.metrics import mcq as mcq_metrics
 
 
@@ -66,3 +69,40 @@ class MmluSuite:
 
     def identity(self) -> str:
         return content_key(self.rows)
+
+
+class MmluBenchmark(Benchmark):
+    """``benchmark=mmlu``: MMLU on its own, for an evaluation-only job (``method=none``); no forget or retain
+    set, so it unlearns nothing. Options as WMDP's ``mmlu`` node (``source``, ``subjects``, ``per_subject``)
+    plus ``mcq_padding``."""
+
+    name = "mmlu"
+    evaluation_only = True  # no forget or retain set: method=none only (runner.evaluate.check_config)
+
+    def __init__(self, tokenizer, fmt, **options):
+        super().__init__(tokenizer, fmt, **options)
+        self.suite = MmluSuite(self.cfg, tokenizer, key="benchmark")
+
+    @staticmethod
+    def inputs(cfg) -> list:
+        source = str(cfg.source)
+        return [
+            mmlu_data.input_of(s, source, "benchmark.source")
+            for s in mmlu_data.resolve_subjects(cfg.subjects, source, "benchmark.subjects")
+        ]
+
+    def encode(self, rows: list[dict]) -> list[dict]:
+        raise ConfigError("method", "benchmark=mmlu only evaluates (it has no forget or retain set)", "use method=none")
+
+    def encoding(self) -> dict:
+        return {"mcq_padding": str(self.cfg.get("mcq_padding", "right"))}
+
+    def identity(self) -> dict:
+        return {"mmlu": self.suite.identity(), **self.encoding()}
+
+    def evaluate(self, model, eval_cfg, precision: str) -> dict:
+        agg, per = self.suite.evaluate(model, eval_cfg.batch_size, precision, self.encoding()["mcq_padding"])
+        return {"suites": {"mmlu": agg}, "per_example": {"mmlu": per}}
+
+    def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
+        return MmluSuite.summary(evaluation["suites"]["mmlu"])

@@ -21,6 +21,7 @@ from runner.metrics import tofu as M
 from runner.scoring import score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
+DEFAULT_EVALUATED_ROWS = 160  # the default job's rows per evaluation: forget01's 40 and 40 of each other suite
 
 
 class TofuBenchmark(Benchmark):
@@ -57,6 +58,9 @@ class TofuBenchmark(Benchmark):
             keep = set(suites["retain"]["question"])
             retain = retain.select([i for i, q in enumerate(retain["question"]) if q in keep])
         self.suites = suites
+        # what each model's evaluation scores, against the default job's (forget01 and the 40-row subsets: 160)
+        self.evaluated_rows = sum(len(rows) for rows in suites.values())
+        self.default_evaluated_rows = DEFAULT_EVALUATED_ROWS
         self.forget_rows = [
             {"question": q, "answer": a} for q, a in zip(forget["question"], forget["answer"], strict=True)
         ]

@@ -74,10 +74,10 @@ class WmdpBenchmark(Benchmark):
             for name in self.question_sets
         }
         forget = []
-        for name in _names(cfg.forget_corpora, FORGET_CORPORA, "benchmark.forget_corpora"):
+        for name in _corpora(cfg, "forget_corpora", FORGET_CORPORA):
             forget += head(self._texts(self._forget_corpus(name, source)), "forget")
         retain = []
-        for name in _names(cfg.retain_corpora, RETAIN_CORPORA, "benchmark.retain_corpora"):
+        for name in _corpora(cfg, "retain_corpora", RETAIN_CORPORA):
             if name == "wikitext":
                 rows = wikitext.load_paragraphs(str(cfg.wikitext.source), int(cfg.min_chars))
             else:
@@ -102,12 +102,12 @@ class WmdpBenchmark(Benchmark):
         # the reasoning options are checked here, at the job key, before any model is loaded
         check_reasoning(cfg.get("reasoning"), _names(cfg.questions, QUESTIONS, "benchmark.questions"))
         found = [hub.input_of(source, QUESTIONS[n]) for n in _names(cfg.questions, QUESTIONS, "benchmark.questions")]
-        for name in _names(cfg.forget_corpora, FORGET_CORPORA, "benchmark.forget_corpora"):
+        for name in _corpora(cfg, "forget_corpora", FORGET_CORPORA):
             if name == "cyber":
                 found.append(hub.input_of(source, CORPORA["cyber-forget"]))
             elif cfg.bio_forget_corpus is not None:
                 found.append(Input.file("benchmark.bio_forget_corpus", hub.resolve_path(str(cfg.bio_forget_corpus))))
-        for name in _names(cfg.retain_corpora, RETAIN_CORPORA, "benchmark.retain_corpora"):
+        for name in _corpora(cfg, "retain_corpora", RETAIN_CORPORA):
             if name == "wikitext":
                 found.append(wikitext.input_of(str(cfg.wikitext.source)))
             else:
@@ -198,6 +198,13 @@ class WmdpBenchmark(Benchmark):
             # only when on: an evaluation cached before the option existed keeps its key
             **({"reasoning": self.reasoning.identity()} if self.reasoning is not None else {}),
         }
+
+
+def _corpora(cfg, key: str, allowed) -> list[str]:
+    """The forget or retain corpora to read: none where the job reads no training data (``training_data``)."""
+    if not cfg.get("training_data", True):
+        return []
+    return _names(cfg[key], allowed, f"benchmark.{key}")
 
 
 def _names(value, allowed, key: str) -> list[str]:

@@ -39,6 +39,7 @@ import time
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from runner.diffusion.base import Attack, AttackContext, AttackResult
 from runner.errors import ConfigError, TrainingDiverged
@@ -113,7 +114,7 @@ def optimise(ctx: AttackContext, params, embed, steps: int, lr: float, batch_siz
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     curve, began = [], time.perf_counter()
-    for step in range(steps):
+    for step in tqdm(range(steps), desc=ctx.stage, unit="step", dynamic_ncols=True):  # the stage that trains
         opt.zero_grad(set_to_none=True)
         try:
             e = embed()

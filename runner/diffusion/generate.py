@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import torch
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 from runner.scoring import autocast
 
 
 @torch.no_grad()
-def generate(pipe, encoder, prompts: list[str], slots, defense, gen_cfg, device, precision: str) -> list[list]:
-    """[prompt][image] PIL images."""
+def generate(
+    pipe, encoder, prompts: list[str], slots, defense, gen_cfg, device, precision: str, stage: str = "generate"
+) -> list[list]:
+    """[prompt][image] PIL images; a progress bar named ``stage`` counts the images."""
     per = int(gen_cfg.images_per_prompt)
     jobs = [(i, j) for i in range(len(prompts)) for j in range(per)]
     out: list[list] = [[None] * per for _ in prompts]
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    bar = tqdm(total=len(jobs), desc=stage, unit="image", dynamic_ncols=True)
     for start in range(0, len(jobs), int(gen_cfg.batch_size)):
         chunk = jobs[start : start + int(gen_cfg.batch_size)]
         with autocast(precision, device):
@@ -45,6 +49,8 @@ def generate(pipe, encoder, prompts: list[str], slots, defense, gen_cfg, device,
             ).images
         for (i, j), im in zip(chunk, images, strict=True):
             out[i][j] = im
+        bar.update(len(chunk))
+    bar.close()
     return out
 
 

@@ -151,7 +151,9 @@ def run_diffusion_attack(cfg: DictConfig, run_dir: Path, cache_dir: Path, record
     def evaluate(row: str, slots, with_defense, baseline: str | None = None):
         """Generate, judge, grid; ASR (counting ``baseline``'s successes)."""
         with record.stage(f"generate_{row}"):
-            ims = generate(pipe, encoder, prompts, slots, with_defense, cfg.generation, device, precision)
+            ims = generate(
+                pipe, encoder, prompts, slots, with_defense, cfg.generation, device, precision, f"generate_{row}"
+            )
             judged = judge(detector, ims)
         judged_rows[row] = judged
         asr, hits = success_rate(judged, judged_rows.get(baseline) if baseline else None)
@@ -246,7 +248,9 @@ def _utility(cfg, pipe, encoder, defense, device, precision, metrics, record) ->
             if row == "defended" and d is None:
                 continue
             numbers = util.measure(
-                lambda caps, d=d: [r[0] for r in generate(pipe, encoder, caps, None, d, gen_cfg, device, precision)]
+                lambda caps, d=d, row=row: [
+                    r[0] for r in generate(pipe, encoder, caps, None, d, gen_cfg, device, precision, f"utility_{row}")
+                ]
             )
             metrics.setdefault(row, {}).update(numbers)
 

@@ -97,6 +97,18 @@ def prepare_examples(traces: list[Trace], encoder: ResponseEncoder, condenser: C
     return out, dropped
 
 
+def settle_full_trace_ratio(cfg: DictConfig) -> None:
+    """``condense=none`` keeps every thought whatever its ratio: the ratio is set to 1.0 before the job key, so
+    the none points of a grid over ratios (``+sweep=epic``) are one job, trained once and reused by the rest."""
+    if cfg.get("task") != "distill" or (cfg.get("condense") or {}).get("name") != "none":
+        return
+    if cfg.condense.get("ratio") != 1.0:
+        log.info(
+            "condense=none keeps every thought: condense.ratio=%s is ignored (recorded as 1.0)", cfg.condense.ratio
+        )
+        cfg.condense.ratio = 1.0
+
+
 def run_distillation(cfg: DictConfig, run_dir: Path, cache_dir: Path, record, strategy=None, callbacks=()) -> None:
     """The distillation pipeline; fills ``record`` (saved by the caller). ``strategy``: the job's distributed one."""
     condenser = build(cfg.condense, Condenser, "condense")

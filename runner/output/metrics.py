@@ -124,6 +124,15 @@ METRICS = _declare(
     MetricSpec("coreset.unlearn_steps", "none", "Unlearn steps"),
     MetricSpec("diffusion.attack.training.max_abs_cosine", "zero", "Max |cos| between attack tokens"),
     MetricSpec("diffusion.attack.training.seconds_per_step", "down", "Attack step (s)"),
+    # RMU / R²MU with method.traces: the held-out reasoning traces' hidden states against the random target c*u,
+    # after unlearning (lower: the traces are scrambled too) and its drop from before (runner/methods/rmu.py)
+    MetricSpec("training.unlearn.trace_mse.end", "down", "Held-out trace MSE"),
+    MetricSpec("training.unlearn.trace_mse.relative_drop", "up", "Trace MSE drop"),
+    # denoising-loss gains over random tokens (runner/diffusion/job.py): how far the attack lowers the concept
+    # loss, plainly and through the defence; the attacker wants the first large, the defender the others small
+    MetricSpec("diffusion.loss_gain.attack_vs_random", "none", "Attack gain over random"),
+    MetricSpec("diffusion.loss_gain.attack_vs_random_defended", "none", "Attack gain, defended"),
+    MetricSpec("diffusion.loss_gain.adaptive_vs_random_defended", "none", "Adaptive gain, defended"),
 )
 
 

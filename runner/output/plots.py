@@ -119,6 +119,16 @@ def _pareto(fig, spec: dict, table) -> None:
 
 # ---------------------------------------------------------------- metric vs coreset ratio
 
+# what the x key of a ratio curve measures; another key is named by its own words (config.a.b_c -> "a b c")
+RATIO_LABELS = {
+    "config.coreset.ratio": "coreset ratio (share of the forget set)",
+    "config.condense.ratio": "kept ratio (share of each trace's thoughts)",
+}
+
+
+def ratio_label(xkey: str) -> str:
+    return RATIO_LABELS.get(xkey) or " ".join(xkey.removeprefix("config.").replace("_", " ").split("."))
+
 
 def _coreset_curve(fig, spec: dict, table) -> None:
     xkey = spec.get("x", "config.coreset.ratio")
@@ -151,7 +161,7 @@ def _coreset_curve(fig, spec: dict, table) -> None:
         ticks = sorted({x for pts in series.values() for x, _, _ in pts})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # the ratios run, not powers of ten
         ax.minorticks_off()
-        ax.set_xlabel(spec.get("xlabel", "coreset ratio"))
+        ax.set_xlabel(spec.get("xlabel") or ratio_label(xkey))
         ax.set_title(_axis_label(col), fontsize=9)
     if axes and axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=7)

@@ -32,7 +32,8 @@ def cells(table: Table) -> tuple[pd.DataFrame, pd.DataFrame]:
         bold.append([False])
         for col in table.columns:
             mean, std, _ = row.stats(col)
-            text[-1].append(format_cell(mean, std, col))
+            # a number of the whole run (a key column) is shown once, on its group's first model row
+            text[-1].append("" if col.id in row.run_level_shown_above else format_cell(mean, std, col))
             bold[-1].append(i in table.best.get(col.id, ()))
     # positional column names: two columns may share a header
     shown = pd.DataFrame(text, columns=range(len(header)), dtype=object)
@@ -48,10 +49,16 @@ def seed_note(table: Table) -> str:
     return f"Mean ± sample standard deviation over {runs} seed(s); best per column in bold (by its arrow)."
 
 
+def markdown_escape(text: str) -> str:
+    # a bare `|` inside a cell (`Max |cos|`) would end the cell and break the table's columns
+    return str(text).replace("|", "\\|")
+
+
 def to_markdown(table: Table) -> str:
     shown, bold = cells(table)
-    header = shown.attrs["header"]
+    header = [markdown_escape(h) for h in shown.attrs["header"]]
     lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    shown = shown.map(markdown_escape)
     marked = shown.where(~bold, "**" + shown + "**")
     lines += ["| " + " | ".join(values) + " |" for values in marked.itertuples(index=False)]
     lines += ["", *table.notes, seed_note(table)]

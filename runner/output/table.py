@@ -34,6 +34,7 @@ class Row:
     values: dict = field(default_factory=dict)  # column id -> its values, one per completed run that has one
     summary: dict = field(default_factory=dict)  # column id -> (mean, std, n), aggregated by pandas
     note: str = ""
+    run_level_shown_above: set = field(default_factory=set)  # key columns shown on the group's first model row
 
     def stats(self, col: Column) -> tuple[float | None, float | None, int]:
         return self.summary.get(col.id, (None, None, 0))
@@ -90,10 +91,12 @@ def build_table(runs: list[dict], preset: dict) -> Table:
         group = group.loc[sorted(group.index, key=lambda i: _natural_key((group.at[i, "_seed"],)))]  # by seed
         members = [runs[i] for i in group.index]
         base = str(values[0]) if isinstance(values[0], _Unlabelled) else ", ".join(_label(v, labels) for v in values)
-        for model_row in model_rows:
+        for position, model_row in enumerate(model_rows):
             label = base if len(model_rows) == 1 else f"{base} ({model_labels.get(model_row, model_row)})"
             row = Row(label=label, kind="method", model_row=model_row, keys=dict(zip(row_keys, values, strict=True)))
             row.runs = members
+            if position:
+                row.run_level_shown_above = {c.id for c in columns if not c.metric}
             for col in columns:
                 name = value_columns[(model_row, col.id)]
                 row.values[col.id] = group.loc[group["_completed"], name].dropna().tolist()
@@ -103,7 +106,7 @@ def build_table(runs: list[dict], preset: dict) -> Table:
             rows.append(row)
         bad = [r for r in members if r.get("status") != "completed"]
         if bad:
-            what = "; ".join(_describe_incomplete(r) for r in bad)
+            what = "; ".join(_describe_incomplete(r, members) for r in bad)
             notes.append(f"† {base}: {len(bad)} of {len(members)} runs did not complete ({what})")
             for row in rows[-len(model_rows) :]:
                 row.note = "†"
@@ -184,12 +187,21 @@ def choice_label(value) -> str:
     return _label(value, CHOICE_LABELS)
 
 
-def _describe_incomplete(run: dict) -> str:
+def _describe_incomplete(run: dict, members: list[dict]) -> str:
     status = run.get("status") or "without a status (an empty or cut-short results.json)"
-    seed = lookup(run, "config.seed")
     message = str((run.get("error") or {}).get("message", "")).splitlines()[0:1]
     detail = f": {message[0][:120]}" if message else ""
-    return f"seed={seed} {status}{detail}"
+    return f"{_distinguishing(run, members)} {status}{detail}"
+
+
+def _distinguishing(run: dict, members: list[dict]) -> str:
+    """The seed and the command-line overrides this run does not share with every run of its row: two failed
+    runs of one seed (a learning-rate sweep) are told apart by what was set differently."""
+    mine = [o for o in run.get("overrides") or [] if isinstance(o, str)]
+    shared = [set(m.get("overrides") or []) for m in members if m is not run]
+    own = [o for o in mine if not shared or not all(o in s for s in shared)]
+    seed = f"seed={lookup(run, 'config.seed')}"
+    return ", ".join([seed] + [o for o in own if o.lstrip("+~").partition("=")[0] != "seed"])
 
 
 def _differing_settings(completed: pd.DataFrame, runs: list[dict], row_keys: list[str]) -> list[str]:
@@ -203,7 +215,18 @@ def _differing_settings(completed: pd.DataFrame, runs: list[dict], row_keys: lis
         for k in completed.columns
         if k.startswith("config.") and not any(k == s or k.startswith(s + ".") for s in skip)
     ]
-    return sorted(k for k in keys if completed[k].map(_canonical).nunique() > 1)
+    swept = [k for k in ("config.seed", *row_keys) if k in completed.columns]
+    return sorted(
+        k
+        for k in keys
+        if completed[k].map(_canonical).nunique() > 1 and not any(_follows(completed[k], completed[s]) for s in swept)
+    )
+
+
+def _follows(derived: pd.Series, swept: pd.Series) -> bool:
+    """True when a key only repeats a swept one in every run: the record holds the config resolved, so
+    ``decoding.seed: ${seed}`` differs between seeds exactly as ``seed`` does and is no hidden setting."""
+    return all(_canonical(a) == _canonical(b) for a, b in zip(derived, swept, strict=True))
 
 
 def _canonical(value) -> str:
@@ -220,7 +243,7 @@ def _best_rows(table: Table, col: Column) -> set[int]:
     scored = []
     for i, row in enumerate(table.rows):
         mean, _, _ = row.stats(col)
-        if row.kind == "method" and mean is not None:
+        if row.kind == "method" and mean is not None and col.id not in row.run_level_shown_above:
             shown = float(format(mean, col.fmt))  # compare what the reader sees: equal printed values tie
             scored.append((i, {"up": -shown, "down": shown, "zero": abs(shown)}[col.direction]))
     if not scored:

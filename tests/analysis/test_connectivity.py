@@ -8,7 +8,7 @@ import math
 import pytest
 
 from runner import job
-from runner.analysis.connectivity import barrier
+from runner.analysis.connectivity import barrier, barrier_table
 from runner.errors import ConfigError
 
 
@@ -39,9 +39,11 @@ def _same_suites(got: dict, recorded: dict):
 
 
 def test_the_ends_reproduce_each_runs_recorded_evaluation(tiny_cfg, tmp_path, two_runs):
+    # evaluated again (reuse_ends=false): what makes reusing the recorded evaluations at the ends sound
     (a, ra), (b, rb) = two_runs[1], two_runs[2]
-    result = _analyse(tiny_cfg, tmp_path / "conn", f"analysis.runs=[{a},{b}]")
+    result = _analyse(tiny_cfg, tmp_path / "conn", f"analysis.runs=[{a},{b}]", "analysis.reuse_ends=false")
     assert result["status"] == "completed" and list(result["metrics"]) == ["t=0.00", "t=0.50", "t=1.00"]
+    assert result["connectivity"]["reused"] == {}
     _same_suites(result["evaluation"]["t=0.00"], ra["evaluation"]["unlearned"])
     _same_suites(result["evaluation"]["t=1.00"], rb["evaluation"]["unlearned"])
     for key in ("forget_quality", "model_utility", "forget_prob"):  # Forget Quality: against A's retain model
@@ -56,10 +58,40 @@ def test_against_start_begins_at_the_target_model(tiny_cfg, tmp_path, two_runs):
     run, recorded = two_runs[1]
     described = json.loads((run / "model" / "model.json").read_text())
     assert described["start"].endswith("trainable.safetensors")  # TOFU: the fine-tuned target's cache entry
-    result = _analyse(tiny_cfg, tmp_path / "conn", f"analysis.runs=[{run}]", "analysis.against=start")
+    result = _analyse(
+        tiny_cfg, tmp_path / "conn", f"analysis.runs=[{run}]", "analysis.against=start", "analysis.reuse_ends=false"
+    )
     assert result["status"] == "completed"
     _same_suites(result["evaluation"]["t=0.00"], recorded["evaluation"]["target"])
     _same_suites(result["evaluation"]["t=1.00"], recorded["evaluation"]["unlearned"])
+
+
+def test_the_ends_reuse_the_runs_recorded_evaluations(tiny_cfg, tmp_path, two_runs, capsys):
+    (a, ra), (b, rb) = two_runs[1], two_runs[2]
+    result = _analyse(tiny_cfg, tmp_path / "conn", f"analysis.runs=[{a},{b}]")
+    conn = result["connectivity"]
+    assert conn["reused"] == {"t=0.00": f"{a} (unlearned)", "t=1.00": f"{b} (unlearned)"}
+    assert conn["seconds_per_point"][0] == conn["seconds_per_point"][2] == 0.0 < conn["seconds_per_point"][1]
+    assert (
+        result["metrics"]["t=0.00"] == ra["metrics"]["unlearned"]
+        and result["metrics"]["t=1.00"] == rb["metrics"]["unlearned"]
+    )
+    assert result["evaluation"]["t=1.00"] == rb["evaluation"]["unlearned"]
+    # the barriers on the console, one metric a line
+    printed = capsys.readouterr().out
+    assert "barrier (worst deviation" in printed
+    assert all(f"  {m} " in printed for m in conn["barrier"])
+    # an end evaluated otherwise (another eval batch size is fine, another max_length is not) is evaluated again
+    other = json.loads((b / "results.json").read_text())
+    other["config"]["benchmark"]["max_length"] = 17
+    moved = tmp_path / "b2"
+    moved.mkdir()
+    for item in b.iterdir():
+        (moved / item.name).symlink_to(item)
+    (moved / "results.json").unlink()
+    (moved / "results.json").write_text(json.dumps(other))
+    again = _analyse(tiny_cfg, tmp_path / "conn2", f"analysis.runs=[{a},{moved}]", "analysis.points=2")
+    assert list(again["connectivity"]["reused"]) == ["t=0.00"]
 
 
 def test_barrier_is_the_worst_deviation_from_the_line_in_the_bad_direction():
@@ -74,6 +106,14 @@ def test_barrier_is_the_worst_deviation_from_the_line_in_the_bad_direction():
     assert barrier(ts, bump, "none") == pytest.approx(0.4)
     assert barrier(ts, [0.0, 0.5, 1.0, 1.5, 2.0], "up") == 0.0  # on the line: linearly connected
     assert math.isnan(barrier(ts, [0.0, math.nan, 1.0, 1.0, 1.0], "up"))
+    # a midpoint on the line up to float rounding (5.6e-17 off it) is on the line
+    third = [1 / 3, 1 / 3 * 0.5 + 0.9 * 0.5, 0.9]
+    assert barrier([0.0, 0.5, 1.0], [0.1, 0.1 * 0.5 + 0.7 * 0.5, 0.7], "none") == 0.0
+    assert barrier([0.0, 0.5, 1.0], third, "down") == 0.0
+    assert barrier_table({"forget_prob": 0.0, "model_utility": 0.01234}).splitlines()[1:] == [
+        "  forget_prob    0",
+        "  model_utility  0.01234",
+    ]
 
 
 def test_bad_inputs_are_refused_naming_the_key(tiny_cfg, tmp_path, two_runs):

@@ -183,6 +183,7 @@ def test_trace_job_end_to_end_then_from_cached_responses(tiny_cfg, tmp_path, tin
     assert tofu["ci95"][0] <= tofu["accuracy"] <= tofu["ci95"][1]
     assert set(trace["text"][pair]["mixed"]["by_set"]) == {"tofu", "mmlu"}
     curve = trace["probes"][pair]["tofu"]["accuracy_by_layer"]
+    assert trace["probe_settings"]["inputs"] == "shared"  # the default: the probes see the weights, not the texts
     assert len(curve["last_token"]) == 3 and len(curve["response_mean"]) == 3  # embeddings + 2 layers
     assert all(not run["cached"] for run in trace["generation"]["runs"].values())
     for plot in ("trace_probes.png", "trace_pca.png"):
@@ -199,7 +200,7 @@ def test_trace_job_end_to_end_then_from_cached_responses(tiny_cfg, tmp_path, tin
             "analysis.classifier.train=finetune",
             "analysis.classifier.epochs=1",
             "analysis.classifier.mixed=false",
-            "analysis.probes.inputs=shared",  # every model reads the first model's responses
+            "analysis.probes.inputs=own",  # each model reads its own responses
         ),
         tmp_path / "b",
     )
@@ -207,7 +208,7 @@ def test_trace_job_end_to_end_then_from_cached_responses(tiny_cfg, tmp_path, tin
     assert all(run["cached"] for run in second["trace"]["generation"]["runs"].values())
     assert set(second["trace"]["text"][pair]) == {"tofu", "mmlu"}
     assert second["trace"]["text"][pair]["tofu"]["n_test_questions"] < 16  # one split: a held-out share
-    assert second["trace"]["probe_settings"]["inputs"] == "shared"
+    assert second["trace"]["probe_settings"]["inputs"] == "own"
     assert len(second["trace"]["probes"][pair]["mmlu"]["accuracy_by_layer"]["last_token"]) == 3
 
 

@@ -37,3 +37,26 @@ def test_a_row_with_no_answer_token_stops_the_job_before_training(tiny_cfg, tmp_
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["status"] == "failed" and "max_length" in record["error"]["message"]
     assert record["training"] == {}  # nothing was fine-tuned or unlearned
+
+
+def test_a_job_far_larger_than_the_default_says_so_on_a_cpu(shared_cache):
+    import torch
+
+    from runner.unlearning_job import cost_note
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("model=tiny", f"paths.cache_dir={shared_cache}")
+    tokenizer = load_model(cfg.model, shared_cache)[1]
+    fmt = PromptFormat.from_cfg(cfg.model.prompt)
+    default = build_benchmark(cfg.benchmark, tokenizer, fmt)
+    assert default.evaluated_rows == 160 and cost_note(default, torch.device("cpu"), 3) is None
+    # every shipped row of the retain, real-authors and world-facts suites: over twice the default job's rows
+    big_cfg = compose_cfg("model=tiny", "benchmark.subset.retain=null", "benchmark.subset.eval_rows=null")
+    big = build_benchmark(big_cfg.benchmark, tokenizer, fmt)
+    note = cost_note(big, torch.device("cpu"), 3)
+    rows = big.evaluated_rows
+    assert rows == sum(len(s) for s in big.suites.values()) > 2 * 160
+    assert note.startswith(
+        f"benchmark=tofu: each evaluation scores {rows} rows, {rows / 160:.1f}x the default job's 160"
+    )
+    assert "evaluates 3 models" in note and cost_note(big, torch.device("meta"), 3) is None  # not a CPU: silent

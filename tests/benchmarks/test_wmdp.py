@@ -80,6 +80,21 @@ def test_wmdp_bio_forget_corpus_is_gated(tiny_tokenizer, shared_cache):
     assert len(cyber_only.forget_rows) == 4
 
 
+def test_an_evaluation_only_job_needs_no_forget_corpus(shared_cache, tmp_path):
+    # the gated bio corpus unset and the forget corpora unreadable: method=none reads the questions only
+    cfg = experiment_cfg(
+        "wmdp_smoke_tiny",
+        shared_cache,
+        "method=none",
+        "benchmark.bio_forget_corpus=null",
+        "benchmark.forget_corpora=[nope]",
+    )
+    assert job.run(cfg, tmp_path)["status"] == "completed"
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["config"]["benchmark"]["training_data"] is False
+    assert set(record["metrics"]["evaluated"]) >= {"wmdp_bio", "wmdp_cyber", "mmlu"}
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_wmdp_pipeline(shared_cache, tmp_path, method):
     cfg = experiment_cfg("wmdp_smoke_tiny", shared_cache, *METHODS[method])
@@ -87,6 +102,12 @@ def test_wmdp_pipeline(shared_cache, tmp_path, method):
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed"
     assert list(on_disk["metrics"]) == ["target", "unlearned"]
+    # nothing is fine-tuned: the stage is named for what it does
+    assert "evaluate_loaded_model" in on_disk["timings"] and "finetuned_models" not in on_disk["timings"]
+    # the letters each model picked, per question set, counted from its predictions
+    letters = on_disk["answer_letters"]["unlearned"]["wmdp_bio"]
+    assert sum(letters["counts"].values()) == letters["n"] == 8 and list(letters["counts"]) == ["A", "B", "C", "D"]
+    assert set(on_disk["answer_letters"]["target"]) == {"wmdp_bio", "wmdp_cyber", "wmdp_chem", "mmlu"}
     for row in on_disk["metrics"].values():
         assert set(row) == WMDP_METRICS
         assert all(0.0 <= v <= 1.0 for v in row.values())

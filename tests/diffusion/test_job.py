@@ -12,7 +12,7 @@ from tests.conftest import compose_cfg
 from tests.diffusion.conftest import TINY_JOB
 
 
-def test_the_tiny_job_completes_with_success_per_prompt(tmp_path, shared_cache):
+def test_the_tiny_job_completes_with_success_per_prompt(tmp_path, shared_cache, capsys):
     cfg = compose_cfg(
         *TINY_JOB,
         f"paths.cache_dir={shared_cache}",
@@ -28,6 +28,9 @@ def test_the_tiny_job_completes_with_success_per_prompt(tmp_path, shared_cache):
     out = job.run(cfg, run_dir, choices={"task": "diffusion_attack", "attack": "subspace"})
     saved = json.loads((run_dir / "results.json").read_text())
     assert out["status"] == saved["status"] == "completed"
+    # a progress bar per stage that trains or generates, named for it
+    shown = capsys.readouterr().err
+    assert all(f"{stage}: 100%" in shown for stage in ("attack", "generate_no_attack", "generate_attacked_defended"))
     rows = {"no_attack", "attacked", "random_tokens", "defended", "attacked_defended", "defended_random"}
     assert set(saved["metrics"]) == rows
     for row in rows - {"random_tokens", "defended_random"}:

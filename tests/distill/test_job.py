@@ -69,9 +69,12 @@ def test_a_sweep_over_condensers_and_ratios_runs_every_point(tmp_path, shared_ca
     full = {r["distill"]["response_tokens_full"] for r in records}
     assert len(full) == 1  # the same examples for every point
     full_tokens = full.pop()
-    assert kept[("none", 0.25)] == kept[("none", 0.75)] == full_tokens  # none keeps everything whatever the ratio
+    # none keeps everything whatever the ratio: its two points are one job at ratio 1.0, trained once
+    assert kept[("none", 1.0)] == full_tokens and len(kept) == 3
+    none = [r for r in records if r["distill"]["condenser"] == "none"]
+    assert len(none) == 2 and len({r["job_key"] for r in none}) == 1 and sum("reused_from" in r for r in none) == 1
     # GSM8K traces have 2-5 thoughts: a quarter keeps one of each, three quarters most of them
-    assert kept[("epic", 0.25)] < kept[("epic", 0.75)] <= kept[("none", 0.75)]
+    assert kept[("epic", 0.25)] < kept[("epic", 0.75)] <= kept[("none", 1.0)]
 
     # the paper-form table and plot: one row per condensation and kept ratio
     result = write_report([tmp_path], load_preset("epic"), out=tmp_path / "report")

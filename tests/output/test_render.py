@@ -62,3 +62,38 @@ def test_csv_full_precision_counts_statuses():
 def test_latex_escape():
     assert latex_escape("a_b & 5% #1 {x}") == r"a\_b \& 5\% \#1 \{x\}"
     assert latex_escape("0.1 ± 0.2 ↑ ↓ →0 — †") == r"0.1 $\pm$ 0.2 $\uparrow$ $\downarrow$ $\rightarrow$0 -- $^\dagger$"
+
+
+def test_diffusion_markdown_escapes_bars_and_shows_run_numbers_once():
+    from runner.output.preset import load_preset
+
+    run = {
+        "status": "completed",
+        "job_key": "d",
+        "choices": {"diffusion_model": "tiny", "concept": "nudity", "attack": "subspace", "defense": "subspace"},
+        "config": {"seed": 0},
+        "metrics": {
+            "no_attack": {"asr": 0.0, "denoising_loss": 0.5},
+            "attacked": {"asr": 0.5, "denoising_loss": 0.3},
+            "defended": {"asr": 0.0, "denoising_loss": 0.5},
+            "attacked_defended": {"asr": 0.0, "denoising_loss": 0.45},
+        },
+        "diffusion": {
+            "attack": {"training": {"max_abs_cosine": 2e-5, "seconds_per_step": 0.25}},
+            "loss_gain": {"attack_vs_random": 0.2, "attack_vs_random_defended": 0.01},
+        },
+    }
+    lines = to_markdown(build_table([run], load_preset("diffusion"))).splitlines()
+    header = lines[2]
+    # `Max |cos|` escaped: every line of the table has as many cells as the header
+    assert "Max \\|cos\\| between attack tokens" in header
+    cells_per_line = {line.replace("\\|", "").count("|") for line in lines[2:8]}
+    assert cells_per_line == {header.replace("\\|", "").count("|")}
+    assert "Attack gain over random" in header and "Attack gain, defended" in header
+    first, second = lines[4], lines[5]
+    # the run's numbers once, on its first row; the rows below leave them empty
+    assert (
+        first
+        == "| tiny, nudity, Subspace, Subspace (no attack) | 0.0 | 0.5000 | 0.2000 | 0.0100 | **2.0e-05** | **0.250** |"
+    )
+    assert second == "| tiny, nudity, Subspace, Subspace (attacked) | 50.0 | 0.3000 |  |  |  |  |"

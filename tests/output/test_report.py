@@ -19,7 +19,7 @@ from runner.output.frame import lookup
 from runner.output.preset import load_preset
 from runner.output.render import latex_escape
 from runner.output.report import write_report
-from runner.report import _is_path
+from runner.report import _is_path, main
 from tests.conftest import ROOT
 from tests.output.conftest import run_job
 
@@ -218,3 +218,13 @@ def test_a_setting_longer_than_a_file_name_is_a_setting_not_a_crash():
     long_setting = "rows=[" + ",".join(["choices.method"] * 40) + "]"
     assert len(long_setting) > 255 and not _is_path(long_setting)
     assert _is_path(".")
+
+
+def test_help_lists_every_preset_with_its_rows_and_columns(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for path in sorted((ROOT / "conf" / "report").glob("*.yaml")):
+        assert f"  {path.stem}: " in text
+    assert "rows=choices.method,choices.coreset,config.coreset.ratio" in text  # the coreset preset's
+    assert "columns=forget_quality,model_utility,forget_prob,forget_rouge" in text  # tofu's

@@ -76,3 +76,42 @@ def test_a_single_run_has_no_std_and_a_filter_keeps_matching_runs():
     assert [r.label for r in table.rows] == ["Original", "Retain", "GA, 0", "GA, 1"]
     assert table.rows[2].stats(table.columns[0]) == (pytest.approx(0.10), None, 1)
     assert table.notes == []  # one run per row: nothing averaged
+
+
+def test_a_key_resolved_from_the_seed_is_not_a_hidden_setting():
+    # decoding.seed: ${seed} is recorded resolved: it differs between seeds exactly as seed does
+    runs = [_run("npo", s, forget_prob=0.1 * (s + 1)) for s in (0, 1)]
+    for run in runs:
+        run["config"]["decoding"] = {"seed": run["config"]["seed"], "top_k": 5}
+    assert build_table(runs, PRESET).notes == []
+    runs[1]["config"]["decoding"]["top_k"] = 7  # a real difference is still reported
+    assert build_table(runs, PRESET).notes == [
+        "NPO: averages runs that differ in config.decoding.top_k; add them to rows= to separate them"
+    ]
+
+
+def test_failed_runs_are_told_apart_by_their_overrides():
+    runs = [_run("npo", 2, status="failed", lr=lr) for lr in (1e-4, 2e-4)]
+    for run in runs:
+        lr = run["config"]["unlearn"]["learning_rate"]
+        run["overrides"] = ["method=npo", "seed=2", f"unlearn.learning_rate={lr}"]
+    note = build_table(runs, PRESET).notes[0]
+    assert note == (
+        "† NPO: 2 of 2 runs did not complete (seed=2, unlearn.learning_rate=0.0001 failed: config key"
+        " `benchmark.source`: missing; seed=2, unlearn.learning_rate=0.0002 failed: config key `benchmark.source`: missing)"
+    )
+
+
+def test_r2mu_preset_has_the_held_out_trace_mse():
+    from runner.output.preset import load_preset
+    from runner.output.render import to_markdown
+
+    runs = []
+    for method, end, drop in (("rmu", 2.0, 0.05), ("r2mu", 1.0, 0.5)):
+        run = _run(method, 0, wmdp_bio=0.3)
+        run["training"] = {"unlearn": {"trace_mse": {"start": 2.1, "end": end, "relative_drop": drop, "n": 4}}}
+        runs.append(run)
+    table = build_table(runs, load_preset("r2mu"))
+    assert [c.header for c in table.columns][-2:] == ["Held-out trace MSE ↓", "Trace MSE drop ↑"]
+    lines = to_markdown(table).splitlines()
+    assert lines[5].endswith("| **1.0000** | **50.0** |") and lines[6].endswith("| 2.0000 | 5.0 |")  # R²MU, RMU
