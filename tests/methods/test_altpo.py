@@ -12,7 +12,14 @@ import torch
 
 from runner.data.qa import PromptFormat, encode_qa
 from runner.errors import ConfigError
-from runner.methods.altpo import INSTRUCTION, REPLY_START, AltPO, alternate_prompts, clean_alternate, weights_fingerprint
+from runner.methods.altpo import (
+    INSTRUCTION,
+    REPLY_START,
+    AltPO,
+    alternate_prompts,
+    clean_alternate,
+    weights_fingerprint,
+)
 from runner.methods.base import UnlearnData
 from runner.methods.dpo import draw_alternates
 from tests.conftest import TOY_FORGET_ROWS, TOY_RETAIN_ROWS, compose_cfg, random_llama
@@ -107,13 +114,12 @@ def test_alternates_are_generated_once_and_cached(tiny, tmp_path, monkeypatch):
         expected = data.encode([{"question": TOY_FORGET_ROWS[i]["question"], "answer": answer}])[0]
         assert first.alt_examples[i]["input_ids"] == expected["input_ids"]
 
-    AltPO(samples=1, max_new_tokens=6, batch_size=2).prepare(data)  # other settings: another entry
-    assert len(sampled) == 2 and len(list((tmp_path / "altpo_alternates").glob("[!.]*"))) == 2
     other = copy.deepcopy(model)
     with torch.no_grad():
         other.model.layers[0].mlp.down_proj.weight[0, 0] += 1e-3
-    AltPO(samples=1, max_new_tokens=6, batch_size=2).prepare(dataclasses.replace(data, model=other))
-    assert len(sampled) == 3  # other weights under the same model identity: generated anew
+    AltPO(samples=2, max_new_tokens=6, batch_size=2).generate(dataclasses.replace(data, model=other))
+    assert len(sampled) == 2  # other weights under the same model identity: generated anew
+    assert len(list((tmp_path / "altpo_alternates").glob("[!.]*"))) == 2
 
 
 def test_option_checks():

@@ -80,7 +80,13 @@ def test_a_question_without_alternate_stops_prepare(toy_llama, tmp_path):
 
 def test_yaml_defaults_and_a_missing_file():
     cfg = compose_cfg("method=dpo").method
-    assert dict(cfg) == {"_target_": "runner.methods.dpo.DPO", "alternates": None, "beta": 0.1, "alpha": 1.0, "gamma": 1.0}
+    assert dict(cfg) == {
+        "_target_": "runner.methods.dpo.DPO",
+        "alternates": None,
+        "beta": 0.1,
+        "alpha": 1.0,
+        "gamma": 1.0,
+    }
     with pytest.raises(ConfigError, match="method.alternates.*method=altpo"):
         build(cfg, Method, "method")
     with pytest.raises(ConfigError, match="method.beta"):
