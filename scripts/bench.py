@@ -40,7 +40,10 @@ the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline 
 overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
 attack tokens, with and without the subspace defence, and the tokens' orthogonality.
 ``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
-``--sections precision eval methods mcq gen distill cost answers diffusion r2mu`` picks what runs (all by default).
+Alternating section (scripts/bench_methods.py): each method's step against GradDiff's in one process, one step
+of each in turn, so the load of a busy host cancels in the ratios. ``--sections alternating``.
+``--sections precision eval methods alternating mcq gen distill cost answers diffusion r2mu`` picks what runs
+(all by default).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_methods import alternating_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
 
@@ -516,6 +520,7 @@ SECTIONS = {
     "precision": precision_section,
     "eval": eval_section,
     "methods": methods_section,
+    "alternating": alternating_section,
     "mcq": mcq_section,
     "gen": generation_section,
     "distill": distill_section,
