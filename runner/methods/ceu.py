@@ -11,9 +11,9 @@ the gradient lowers the gold token's probability towards zero and leaves the ran
 token alone: the gradient of the cross-entropy on z is p - target, which is p_y on the gold logit and
 -p_v * p_y / (1 - p_y) on every other logit v. No reference model, no retain term.
 
-The first answer tokens are skipped (the paper's footnote on its training settings, open-unlearning's
-default 1): the first token of a TOFU answer is usually copied from the question (the subject's name),
-and pushing it away teaches the model to garble the question rather than forget the fact.
+The first answer tokens are skipped, as the paper's training settings do (a footnote there; open-unlearning's
+default 1): an answer's opening tokens often restate the question, and lowering them would garble the
+answer's form rather than remove the fact.
 """
 
 from __future__ import annotations
