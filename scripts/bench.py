@@ -40,7 +40,10 @@ the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline 
 overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
 attack tokens, with and without the subspace defence, and the tokens' orthogonality.
 ``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
-``--sections precision eval methods mcq gen distill cost answers diffusion r2mu`` picks what runs (all by default).
+Alternating section (scripts/bench_methods.py): each method's step against GradDiff's in one process, one step
+of each in turn, so the load of a busy host cancels in the ratios. ``--sections alternating``.
+``--sections precision eval methods alternating mcq gen distill cost answers diffusion r2mu`` picks what runs
+(all by default).
 """
 
 from __future__ import annotations
@@ -59,7 +62,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # every method that trains on a per-step loss (task_vector's cost is a plain fine-tune: GA-like)
-DEFAULT_METHODS = ["ga", "graddiff", "npo", "simnpo", "idkdpo", "wga", "undial", "rmu", "blur", "ilu"]
+DEFAULT_METHODS = [
+    *("ga", "graddiff", "npo", "simnpo", "idkdpo", "wga", "undial", "rmu", "blur", "ilu"),
+    *("ceu", "satimp", "pdu", "dpo", "altpo"),
+]
+# the options a method needs to run at all on the bench's batch (the first forget01 rows)
+METHOD_OVERRIDES = {"dpo": ["method.alternates=tests/fixtures/tofu_forget01_alternates.jsonl"]}
 # (method, reference, quantity, bound): the targets the issues set
 TARGETS = [
     ("npo", "graddiff", "step_s", 1.15),
@@ -73,6 +81,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_methods import alternating_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
 
@@ -108,14 +117,14 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     from runner.components import build
     from runner.data.qa import IGNORE, PromptFormat
     from runner.methods.base import Method, UnlearnData
-    from runner.models import load_model, set_trainable
+    from runner.models import load_model, model_identity, set_trainable
     from runner.packing import padded_forward
     from runner.precision import resolve
     from runner.scoring import autocast
     from runner.training import backward_by_parts, collate_pairs
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"method={method}", *overrides])
+        cfg = compose("config", overrides=[f"method={method}", *METHOD_OVERRIDES.get(method, []), *overrides])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.precision = resolve(cfg.precision, device)["used"]  # as a job does: auto -> fp32 | bf16
     torch.manual_seed(0)
@@ -131,7 +140,19 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
     loss_obj = build(cfg.method, Method, "method")
     data = UnlearnData(
-        model, forget, retain, bench.encode, tokenizer.pad_token_id, batch, cfg.precision, 0, bench.forget_rows[:batch]
+        model,
+        forget,
+        retain,
+        bench.encode,
+        tokenizer.pad_token_id,
+        batch,
+        cfg.precision,
+        0,
+        bench.forget_rows[:batch],
+        tokenizer=tokenizer,
+        fmt=PromptFormat.from_cfg(cfg.model.prompt),
+        cache_dir=Path(cfg.paths.cache_dir).resolve(),  # AltPO's alternates: generated once, then from the cache
+        model_identity=model_identity(cfg.model),
     )
     loss_obj.select_trainable(model)
     loss_obj.prepare(data)
@@ -456,11 +477,23 @@ def generation_section(args) -> None:
 
 
 def methods_section(args) -> None:
-    """Per-step time and peak memory of each method, each in its own process, against GA and GradDiff."""
-    rows = []
-    for method in args.methods:
-        rows.append(_measure_in_child(method, args, args.overrides))
-        print(f"measured {method}", file=sys.stderr)
+    """Per-step time and peak memory of each method, each in its own process, against GA and GradDiff.
+
+    ``--method-rounds`` > 1 measures the whole list that many times, alternating, and keeps each method's median
+    step and peak: on a loaded host the load then drifts over every method alike."""
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(args.method_rounds):
+        for method in args.methods:
+            runs.setdefault(method, []).append(_measure_in_child(method, args, args.overrides))
+            print(f"measured {method} (round {round_ + 1})", file=sys.stderr)
+    rows = [
+        {
+            **measured[0],
+            "step_s": statistics.median(r["step_s"] for r in measured),
+            "peak_mb": statistics.median(r["peak_mb"] for r in measured),
+        }
+        for measured in runs.values()
+    ]
     by_name = {r["method"]: r for r in rows}
     ga = by_name.get("ga", rows[0])
     gd = by_name.get("graddiff")
@@ -487,6 +520,7 @@ SECTIONS = {
     "precision": precision_section,
     "eval": eval_section,
     "methods": methods_section,
+    "alternating": alternating_section,
     "mcq": mcq_section,
     "gen": generation_section,
     "distill": distill_section,
@@ -500,6 +534,7 @@ SECTIONS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--method-rounds", type=int, default=1, help="times the methods section measures its list")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)

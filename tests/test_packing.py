@@ -110,7 +110,7 @@ def test_packed_loss_and_gradients_equal_padded_ones(packed_llama, name):
     assert_grads_close(packed, padded)
 
 
-@pytest.mark.parametrize("name", ["npo", "graddiff", "simnpo", "idkdpo", "wga", "undial", "ga"])
+@pytest.mark.parametrize("name", ["npo", "graddiff", "simnpo", "idkdpo", "wga", "undial", "ga", "ceu", "satimp", "pdu"])
 def test_backward_by_parts_equals_one_backward_of_the_sum(packed_llama, name):
     method = method_from_yaml(name)
     data = toy_data(packed_llama)
@@ -125,7 +125,7 @@ def test_backward_by_parts_equals_one_backward_of_the_sum(packed_llama, name):
     assert part_terms == pytest.approx(terms, rel=1e-6)
     assert_grads_close(split, joint)
     # a forget + retain method has two parts, one where its retain weight is 0 (UNDIAL's default)
-    expected = 1 if name == "ga" else 1 + (method.alpha != 0)
+    expected = 1 if name in ("ga", "ceu") else 1 + (method.alpha != 0)  # GA and CE-U: forget-only
     assert len(list(method.loss_parts(packed_llama, batch))) == expected
 
 

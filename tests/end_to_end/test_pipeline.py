@@ -60,6 +60,11 @@ ZOO = {
     "idkdpo": ["method=idkdpo"],
     "wga": ["method=wga"],
     "undial": ["method=undial"],
+    "ceu": ["method=ceu"],
+    "satimp": ["method=satimp"],
+    "pdu": ["method=pdu", "method.dual_warmup_epochs=0"],  # the reference's 5-epoch warm-up outlasts the 6 epochs
+    "dpo": ["method=dpo", "method.alternates=tests/fixtures/tofu_forget01_alternates.jsonl"],
+    "altpo": ["method=altpo", "method.max_new_tokens=12"],
     "rmu": ["method=rmu", *RMU_TINY],
     "r2mu": [  # TOFU's QA rows as the forget documents (question and answer as one text)
         "method=r2mu",
@@ -99,6 +104,11 @@ TERMS = {  # the loss terms each method logs per step: its own names (`forget_na
     "idkdpo": {"idkdpo_forget", "retain_nll"},
     "wga": {"wga_forget", "retain_nll"},
     "undial": {"undial_kl"},  # alpha 0: no retain term
+    "ceu": {"ceu_forget"},  # forget-only
+    "satimp": {"satimp_forget", "retain_nll"},
+    "pdu": {"pdu_forget", "retain_nll", "pdu_dual"},
+    "dpo": {"dpo_forget", "retain_nll"},
+    "altpo": {"altpo_forget", "retain_nll"},
     "rmu": {"rmu_forget", "rmu_retain"},
     "r2mu": {"r2mu_forget", "r2mu_retain", "r2mu_trace", "r2mu_cot"},
     "task_vector": {"forget_nll"},  # the fine-tune on the forget set, which is then negated
@@ -180,6 +190,17 @@ def test_method_zoo_end_to_end(tiny_cfg, tmp_path, case, monkeypatch):
         forget = {"idkdpo": "idkdpo_forget", "blur": "forget", "ilu": "npo_forget"}[case]
         first, last = _first_last(spy.logs, forget)
         assert first == pytest.approx(two_ln2_over_beta, abs=1e-3) and last < 0.01 * first
+    if case in ("dpo", "altpo"):  # DPO from a file and from the model's own alternates: 2 ln2 / beta, then down
+        first, last = _first_last(spy.logs, f"{case}_forget")
+        assert first == pytest.approx(two_ln2_over_beta, abs=1e-3) and last < 0.5 * first
+    if case == "pdu":  # the logit gap shrinks; lambda starts at alpha and moves with the retain loss each step
+        first, last = _first_last(spy.logs, "pdu_forget")
+        assert last < first
+        assert spy.logs[0]["pdu_dual"] == 1.0 and len({log["pdu_dual"] for log in spy.logs}) > 1
+        assert record["dual_end"] >= 0 and record["retain_loss_eps"] > 0
+    if case in ("ceu", "satimp"):  # the gold tokens lose probability: CE-U's target moves off them, SatImp ascends
+        first, last = _first_last(spy.logs, TERMS[case].difference({"retain_nll"}).pop())
+        assert last != first
     if case.startswith("ilu"):  # the invariance penalty sees real environment gradients at every step
         assert all(log["ilu_penalty"] > 0 for log in spy.logs)
     if case in ("simnpo", "undial"):  # reference-free losses that fall as the forget answers lose probability

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from runner.data.qa import IGNORE, collate_qa
-from runner.methods.idkdpo import idkdpo_forget_loss, read_refusals, stack_batches
+from runner.methods.dpo import dpo_forget_loss as idkdpo_forget_loss
+from runner.methods.dpo import stack_batches
+from runner.methods.idkdpo import read_refusals
 from tests.conftest import TOY_FORGET_ROWS, compose_cfg, method_from_yaml, toy_batch, toy_data, toy_encode
 
 
@@ -58,10 +60,10 @@ def test_idkdpo_pairs_refusals_by_seed_and_index(toy_llama):
     second.prepare(data)
     # the answer of each pair is one of the refusals (as toy_encode sees it)
     refusal_answers = {tuple(toy_encode([{"question": "", "answer": r}])[0]["input_ids"][1:]) for r in read_refusals()}
-    assert sorted(first.idk_examples) == [0, 1, 2, 3]
-    for i, example in first.idk_examples.items():
+    assert sorted(first.alt_examples) == [0, 1, 2, 3]
+    for i, example in first.alt_examples.items():
         assert example["index"] == i
-        assert example["input_ids"] == second.idk_examples[i]["input_ids"]  # same seed, same refusals
+        assert example["input_ids"] == second.alt_examples[i]["input_ids"]  # same seed, same refusals
         n_prompt = example["labels"].count(IGNORE)
         # the refusal follows the forget example's own question
         assert example["input_ids"][:n_prompt] == toy_encode([TOY_FORGET_ROWS[i]])[0]["input_ids"][:n_prompt]
