@@ -29,6 +29,7 @@ from runner.data.files import read_lines
 from runner.data.qa import IGNORE, collate_qa
 from runner.methods.base import ForgetRetainMethod
 from runner.methods.theta0 import forget_reference_logprobs
+from runner.options import Range
 from runner.scoring import mean_nll, sequence_logprob
 
 IDK_FILE = Path(tofu.PROJECT_DATA) / "idontknow.jsonl"
@@ -63,6 +64,7 @@ def stack_batches(a: dict, b: dict, pad_id: int) -> dict:
 
 class IdkDPO(ForgetRetainMethod):
     forget_name = "idkdpo_forget"
+    option_ranges = {"beta": Range(low=0, low_open=True, example="0.1")}  # the loss divides by beta
 
     @staticmethod
     def inputs(method_cfg) -> list:
