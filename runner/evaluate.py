@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from runner import distributed
@@ -37,6 +38,7 @@ def check_config(cfg: DictConfig) -> None:
             "use decoding=greedy here, or a reasoning benchmark (benchmark=math500|gsm8k|aime24|aime25|amc23)",
         )
     if is_evaluation_only(cfg):
+        _check_no_finetuned_models(cfg)
         for group in ("coreset", "finetune_attack"):
             if cfg.get(group) is not None:
                 raise ConfigError(
@@ -52,6 +54,27 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+def _refuse_finetuned_models(cfg: DictConfig, kinds) -> None:
+    raise ConfigError(
+        "method",
+        f"benchmark={cfg.benchmark.get('name')} scores against fine-tuned models ({', '.join(kinds)}) that an "
+        "evaluation-only job does not build",
+        "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, math500, gsm8k, "
+        "aime24, aime25, amc23; muse with benchmark.build_references=false)",
+    )
+
+
+def _check_no_finetuned_models(cfg: DictConfig) -> None:
+    """The benchmark's fine-tuned models, as its class tells them from the config (before the model loads)."""
+    try:
+        cls = get_class(str(cfg.benchmark.get("_target_")))
+    except Exception:  # a bad dotted path is reported where the benchmark is built
+        return
+    kinds = cls.finetunes(cfg.benchmark) if hasattr(cls, "finetunes") else []
+    if kinds:
+        _refuse_finetuned_models(cfg, kinds)
+
+
 def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
     """The evaluation-only pipeline; fills ``record`` (saved by the caller)."""
     with record.stage("load_model"):
@@ -60,14 +83,8 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
 
     with record.stage("build_benchmark"):
         bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
-        if bench.finetuned_models:
-            raise ConfigError(
-                "method",
-                f"benchmark={cfg.benchmark.name} scores against fine-tuned models "
-                f"({', '.join(bench.finetuned_models)}) that an evaluation-only job does not build",
-                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, math500, gsm8k, "
-                "aime24, aime25, amc23; muse with benchmark.build_references=false)",
-            )
+        if bench.finetuned_models:  # a benchmark whose finetunes(cfg) did not tell them
+            _refuse_finetuned_models(cfg, bench.finetuned_models)
 
     if not distributed.is_main_process():  # rank 0 evaluates and records
         return

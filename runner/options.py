@@ -5,8 +5,9 @@ often inf) through to the stage that divides by it. ``check_number`` tests the t
 finiteness, then the range; every numeric setting of the job goes through it: the trainer blocks
 (``runner.config``) and each component's options.
 
-A component class (a method, a coreset selector, a decoding strategy, an attack, a condenser, an
-analysis, a diffusion attack or defence) declares its options' ranges as a class attribute::
+A component class (a method, a benchmark, a coreset selector, a decoding strategy, an attack, a
+condenser, an analysis, a diffusion attack or defence) declares its options' ranges (``Range``, or
+``Choice`` for a word out of a few) as a class attribute::
 
     class NPO(ForgetRetainMethod):
         option_ranges = {"beta": Range(low=0, low_open=True, example="0.1"), "alpha": NON_NEGATIVE}
@@ -85,6 +86,18 @@ class Range:
             raise ConfigError(key, f"must be {self.describe()}, got {value!r}", fix)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """An option that takes one of a few values (``forget_split: forget01|forget05|forget10``)."""
+
+    values: tuple
+
+    def check(self, key: str, value, fix: str = "") -> None:
+        if value not in self.values:
+            names = ", ".join(map(str, self.values))
+            raise ConfigError(key, f"`{value}` is not one of {names}", fix or f"use one of {names}")
+
+
 # the ranges most options take
 POSITIVE = Range(low=0, low_open=True)
 NON_NEGATIVE = Range(low=0)
@@ -113,7 +126,7 @@ def _select(options: Mapping, dotted: str):
 _MISSING = object()
 
 
-def declared_ranges(cls) -> dict[str, Range]:
+def declared_ranges(cls) -> dict[str, Range | Choice]:
     """The option ranges a component class declares (``option_ranges``), its parents' included."""
     merged: dict[str, Range] = {}
     for klass in reversed(getattr(cls, "__mro__", ())):

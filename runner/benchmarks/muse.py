@@ -53,6 +53,10 @@ def hub_splits(corpus: str) -> list[tuple[hub.Split, dict]]:
 class MuseBenchmark(Benchmark):
     name = "muse"
 
+    @classmethod
+    def finetunes(cls, cfg) -> list[str]:
+        return ["target", "retain"] if cfg.get("build_references") else []
+
     @staticmethod
     def inputs(cfg) -> list:
         """The files (or hub splits) this benchmark reads: their content is part of the job key (runner/inputs.py)."""
