@@ -38,7 +38,8 @@ def check_config(cfg: DictConfig) -> None:
             "use decoding=greedy here, or a reasoning benchmark (benchmark=math500|gsm8k|aime24|aime25|amc23)",
         )
     if is_evaluation_only(cfg):
-        _check_no_finetuned_models(cfg)
+        if cfg.get("task", "unlearn") == "unlearn":  # analyse / distill jobs have no method either
+            _check_no_finetuned_models(cfg)
         for group in ("coreset", "finetune_attack"):
             if cfg.get(group) is not None:
                 raise ConfigError(

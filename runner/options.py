@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hydra.utils import get_class
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError
 
@@ -150,15 +150,24 @@ def _component_class(target):
 
 
 def check_components(cfg: DictConfig | Mapping, prefix: str = "") -> None:
-    """The declared option ranges of every component the config names, nested ones included (BLUR's base)."""
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    if not isinstance(cfg, Mapping):
-        return
-    if "_target_" in cfg:
+    """The declared option ranges of every component the config names, nested ones included (BLUR's base).
+
+    A node that interpolates another (a reasoning benchmark's ``decoding: ${decoding}``) is checked
+    once, where the user sets it, so the message names that key.
+    """
+    if isinstance(cfg, DictConfig) and "_target_" in cfg:
+        cls = _component_class(cfg.get("_target_"))
+        if cls is not None:
+            check_options(cls, OmegaConf.to_container(cfg, resolve=True), prefix)
+    elif isinstance(cfg, Mapping) and "_target_" in cfg:
         cls = _component_class(cfg["_target_"])
         if cls is not None:
             check_options(cls, cfg, prefix)
-    for name, value in cfg.items():
-        if isinstance(value, Mapping) and not (not prefix and name in NOT_COMPONENTS):
+    for name in list(cfg.keys()):
+        if not prefix and name in NOT_COMPONENTS:
+            continue
+        if isinstance(cfg, DictConfig) and OmegaConf.is_interpolation(cfg, name):
+            continue
+        value = cfg.get(name)
+        if isinstance(value, (DictConfig, Mapping)):
             check_components(value, f"{prefix}.{name}" if prefix else str(name))
