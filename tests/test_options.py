@@ -69,6 +69,8 @@ def test_the_message_says_the_range_and_the_fix():
 # the jobs the bad values are laid over (composed once each): every kind of component appears in one
 SETUPS = {
     "tofu": TINY,
+    "wmdp": ["experiment=wmdp_smoke_tiny"],
+    "muse": ["experiment=muse_smoke_tiny"],
     "simnpo": [*TINY, "method=simnpo"],
     "wga": [*TINY, "method=wga"],
     "undial": [*TINY, "method=undial"],
@@ -107,6 +109,10 @@ BAD = [  # (setup, key, value): each refused by validate, naming the key
     ("tofu", "decoding.temperature", NAN),  # every job's decoding node, used or not
     ("tofu", "benchmark.forget_split", "forget07"),  # a choice, before the model loads (item 8)
     ("tofu", "benchmark.max_length", 0),
+    ("wmdp", "benchmark.subset.questions", 0.5),
+    ("wmdp", "benchmark.reasoning.suites.gsm8k.max_new_tokens", NAN),  # a suite inside another benchmark
+    ("muse", "benchmark.privleak.k", NAN),
+    ("cyclicreflex", "benchmark.max_new_tokens", INF),
     # each method's options (item 7)
     ("tofu", "method.beta", 0),  # NPO divides by beta: ZeroDivisionError
     ("tofu", "method.beta", -1),  # completed with a collapsed model
@@ -194,7 +200,7 @@ def test_method_none_on_a_benchmark_with_finetuned_models_is_refused_at_validati
 
 
 # every numeric option a component's config file sets is covered by its class's declared ranges
-GROUPS = ("method", "coreset", "decoding", "condense", "finetune_attack", "analysis", "attack", "defense")
+GROUPS = ("method", "benchmark", "coreset", "decoding", "condense", "finetune_attack", "analysis", "attack", "defense")
 NOT_OPTIONS = ("_target_", "name", "defaults")
 
 
@@ -217,5 +223,9 @@ def test_every_numeric_option_of_a_component_has_a_declared_range(path):
     if target is None:
         return  # `none`: no component
     declared = declared_ranges(get_class(target))
-    missing = [k for k in _numeric_leaves(node) if k not in declared]
+    # a node the file composes from another group (`/benchmark@reasoning.suites.math500`) is a component
+    # of its own, checked against its own class
+    composed = [next(iter(d)).partition("@")[2] for d in node.get("defaults", []) if isinstance(d, dict)]
+    leaves = [k for k in _numeric_leaves(node) if not any(c and k.startswith(c + ".") for c in composed)]
+    missing = [k for k in leaves if k not in declared]
     assert not missing, f"{path.name}: {missing} have no declared range in {target}.option_ranges"

@@ -37,11 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.components import build
 from runner.data.qa import PromptFormat
+from runner.training import TRAIN_RANGES
 
 
 class Benchmark(ABC):
     name: str = ""
-    option_ranges: dict = {}  # option -> allowed values, checked before any stage (runner/options.py)
+    # option -> allowed values, checked before any stage (runner/options.py); `finetune` is the shared trainer's
+    option_ranges: dict = {f"finetune.{name}": allowed for name, allowed in TRAIN_RANGES.items()}
 
     def __init__(self, tokenizer, fmt: PromptFormat, cache_dir=None, **options):
         # the benchmark's own config subtree, as a node so that options read as cfg.key
