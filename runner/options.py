@@ -101,7 +101,6 @@ class Choice:
 # the ranges most options take
 POSITIVE = Range(low=0, low_open=True)
 NON_NEGATIVE = Range(low=0)
-FINITE = Range()
 COUNT = Range(low=1, whole=True)  # a whole number >= 1
 FRACTION = Range(low=0, high=1, low_open=True)  # (0, 1]: a share that keeps something
 # numpy takes seeds 0 .. 2**32 - 1, and a rank adds its index (distributed.seed_process)
@@ -111,6 +110,9 @@ SEED = Range(low=0, high=2**31 - 1, whole=True, example="0")
 def check_number(key: str, value, allowed: Range, fix: str = "") -> None:
     """Refuse ``value`` for the setting ``key`` unless ``allowed`` accepts it; the message names the key and the fix."""
     allowed.check(key, value, fix)
+
+
+_MISSING = object()
 
 
 def _select(options: Mapping, dotted: str):
@@ -123,12 +125,9 @@ def _select(options: Mapping, dotted: str):
     return node
 
 
-_MISSING = object()
-
-
 def declared_ranges(cls) -> dict[str, Range | Choice]:
     """The option ranges a component class declares (``option_ranges``), its parents' included."""
-    merged: dict[str, Range] = {}
+    merged: dict[str, Range | Choice] = {}
     for klass in reversed(getattr(cls, "__mro__", ())):
         merged.update(klass.__dict__.get("option_ranges", {}))
     return merged
@@ -155,14 +154,9 @@ def check_components(cfg: DictConfig | Mapping, prefix: str = "") -> None:
     A node that interpolates another (a reasoning benchmark's ``decoding: ${decoding}``) is checked
     once, where the user sets it, so the message names that key.
     """
-    if isinstance(cfg, DictConfig) and "_target_" in cfg:
-        cls = _component_class(cfg.get("_target_"))
-        if cls is not None:
-            check_options(cls, OmegaConf.to_container(cfg, resolve=True), prefix)
-    elif isinstance(cfg, Mapping) and "_target_" in cfg:
-        cls = _component_class(cfg["_target_"])
-        if cls is not None:
-            check_options(cls, cfg, prefix)
+    cls = _component_class(cfg.get("_target_")) if "_target_" in cfg else None
+    if cls is not None:
+        check_options(cls, OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg, prefix)
     for name in list(cfg.keys()):
         if not prefix and name in NOT_COMPONENTS:
             continue

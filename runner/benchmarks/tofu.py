@@ -18,7 +18,7 @@ from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
-from runner.options import Choice, Range
+from runner.options import Choice, Range, check_number
 from runner.scoring import score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
@@ -196,10 +196,7 @@ class TofuBenchmark(Benchmark):
                     len(self.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in self.suites[suite]["answer"]
                 )
                 asked = longest + 1 + max(4, longest // 10)
-            if not isinstance(asked, int) or isinstance(asked, bool) or asked <= 0:
-                raise ConfigError(
-                    f"benchmark.max_new_tokens.{suite}", f"must be a positive count or auto, got {asked!r}", "use auto"
-                )
+            check_number(f"benchmark.max_new_tokens.{suite}", asked, Range(low=1, whole=True), "use auto")
             caps[suite] = asked
         return caps
 
