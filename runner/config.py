@@ -14,9 +14,7 @@ from runner.training import TRAIN_RANGES
 
 # keys that change where and how a job reports, not what it computes
 NOT_IN_JOB_KEY = ("paths", "logger")
-MAX_SEED = SEED.high
-
-
+# the job's own numbers; the trainer blocks' are the shared trainer's (runner/training.py)
 JOB_RANGES = {
     "seed": SEED,
     "eval.batch_size": Range(low=1, whole=True, example="16"),
