@@ -19,6 +19,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runner.errors import ConfigError
+from runner.options import check_options
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ def _construct(options: dict, kind: type, key: str, runtime: dict) -> Any:
         raise ConfigError(
             f"{key}._target_", f"`{target}` is not a {kind.__name__}", f"point it at a {kind.__name__} subclass"
         )
+    check_options(cls, options, key)  # the class's declared option ranges (runner/options.py)
     try:
         return cls(**options, **runtime)
     except TypeError as exc:

@@ -8,81 +8,45 @@ from omegaconf import DictConfig, OmegaConf
 from runner import attacks, coreset, distributed, evaluate, inputs, saved_model
 from runner.cache import content_key
 from runner.errors import ConfigError
+from runner.options import SEED, Range, check_components, check_number
 from runner.precision import CHOICES as PRECISIONS
+from runner.training import TRAIN_RANGES
 
 # keys that change where and how a job reports, not what it computes
 NOT_IN_JOB_KEY = ("paths", "logger")
-MAX_SEED = 2**31 - 1  # numpy takes 0 .. 2**32 - 1; a rank adds its index (distributed.seed_process)
+# the job's own numbers; the trainer blocks' are the shared trainer's (runner/training.py)
+JOB_RANGES = {
+    "seed": SEED,
+    "eval.batch_size": Range(low=1, whole=True, example="16"),
+    # a collapse check that NaN would silently turn off
+    "unlearn.max_weight_norm_ratio": Range(low=0, low_open=True, optional=True, example="10 (or null: no check)"),
+}
+TRAIN_BLOCKS = ("unlearn", "benchmark.finetune", "distill.train")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive(cfg: DictConfig, key: str, fix: str) -> None:
-    value = OmegaConf.select(cfg, key)
-    if not _is_number(value) or value <= 0:
-        raise ConfigError(key, f"must be a positive number, got {value!r}", fix)
-
-
-def _count(cfg: DictConfig, key: str, fix: str, allow_none: bool = False) -> None:
-    """A whole number >= 1 (a float such as 1.5 is refused, not rounded)."""
-    value = OmegaConf.select(cfg, key)
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(key, f"must be a positive whole number, got {value!r}", fix)
-
-
-def _at_least_zero(cfg: DictConfig, key: str, fix: str, at_most: float | None = None) -> None:
-    value = OmegaConf.select(cfg, key)
-    if value is None:
-        return
-    if not _is_number(value) or value < 0 or (at_most is not None and value > at_most):
-        span = f"between 0 and {at_most}" if at_most is not None else "a number >= 0"
-        raise ConfigError(key, f"must be {span}, got {value!r}", fix)
-
-
-def _seed(cfg: DictConfig, key: str) -> None:
-    value = OmegaConf.select(cfg, key)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
-        raise ConfigError(key, f"must be a whole number from 0 to {MAX_SEED}, got {value!r}", f"set {key}=0")
-
-
-def _train_block(cfg: DictConfig, block: str) -> None:
-    """A trainer's settings (``unlearn``, ``benchmark.finetune``): every value the trainer would misread."""
-    _positive(cfg, f"{block}.learning_rate", f"set {block}.learning_rate=1e-5 (or another value > 0)")
-    _positive(cfg, f"{block}.epochs", f"set {block}.epochs to a positive count")
-    _count(cfg, f"{block}.batch_size", f"set {block}.batch_size to a positive whole number, e.g. 8")
-    _count(cfg, f"{block}.grad_accum", f"set {block}.grad_accum to a positive whole number, e.g. 1")
-    _count(cfg, f"{block}.max_steps", f"set {block}.max_steps=null to train for {block}.epochs", allow_none=True)
-    _at_least_zero(cfg, f"{block}.warmup_ratio", f"set {block}.warmup_ratio between 0 and 1", at_most=1.0)
-    _at_least_zero(cfg, f"{block}.weight_decay", f"set {block}.weight_decay >= 0")
-    _at_least_zero(cfg, f"{block}.max_grad_norm", f"set {block}.max_grad_norm >= 0 (0: no clipping)")
-    if OmegaConf.select(cfg, f"{block}.seed") is not None:
-        _seed(cfg, f"{block}.seed")
+def _check_numbers(cfg: DictConfig) -> None:
+    """The job's own numeric settings and each trainer block's, through the one numeric check."""
+    for key, allowed in JOB_RANGES.items():
+        check_number(key, OmegaConf.select(cfg, key), allowed)
+    for block in TRAIN_BLOCKS:
+        node = OmegaConf.select(cfg, block)
+        if node is not None:
+            for name, allowed in TRAIN_RANGES.items():
+                check_number(f"{block}.{name}", node.get(name), allowed)
 
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data and no model: runs before any stage, in the launcher too."""
-    _seed(cfg, "seed")
+    check_number("seed", cfg.get("seed"), JOB_RANGES["seed"])
     if cfg.get("task") == "diffusion_attack":  # the diffusion family's own checks (runner/diffusion/job.py)
         from runner.diffusion.job import check_config as check_diffusion
 
         _check_precision(cfg)
         return check_diffusion(cfg)
-    for block in ("unlearn", "benchmark.finetune", "distill.train"):
-        if OmegaConf.select(cfg, block) is None:
-            continue
-        _train_block(cfg, block)
-    change = OmegaConf.select(cfg, "unlearn.max_weight_norm_ratio")
-    if change is not None and (not _is_number(change) or change <= 0):
-        raise ConfigError(
-            "unlearn.max_weight_norm_ratio", f"must be a positive number or null, got {change!r}", "e.g. 10, or null"
-        )
+    _check_numbers(cfg)
+    check_components(cfg)  # every component's declared option ranges (runner/options.py)
     _check_precision(cfg)
     saved_model.check(OmegaConf.select(cfg, "save_model", default="none"))
-    _count(cfg, "eval.batch_size", "set eval.batch_size to a positive whole number, e.g. 16")
     check_strategy(cfg)
     # the coreset selector and the fine-tuning attack check their own keys (and the attack its data) now,
     # not after hours of fine-tuning and unlearning

@@ -40,6 +40,8 @@ def check_config(cfg: DictConfig) -> None:
             "use decoding=greedy here, or a reasoning benchmark (benchmark=math500|gsm8k|aime24|aime25|amc23)",
         )
     if is_evaluation_only(cfg):
+        if cfg.get("task", "unlearn") == "unlearn":  # analyse / distill jobs have no method either
+            _check_no_finetuned_models(cfg)
         for group in ("coreset", "finetune_attack"):
             if cfg.get(group) is not None:
                 raise ConfigError(
@@ -74,6 +76,27 @@ def settle_training_data(cfg: DictConfig) -> None:
         cfg.benchmark.training_data = False
 
 
+def _refuse_finetuned_models(cfg: DictConfig, kinds) -> None:
+    raise ConfigError(
+        "method",
+        f"benchmark={cfg.benchmark.get('name')} scores against fine-tuned models ({', '.join(kinds)}) that an "
+        "evaluation-only job does not build",
+        "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, mmlu, math500, gsm8k, "
+        "aime24, aime25, amc23; muse with benchmark.build_references=false)",
+    )
+
+
+def _check_no_finetuned_models(cfg: DictConfig) -> None:
+    """The benchmark's fine-tuned models, as its class tells them from the config (before the model loads)."""
+    try:
+        cls = get_class(str(cfg.benchmark.get("_target_")))
+    except Exception:  # a bad dotted path is reported where the benchmark is built
+        return
+    kinds = cls.finetunes(cfg.benchmark) if hasattr(cls, "finetunes") else []
+    if kinds:
+        _refuse_finetuned_models(cfg, kinds)
+
+
 def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
     """The evaluation-only pipeline; fills ``record`` (saved by the caller)."""
     with record.stage("load_model"):
@@ -82,14 +105,8 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
 
     with record.stage("build_benchmark"):
         bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
-        if bench.finetuned_models:
-            raise ConfigError(
-                "method",
-                f"benchmark={cfg.benchmark.name} scores against fine-tuned models "
-                f"({', '.join(bench.finetuned_models)}) that an evaluation-only job does not build",
-                "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, mmlu, math500, gsm8k, "
-                "aime24, aime25, amc23; muse with benchmark.build_references=false)",
-            )
+        if bench.finetuned_models:  # a benchmark whose finetunes(cfg) did not tell them
+            _refuse_finetuned_models(cfg, bench.finetuned_models)
 
     if not distributed.is_main_process():  # rank 0 evaluates and records
         return

@@ -25,8 +25,21 @@ from runner.data.qa import collate_qa
 from runner.distributed import SingleProcess, Strategy
 from runner.errors import TrainingDiverged
 from runner.heap import release_free_heap
+from runner.options import SEED, Range
 from runner.scoring import autocast, unwrap
 
+# the shared trainer's settings (conf/train/default.yaml), as every training block holds them
+TRAIN_RANGES = {
+    "learning_rate": Range(low=0, low_open=True, example="1e-5"),
+    "epochs": Range(low=0, low_open=True, example="1"),
+    "batch_size": Range(low=1, whole=True, example="8"),
+    "grad_accum": Range(low=1, whole=True, example="1"),
+    "max_steps": Range(low=1, whole=True, optional=True, example="null (train for the epochs)"),
+    "warmup_ratio": Range(low=0, high=1, optional=True, example="0.1"),
+    "weight_decay": Range(low=0, optional=True, example="0.0"),
+    "max_grad_norm": Range(low=0, optional=True, example="1.0 (0: no clipping)"),
+    "seed": Range(low=0, high=SEED.high, whole=True, optional=True, example="0"),
+}
 log = logging.getLogger(__name__)
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]]
 # (model, batch, scale) -> (loss, terms), having added scale * (its update direction) to each p.grad

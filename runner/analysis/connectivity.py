@@ -50,6 +50,7 @@ from runner.benchmarks.base import build_benchmark
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model, model_identity
+from runner.options import Range
 from runner.output.metrics import spec
 from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weights
 
@@ -85,14 +86,14 @@ def grid(points: int) -> list[float]:
 class Connectivity(Analysis):
     name = "connectivity"
 
+    option_ranges = {"points": Range(low=2, whole=True, example="11 (both ends and 9 between)")}
+
     def __init__(self, runs=(), against: str | None = None, points: int = 11, reuse_ends: bool = True):
         self.runs = [Path(str(r)).expanduser().resolve() for r in (runs or [])]
         self.against, self.points = against, points
         if not isinstance(reuse_ends, bool):
             raise ConfigError("analysis.reuse_ends", f"must be true or false, got {reuse_ends!r}", "e.g. true")
         self.reuse_ends = reuse_ends
-        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-            raise ConfigError("analysis.points", f"must be a whole number >= 2, got {points!r}", "e.g. 11")
         if against not in (None, "start"):
             raise ConfigError("analysis.against", f"`{against}` is not a choice", "use null or start")
         wanted = 1 if against == "start" else 2

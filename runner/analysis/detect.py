@@ -21,6 +21,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
+from runner.errors import ConfigError
+
 Z95 = 1.959963984540054  # the normal quantile for a two-sided 95% interval
 
 
@@ -42,6 +44,30 @@ def splits(groups, folds: int, seed: int, test_fraction: float = 0.3) -> list[tu
         return list(GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(index, groups=groups))
     splitter = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
     return list(splitter.split(index, groups=groups))
+
+
+def check_split(questions: dict[str, int], folds: int, test_fraction: float) -> None:
+    """Refuse, before any generation, a split of a prompt set (``questions``: its count per set) that would
+    leave a fold with no question to train or to test on (scikit-learn would fail after the generation)."""
+    small = {name: n for name, n in questions.items() if n < max(2, folds)}
+    if small:
+        raise ConfigError(
+            "analysis.split.folds",
+            f"{folds} folds need at least {max(2, folds)} questions per prompt set; {small} have fewer",
+            "fewer folds, or more questions (analysis.prompts.<set>.n / per_subject)",
+        )
+    if folds == 1:  # GroupShuffleSplit tests ceil(f * n) questions and trains on floor((1 - f) * n)
+        empty = {
+            name: n
+            for name, n in questions.items()
+            if math.ceil(test_fraction * n) < 1 or math.floor((1 - test_fraction) * n) < 1
+        }
+        if empty:
+            raise ConfigError(
+                "analysis.split.test_fraction",
+                f"{test_fraction} of the questions leaves no question to train or to test on in {empty}",
+                "a test_fraction nearer 0.3, or more questions (analysis.prompts.<set>.n / per_subject)",
+            )
 
 
 def out_of_fold(fit_predict: Callable, folds: list, n: int) -> np.ndarray:

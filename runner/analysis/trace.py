@@ -46,7 +46,9 @@ from runner.cache import file_digest
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model, load_state, model_identity
+from runner.options import SEED, Range
 from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weights
+from runner.training import TRAIN_RANGES
 
 log = logging.getLogger(__name__)
 SPECIAL = ("base", "start")
@@ -61,6 +63,26 @@ def _node(value) -> dict:
 
 class TraceDetection(Analysis):
     name = "trace"
+    option_ranges = {
+        "seed": SEED,
+        "prompts.tofu.n": Range(low=1, whole=True, optional=True, example="40 (null: all)"),
+        "prompts.wmdp.n": Range(low=1, whole=True, optional=True, example="100"),
+        "prompts.mmlu.per_subject": Range(low=1, whole=True, example="20"),
+        "prompts.ultrachat.n": Range(low=1, whole=True, example="200"),
+        "generation.max_new_tokens": Range(low=1, whole=True, example="96"),
+        "generation.repetition_penalty": Range(low=0, low_open=True, example="1.1 (the paper's)"),
+        "generation.batch_size": Range(low=1, whole=True, example="32"),
+        "split.folds": Range(low=1, whole=True, example="5 (>= 2: cross-validation; 1: one split)"),
+        "split.test_fraction": Range(low=0, high=1, low_open=True, high_open=True, example="0.3"),
+        "classifier.max_length": Range(low=1, whole=True, example="512"),
+        "classifier.batch_size": Range(low=1, whole=True, example="8 (the paper's)"),
+        "classifier.epochs": Range(low=1, whole=True, example="3 (the paper's)"),
+        **{
+            f"classifier.{k}": TRAIN_RANGES[k]
+            for k in ("learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
+        },
+        "probes.batch_size": Range(low=1, whole=True, example="8"),
+    }
 
     def __init__(self, models=(), prompts=None, generation=None, split=None, classifier=None, probes=None, seed=0):
         self.entries = [str(m) for m in (models or [])]
@@ -102,22 +124,10 @@ class TraceDetection(Analysis):
             )
         if all(e in SPECIAL for e in self.entries):
             raise ConfigError("analysis.models", "no run directory is named", "name at least one run, e.g. [base,RUN]")
-        g = self.generation
-        if not (isinstance(g["max_new_tokens"], int) and g["max_new_tokens"] >= 1):
-            raise ConfigError("analysis.generation.max_new_tokens", f"{g['max_new_tokens']!r}", "a whole number >= 1")
-        if not float(g["repetition_penalty"]) > 0:
-            raise ConfigError("analysis.generation.repetition_penalty", "must be > 0", "the paper's 1.1")
-        folds = self.split["folds"]
-        if not (isinstance(folds, int) and folds >= 1):
-            raise ConfigError("analysis.split.folds", f"{folds!r}", ">= 2 for cross-validation, 1 for one split")
-        if folds == 1 and not 0 < float(self.split["test_fraction"]) < 1:
-            raise ConfigError("analysis.split.test_fraction", "must be in (0, 1)", "e.g. 0.3")
         if self.probes["inputs"] not in ("own", "shared"):
             raise ConfigError("analysis.probes.inputs", f"`{self.probes['inputs']}`", "own or shared")
         if self.classifier.train not in TRAIN_CHOICES:
             raise ConfigError("analysis.classifier.train", f"`{self.classifier.train}`", f"one of {TRAIN_CHOICES}")
-        if int(self.classifier.batch_size) < 1 or int(self.classifier.epochs) < 1:
-            raise ConfigError("analysis.classifier", "batch_size and epochs must be >= 1", "the paper's 8 and 3")
 
     # --- inputs: checked before any model loads -------------------------------------------------------
 
@@ -154,14 +164,8 @@ class TraceDetection(Analysis):
         if self.precision not in ("fp32", "bf16"):
             self.precision = "fp32"
         self.sets = prompts.load_sets(self.prompts_cfg)
-        folds = int(self.split["folds"])
-        small = {name: len(rows) for name, rows in self.sets.items() if len(rows) < max(2, folds)}
-        if small:
-            raise ConfigError(
-                "analysis.split.folds",
-                f"{folds} folds need at least {folds} questions per prompt set; {small} have fewer",
-                "fewer folds, or more questions (analysis.prompts.<set>.n / per_subject)",
-            )
+        questions = {name: len(rows) for name, rows in self.sets.items()}
+        detect.check_split(questions, int(self.split["folds"]), float(self.split["test_fraction"]))
         encoder = str(self.classifier.encoder)
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         if encoder != "base" and offline and not Path(encoder).expanduser().is_dir():

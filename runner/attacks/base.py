@@ -21,8 +21,9 @@ from runner.data.qa import PromptFormat, encode_qa
 from runner.distributed import Strategy, is_main_process
 from runner.errors import ConfigError
 from runner.models import set_trainable
+from runner.options import Range, check_number
 from runner.scoring import mean_nll
-from runner.training import ListDataset, collate_single, train
+from runner.training import TRAIN_RANGES, ListDataset, collate_single, train
 
 log = logging.getLogger(__name__)
 KEY = "finetune_attack"
@@ -44,14 +45,6 @@ class AttackContext:
     strategy: Strategy | None = None  # the job's distributed strategy; None: one process
 
 
-def check_count(value, key: str, fix: str, allow_none: bool = False) -> None:
-    """An attack option that is a whole number >= 1 (or null where ``allow_none``)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{KEY}.{key}", f"must be a positive count, got {value!r}", fix)
-
-
 class FinetuneAttack(abc.ABC):
     """A fine-tuning attack.
 
@@ -63,6 +56,15 @@ class FinetuneAttack(abc.ABC):
     """
 
     metric = "task"  # the name of the task's own metric, recorded with its values
+    option_ranges = {
+        "examples": Range(low=1, whole=True, example="64"),
+        "eval_examples": Range(low=1, whole=True, example="20"),
+        "max_length": Range(low=1, whole=True, example="256"),
+        **{f"train.{name}": allowed for name, allowed in TRAIN_RANGES.items()},
+        "lora.r": Range(low=1, whole=True, example="8"),
+        "lora.alpha": Range(low=0, low_open=True, example="16"),
+        "lora.dropout": Range(low=0, high=1, high_open=True, example="0.0"),
+    }
 
     def __init__(
         self,
@@ -75,18 +77,11 @@ class FinetuneAttack(abc.ABC):
         lora: dict | None = None,
     ):
         self.name = name
-        check_count(examples, "examples", f"set {KEY}.examples to the number of training rows")
-        check_count(eval_examples, "eval_examples", f"set {KEY}.eval_examples to the number of held-out rows")
-        check_count(max_length, "max_length", f"set {KEY}.max_length, e.g. 256")
         if tuning not in ("full", "lora"):
             raise ConfigError(f"{KEY}.tuning", f"`{tuning}` is not a tuning mode", "use full or lora")
         self.train_cfg = OmegaConf.create(train)
-        lr = self.train_cfg.get("learning_rate")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
-            raise ConfigError(f"{KEY}.train.learning_rate", f"must be a positive number, got {lr!r}", "e.g. 1e-5")
-        for k in ("epochs", "batch_size", "grad_accum"):
-            check_count(self.train_cfg.get(k), f"train.{k}", f"set {KEY}.train.{k} to a positive count")
-        check_count(self.train_cfg.get("max_steps"), "train.max_steps", "null trains for train.epochs", allow_none=True)
+        for name in ("learning_rate", "epochs", "batch_size", "grad_accum"):  # required, not only in range
+            check_number(f"{KEY}.train.{name}", self.train_cfg.get(name), TRAIN_RANGES[name])
         self.examples, self.eval_examples, self.max_length = examples, eval_examples, max_length
         self.tuning, self.lora = tuning, dict(lora or {})
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.attacks.base import KEY, AttackContext, FinetuneAttack, check_count
+from runner.attacks.base import KEY, AttackContext, FinetuneAttack
 from runner.data import gsm8k
 from runner.data.qa import encode_prompt
 from runner.decoding.generate import greedy_generate
+from runner.options import Range
 
 
 class Gsm8kAttack(FinetuneAttack):
@@ -16,9 +17,10 @@ class Gsm8kAttack(FinetuneAttack):
 
     metric = "gsm8k_exact_match"
 
+    option_ranges = {"max_new_tokens": Range(low=1, whole=True, example="256 (a GSM8K solution is ~100-200 tokens)")}
+
     def __init__(self, *args, max_new_tokens: int = 256, **kwargs):
         super().__init__(*args, **kwargs)
-        check_count(max_new_tokens, "max_new_tokens", "e.g. 256 (a GSM8K solution is ~100-200 tokens)")
         self.max_new_tokens = max_new_tokens
 
     def inputs(self) -> list:

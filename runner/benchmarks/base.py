@@ -25,6 +25,8 @@ any training. Then the job reads:
 
 Class-level: ``inputs(cfg)`` lists the files and data sets the benchmark reads, so their content
 enters the job key (``runner.inputs``); the default finds them by scanning the config for paths.
+``finetunes(cfg)`` names the fine-tuned models a config builds, and ``option_ranges`` the allowed
+values of the options (``runner.options``): both are read at config validation, before any stage.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.components import build
 from runner.data.qa import PromptFormat
+from runner.training import TRAIN_RANGES
 
 
 class Benchmark(ABC):
     name: str = ""
+    # option -> allowed values, checked before any stage (runner/options.py); `finetune` is the shared trainer's
+    option_ranges: dict = {f"finetune.{name}": allowed for name, allowed in TRAIN_RANGES.items()}
 
     def __init__(self, tokenizer, fmt: PromptFormat, cache_dir=None, **options):
         # the benchmark's own config subtree, as a node so that options read as cfg.key
@@ -57,6 +62,12 @@ class Benchmark(ABC):
         from runner.inputs import scan
 
         return scan(cfg, "benchmark")
+
+    @classmethod
+    def finetunes(cls, cfg) -> list[str]:
+        """The fine-tuned models (``finetuned_models``' kinds) a benchmark of this config builds, told from the
+        config alone, so that a job that cannot build them (evaluation only) is refused before the model loads."""
+        return []
 
     @abstractmethod
     def encode(self, rows: list[dict]) -> list[dict]: ...

@@ -27,6 +27,7 @@ from runner.decoding.base import DecodingContext
 from runner.decoding.generate import generate
 from runner.decoding.strategies import Decoding
 from runner.errors import ConfigError
+from runner.options import Range, check_number
 
 _WORD = re.compile(r"\b(yes|no)\b")
 TEMPLATE_FIELDS = ("question", "choices", "answer", "trace")
@@ -69,9 +70,7 @@ def check(cfg, key: str) -> None:
     if "{trace}" not in template:
         raise ConfigError(f"{key}.template", "has no {trace} field: the judge would not see the trace", "add {trace}")
     for name in ("max_new_tokens", "batch_size"):
-        value = cfg.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{key}.{name}", f"must be a positive whole number, got {value!r}", f"e.g. {name}=8")
+        check_number(f"{key}.{name}", cfg.get(name), Range(low=1, whole=True, example="8"))
 
 
 def _model_node(cfg):

@@ -28,6 +28,7 @@ from runner.data.text import chunk_texts, encode_text
 from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import muse as M
+from runner.options import Range
 from runner.scoring import token_logprobs
 
 REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
@@ -52,6 +53,23 @@ def hub_splits(corpus: str) -> list[tuple[hub.Split, dict]]:
 
 class MuseBenchmark(Benchmark):
     name = "muse"
+    option_ranges = {
+        "max_length": Range(low=1, whole=True, example="256"),
+        "max_prompt_tokens": Range(low=1, whole=True, optional=True, example="512 (null: whole prompt)"),
+        **{
+            f"subset.{k}": Range(low=1, whole=True, optional=True, example="32")
+            for k in ("forget", "retain", "verbmem", "knowmem", "privleak")
+        },
+        "verbmem.max_new_tokens": Range(low=1, whole=True, example="128"),
+        "knowmem.max_new_tokens": Range(low=1, whole=True, example="32"),
+        "knowmem.icl_examples": Range(low=0, whole=True, optional=True, example="null"),
+        "privleak.k": Range(low=0, high=1, low_open=True, example="0.4 (MUSE's 40%)"),
+        "privleak.retrain_auc": Range(low=0, high=1, optional=True, example="0.5393"),
+    }
+
+    @classmethod
+    def finetunes(cls, cfg) -> list[str]:
+        return ["target", "retain"] if cfg.get("build_references") else []
 
     @staticmethod
     def inputs(cfg) -> list:

@@ -41,13 +41,20 @@ from runner.decoding.generate import eos_token_ids, generate
 from runner.decoding.processors import ProbabilityByPosition, TokenProbability, sampling_warpers
 from runner.decoding.strategies import build_decoding
 from runner.decoding.tokens import tag_token_ids, word_token_ids
-from runner.errors import ConfigError
 from runner.metrics import reasoning as R
+from runner.options import Range, check_number
 
 
 def reasoning_prompt(fmt: PromptFormat, instruction: str, problem: str) -> str:
     """The benchmark's instruction around the problem, inside the model's reasoning prompt (else its question turn)."""
     return (fmt.reasoning or fmt.question).format(question=instruction.format(question=problem))
+
+
+# a suite's own numbers, as the benchmark and a suite inside another benchmark (WMDP's utility suites) hold them
+SUITE_RANGES = {
+    "subset": Range(low=1, whole=True, optional=True, example="16 (null: all)"),
+    "max_new_tokens": Range(low=1, whole=True, example="8192 on a GPU"),
+}
 
 
 class ReasoningSuite:
@@ -57,12 +64,10 @@ class ReasoningSuite:
         self.cfg, self.tokenizer, self.fmt, self.key = cfg, tokenizer, fmt, key
         self.name = str(cfg.name)
         rows = load_problems(cfg.data, str(cfg.source), f"{key}.source")
+        for name, allowed in SUITE_RANGES.items():
+            check_number(f"{key}.{name}", cfg.get(name), allowed)
         n = cfg.get("subset")
-        if n is not None and n < 1:
-            raise ConfigError(f"{key}.subset", f"must be a positive count or null, got {n}", "e.g. subset=16")
         self.rows = rows if n is None else rows[:n]
-        if int(cfg.max_new_tokens) < 1:
-            raise ConfigError(f"{key}.max_new_tokens", "must be positive", "e.g. max_new_tokens=8192 on a GPU")
         self.decoding = build_decoding(cfg.decoding)
         self.ctx = DecodingContext(tokenizer, fmt.think_end)
         self.resolved = self.decoding.check(self.ctx)  # words / tags that do not fit stop the job here
@@ -217,6 +222,8 @@ class ReasoningSuite:
 
 class ReasoningBenchmark(Benchmark):
     """A reasoning suite as the job's benchmark: evaluation only (no forget / retain sets, no fine-tuned models)."""
+
+    option_ranges = {**SUITE_RANGES, "cyclic_period": Range(low=0, low_open=True, example="900")}
 
     def __init__(self, tokenizer, fmt: PromptFormat, **options):
         super().__init__(tokenizer, fmt, **options)

@@ -18,6 +18,7 @@ from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
+from runner.options import Choice, Range, check_number
 from runner.scoring import score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
@@ -26,16 +27,21 @@ DEFAULT_EVALUATED_ROWS = 160  # the default job's rows per evaluation: forget01'
 
 class TofuBenchmark(Benchmark):
     name = "tofu"
+    option_ranges = {
+        "forget_split": Choice(tofu_data.FORGET_SPLITS),
+        "max_length": Range(low=1, whole=True, example="256"),
+        "subset.forget": Range(low=1, whole=True, optional=True, example="null (all)"),
+        "subset.retain": Range(low=1, whole=True, optional=True, example="40"),
+        "subset.eval_rows": Range(low=1, whole=True, optional=True, example="40"),
+    }
+
+    @classmethod
+    def finetunes(cls, cfg) -> list[str]:
+        return ["target", "retain"]
 
     def __init__(self, tokenizer, fmt: PromptFormat, **options):
         super().__init__(tokenizer, fmt, **options)
         cfg = self.cfg
-        if cfg.forget_split not in tofu_data.FORGET_SPLITS:
-            raise ConfigError(
-                "benchmark.forget_split",
-                f"`{cfg.forget_split}` is not a TOFU forget split",
-                "use forget01, forget05 or forget10",
-            )
         src = str(cfg.source)
         retain_split = cfg.retain_split or tofu_data.RETAIN_FOR_FORGET[cfg.forget_split]
         forget = self._load(cfg.forget_split, src, ("question", "answer"))
@@ -194,10 +200,7 @@ class TofuBenchmark(Benchmark):
                     len(self.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in self.suites[suite]["answer"]
                 )
                 asked = longest + 1 + max(4, longest // 10)
-            if not isinstance(asked, int) or isinstance(asked, bool) or asked <= 0:
-                raise ConfigError(
-                    f"benchmark.max_new_tokens.{suite}", f"must be a positive count or auto, got {asked!r}", "use auto"
-                )
+            check_number(f"benchmark.max_new_tokens.{suite}", asked, Range(low=1, whole=True), "use auto")
             caps[suite] = asked
         return caps
 

@@ -27,6 +27,7 @@ from runner.data import hub, wikitext
 from runner.data.text import encode_text
 from runner.errors import ConfigError
 from runner.metrics import mcq as mcq_metrics
+from runner.options import Range
 
 QUESTIONS = {name: hub.Split("cais/wmdp", f"wmdp-{name}", "test") for name in ("bio", "cyber", "chem")}
 # lm-eval-harness' description topic for each question set
@@ -56,6 +57,22 @@ def bio_forget_missing(path) -> ConfigError:
 
 
 class WmdpBenchmark(Benchmark):
+    option_ranges = {
+        "min_chars": Range(low=0, whole=True, example="50"),
+        "max_chars": Range(low=1, whole=True, example="2000"),
+        "max_length": Range(low=1, whole=True, example="256"),
+        **{
+            f"subset.{k}": Range(low=1, whole=True, optional=True, example="32")
+            for k in ("questions", "forget", "retain")
+        },
+        "mmlu.per_subject": Range(low=1, whole=True, optional=True, example="20 (null: all)"),
+        "reasoning.questions": Range(low=1, whole=True, optional=True, example="20 (null: all)"),
+        "reasoning.max_new_tokens": Range(low=1, whole=True, example="256"),
+        "reasoning.min_option_chars": Range(low=0, whole=True, example="4"),
+        "reasoning.judge.max_new_tokens": Range(low=1, whole=True, example="8"),
+        "reasoning.judge.batch_size": Range(low=1, whole=True, example="8"),
+    }
+
     name = "wmdp"
 
     def __init__(self, tokenizer, fmt, **options):

@@ -43,16 +43,13 @@ from runner.decoding.strategies import Decoding
 from runner.decoding.tokens import tag_token_ids
 from runner.errors import ConfigError
 from runner.metrics import reasoning as R
+from runner.options import Range, check_number
 
 KEY = "benchmark.reasoning"
 
 
 def _positive(cfg, name: str, fix: str, allow_none: bool = False) -> None:
-    value = cfg.get(name)
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{KEY}.{name}", f"must be a positive whole number, got {value!r}", fix)
+    check_number(f"{KEY}.{name}", cfg.get(name), Range(low=1, whole=True, optional=allow_none), fix)
 
 
 def check_config(cfg, question_sets: list[str]) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from runner.errors import ConfigError
+from runner.options import Range, check_number
 
 
 def coreset_size(ratio: float, n: int) -> int:
@@ -43,13 +44,10 @@ class Selector(abc.ABC):
     ``match_steps``: unlearn with as many optimisation steps as the full-set run would take.
     """
 
+    option_ranges = {"ratio": Range(low=0, high=1, low_open=True, example="0.05 (1.0 keeps the whole forget set)")}
+
     def __init__(self, name: str, ratio: float, seed: int = 0, match_steps: bool = True):
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise ConfigError(
-                "coreset.ratio",
-                f"must be in (0, 1], got {ratio!r}",
-                "give the fraction of the forget set to keep, e.g. coreset.ratio=0.05 (1.0 keeps all of it)",
-            )
+        check_number("coreset.ratio", ratio, Selector.option_ranges["ratio"])  # required: it has no default
         self.name, self.ratio, self.seed, self.match_steps = name, float(ratio), int(seed), bool(match_steps)
         self.scores: list[float] | None = None  # per-example scores of a scoring selector, for the record
 
@@ -84,9 +82,3 @@ def check_choice(key: str, value, allowed: tuple[str, ...], what: str) -> None:
     """A selector option that takes one of a few words (``order: high|low``, ``mode: rich|keyword_only``)."""
     if value not in allowed:
         raise ConfigError(f"coreset.{key}", f"`{value}` is not {what}", f"use {' or '.join(allowed)}")
-
-
-def check_count(key: str, value, example: str) -> None:
-    """A selector option that is a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"coreset.{key}", f"must be a positive count, got {value!r}", f"e.g. coreset.{key}={example}")

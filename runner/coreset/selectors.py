@@ -25,9 +25,10 @@ from collections import Counter
 
 import numpy as np
 
-from runner.coreset.base import Pool, Selector, check_choice, check_count, rank_by
+from runner.coreset.base import Pool, Selector, check_choice, rank_by
 from runner.coreset.keywords import row_text, tfidf, top_keywords, words
 from runner.coreset.per_example import mean_hidden_states, per_example_grad_norms
+from runner.options import Range
 from runner.scoring import score_sequences
 
 ORDERS = ("high", "low")
@@ -77,9 +78,10 @@ class GradNormSelector(_ScoreOrderSelector):
     ``batch_size``: examples per vmap call; it holds that many gradient copies of the trainable weights.
     """
 
+    option_ranges = {"batch_size": Range(low=1, whole=True, example="4")}
+
     def __init__(self, *args, batch_size: int = 4, **kwargs):
         super().__init__(*args, **kwargs)
-        check_count("batch_size", batch_size, "4")
         self.batch_size = batch_size
 
     def score(self, pool: Pool) -> np.ndarray:
@@ -105,10 +107,11 @@ def moderate_rank(embeddings: np.ndarray) -> tuple[list[int], np.ndarray]:
 class KeywordSelector(Selector):
     """Keyword-rich examples of the forget set, or keyword-only forget samples built from them."""
 
+    option_ranges = {"top_k": Range(low=1, whole=True, example="50")}
+
     def __init__(self, *args, mode: str = "rich", top_k: int = 50, **kwargs):
         super().__init__(*args, **kwargs)
         check_choice("mode", mode, ("rich", "keyword_only"), "a keyword mode")
-        check_count("top_k", top_k, "50")
         self.mode, self.top_k = mode, top_k
         self.keywords: list[str] = []
         self.weights: list[dict[str, float]] = []

@@ -16,6 +16,7 @@ from runner.decoding.base import DecodingContext
 from runner.decoding.processors import BudgetForcing, ReflectionBias, triangular_wave
 from runner.decoding.tokens import tag_token_ids, word_token_ids
 from runner.errors import ConfigError
+from runner.options import SEED, Range
 
 REFLECTION_WORDS = ("wait", "Wait", "but", "But", "Alternatively")  # CyclicReflex's reflection tokens
 
@@ -30,6 +31,13 @@ def build_decoding(cfg: DictConfig | dict) -> Decoding:
 class Decoding:
     """Plain decoding: greedy (``do_sample: false``) or sampling (temperature, top_p), ``n`` samples per problem."""
 
+    option_ranges = {
+        "temperature": Range(low=0, low_open=True, optional=True, example="0.6"),
+        "top_p": Range(low=0, high=1, low_open=True, optional=True, example="0.95 (1.0: no cut)"),
+        "n": Range(low=1, whole=True, example="1"),
+        "seed": SEED,
+    }
+
     def __init__(
         self,
         name: str = "greedy",
@@ -43,16 +51,12 @@ class Decoding:
         self.temperature = None if temperature is None else float(temperature)
         self.top_p = None if top_p is None else float(top_p)
         self.n = int(n)
-        if self.n < 1:
-            raise ConfigError("decoding.n", f"must be at least 1, got {n}", "set decoding.n to a positive count")
         if not self.do_sample and self.n > 1:
             raise ConfigError(
                 "decoding.n", f"greedy decoding gives one answer per problem, not {n}", "set decoding.do_sample=true"
             )
-        if self.do_sample and (self.temperature is None or self.temperature <= 0):
-            raise ConfigError("decoding.temperature", f"must be > 0 when sampling, got {temperature}", "e.g. 0.6")
-        if self.do_sample and not (self.top_p is None or 0 < self.top_p <= 1):
-            raise ConfigError("decoding.top_p", f"must be in (0, 1], got {top_p}", "e.g. 0.95, or 1.0 for none")
+        if self.do_sample and self.temperature is None:
+            raise ConfigError("decoding.temperature", "must be set when sampling", "e.g. decoding.temperature=0.6")
 
     def generate_kwargs(self) -> dict:
         if not self.do_sample:
@@ -106,11 +110,15 @@ class _ReflectionDecoding(Decoding, abc.ABC):
 class CyclicReflex(_ReflectionDecoding):
     """CyclicReflex (arXiv 2506.11077): a triangular wave of amplitude A and period C on the reflection logits."""
 
+    option_ranges = {
+        "amplitude": Range(example="5.0"),
+        "period": Range(low=0, low_open=True, example="1200 (900 for AMC23)"),
+        "shift": Range(example="0.0"),
+    }
+
     def __init__(self, amplitude: float = 5.0, period: float = 1200, shift: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.amplitude, self.period, self.shift = float(amplitude), float(period), float(shift)
-        if self.period <= 0:
-            raise ConfigError("decoding.period", f"must be > 0, got {period}", "e.g. 1200 (900 for AMC23)")
 
     def offset(self, t: int) -> float:
         return triangular_wave(t, amplitude=self.amplitude, period=self.period, shift=self.shift)
@@ -118,6 +126,8 @@ class CyclicReflex(_ReflectionDecoding):
 
 class ThoughtSwitchingPenalty(_ReflectionDecoding):
     """TIP: a constant offset ``delta`` (a penalty when negative) on the reflection logits inside the window."""
+
+    option_ranges = {"delta": Range(example="-3.0")}
 
     def __init__(self, delta: float = -3.0, window=(0, 600), **kwargs):
         super().__init__(window=window, **kwargs)
@@ -131,6 +141,12 @@ class BudgetForcingDecoding(Decoding):
     """s1 budget forcing: thinking of at least ``min_thinking`` tokens (by inserting ``insert`` up to
     ``max_waits`` times where the model would stop) and at most ``max_thinking`` (then the tag is forced)."""
 
+    option_ranges = {
+        "min_thinking": Range(low=0, whole=True, example="1000"),
+        "max_thinking": Range(low=1, whole=True, optional=True, example="7000 (null: no maximum)"),
+        "max_waits": Range(low=0, whole=True, example="2"),
+    }
+
     def __init__(
         self,
         min_thinking: int = 0,
@@ -143,8 +159,6 @@ class BudgetForcingDecoding(Decoding):
         self.min_thinking, self.max_waits, self.insert = int(min_thinking), int(max_waits), str(insert)
         self._calls = 0  # each generate call draws its own stream of "would it stop here" decisions
         self.max_thinking = None if max_thinking is None else int(max_thinking)
-        if self.min_thinking < 0 or self.max_waits < 0:
-            raise ConfigError("decoding.min_thinking", "budgets and max_waits must be >= 0", "e.g. min_thinking=1000")
         if self.max_thinking is not None and self.max_thinking < max(self.min_thinking, 1):
             raise ConfigError(
                 "decoding.max_thinking",

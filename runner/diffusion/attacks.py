@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from runner.diffusion.base import Attack, AttackContext, AttackResult
 from runner.errors import ConfigError, TrainingDiverged
+from runner.options import Range
 
 log = logging.getLogger(__name__)
 ORTHOGONALITY = ("project", "gram")
@@ -54,20 +55,6 @@ class DeadToken(ValueError):
     def __init__(self, k: int):
         self.k = k
         super().__init__(f"attack token {k + 1}'s mixture lost every word (all weights 0)")
-
-
-def _whole(key: str, value, at_least: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < at_least:
-        raise ConfigError(
-            key, f"must be a whole number >= {at_least}, got {value!r}", f"e.g. attack.{key.split('.')[-1]}=8"
-        )
-    return value
-
-
-def _positive(key: str, value) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(key, f"must be a positive number, got {value!r}", "e.g. 1e-3")
-    return float(value)
 
 
 def special_ids(tokenizer) -> set[int]:
@@ -176,8 +163,24 @@ class Mixture(nn.Module):
         return (alpha @ self.vocab) / total
 
 
+# the options both attacks share (n_tokens is also bounded by the text encoder: runner.diffusion.job)
+SHARED_RANGES = {
+    "n_tokens": Range(low=1, whole=True, example="5"),
+    "steps": Range(low=0, whole=True, example="200"),
+    "lr": Range(low=0, low_open=True, example="1e-3"),
+    "batch_size": Range(low=1, whole=True, example="4"),
+}
+
+
 class SubspaceAttack(Attack):
     name = "subspace"
+    option_ranges = {
+        **SHARED_RANGES,
+        "hidden": Range(low=1, whole=True, example="64"),
+        "gram_weight": Range(low=0, low_open=True, example="1.0"),
+        "init_active": Range(low=1, whole=True, example="16"),
+        "top_words": Range(low=1, whole=True, example="10"),
+    }
 
     def __init__(
         self,
@@ -192,17 +195,12 @@ class SubspaceAttack(Attack):
         top_words: int = 10,
         exclude_special: bool = True,
     ):
-        self.n_tokens = _whole("attack.n_tokens", n_tokens)
-        self.hidden = _whole("attack.hidden", hidden)
-        self.steps = _whole("attack.steps", steps, 0)
-        self.lr = _positive("attack.lr", lr)
-        self.batch_size = _whole("attack.batch_size", batch_size)
+        self.n_tokens, self.hidden, self.steps, self.lr = n_tokens, hidden, steps, float(lr)
+        self.batch_size = batch_size
         if orthogonality not in ORTHOGONALITY:
             raise ConfigError("attack.orthogonality", f"`{orthogonality}` is not a choice", "use project or gram")
         self.orthogonality = orthogonality
-        self.gram_weight = _positive("attack.gram_weight", gram_weight)
-        self.init_active = _whole("attack.init_active", init_active)
-        self.top_words = _whole("attack.top_words", top_words)
+        self.gram_weight, self.init_active, self.top_words = float(gram_weight), init_active, top_words
         self.exclude_special = bool(exclude_special)
 
     def build(self, ctx: AttackContext) -> Mixture:
@@ -251,14 +249,12 @@ class SubspaceAttack(Attack):
 
 class TokenEmbeddingAttack(Attack):
     name = "unlearndiffatk"
+    option_ranges = SHARED_RANGES
 
     def __init__(
         self, n_tokens: int = 5, steps: int = 200, lr: float = 1e-2, batch_size: int = 4, discrete: bool = True
     ):
-        self.n_tokens = _whole("attack.n_tokens", n_tokens)
-        self.steps = _whole("attack.steps", steps, 0)
-        self.lr = _positive("attack.lr", lr)
-        self.batch_size = _whole("attack.batch_size", batch_size)
+        self.n_tokens, self.steps, self.lr, self.batch_size = n_tokens, steps, float(lr), batch_size
         self.discrete = bool(discrete)
 
     def fit(self, ctx: AttackContext) -> AttackResult:

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from runner.errors import ConfigError
+from runner.options import Range, check_number
 
 SOURCES = ("synthetic", "dir", "generate")
 SHAPES = ("circle", "square", "triangle")
@@ -44,9 +45,7 @@ def check(node) -> None:
     images = node.images
     if images.source not in SOURCES:
         raise ConfigError("concept.images.source", f"`{images.source}` is not a source", f"use {', '.join(SOURCES)}")
-    n = images.get("n")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError("concept.images.n", f"must be a positive whole number, got {n!r}", "e.g. 8")
+    check_number("concept.images.n", images.get("n"), Range(low=1, whole=True, example="8"))
     if images.source == "dir":
         path = Path(str(images.get("dir") or "")).expanduser()
         if not images.get("dir") or not path.is_dir():

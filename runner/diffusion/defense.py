@@ -29,6 +29,7 @@ import torch
 from runner.components import build
 from runner.diffusion.base import Attack, AttackContext, AttackResult, Defense
 from runner.errors import ConfigError
+from runner.options import Range
 
 TOKENS_FILE = "attack_tokens.safetensors"
 
@@ -42,6 +43,7 @@ def orthonormal_basis(embeddings: torch.Tensor, rank_tol: float = 1e-6) -> torch
 
 class SubspaceDefense(Defense):
     name = "subspace"
+    option_ranges = {"rank_tol": Range(low=0, high=1, high_open=True, example="1e-6")}  # relative to the largest
 
     def __init__(
         self, subspace: str = "learn", learn: dict | None = None, adaptive: bool = True, rank_tol: float = 1e-6

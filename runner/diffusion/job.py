@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from runner import distributed
 from runner.components import build
 from runner.errors import ConfigError
+from runner.options import Range, check_components, check_number
 
 log = logging.getLogger(__name__)
 TASK = "diffusion_attack"
@@ -39,9 +40,7 @@ TASK = "diffusion_attack"
 def _whole(cfg, key: str, at_least: int = 1) -> None:
     from omegaconf import OmegaConf
 
-    value = OmegaConf.select(cfg, key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < at_least:
-        raise ConfigError(key, f"must be a whole number >= {at_least}, got {value!r}", f"e.g. {key}=1")
+    check_number(key, OmegaConf.select(cfg, key), Range(low=at_least, whole=True, example=str(max(at_least, 1))))
 
 
 def _no_missing(cfg, group: str) -> None:
@@ -91,9 +90,8 @@ def check_config(cfg: DictConfig) -> None:
         _whole(cfg, key)
     _whole(cfg, "generation.seed", 0)
     _whole(cfg, "loss.seed", 0)
-    guidance = cfg.generation.guidance
-    if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
-        raise ConfigError("generation.guidance", f"must be a number >= 0, got {guidance!r}", "e.g. 7.5")
+    check_number("generation.guidance", cfg.generation.get("guidance"), Range(low=0, example="7.5"))
+    check_components(cfg)  # the attack's, defence's and detector's declared option ranges (runner/options.py)
     positions = cfg.diffusion_model.tiny.max_length if cfg.diffusion_model.source == "tiny" else 77  # SD's CLIP
     for key in ("attack.n_tokens", "defense.learn.n_tokens"):
         value = OmegaConf.select(cfg, key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from runner.errors import ConfigError
+from runner.options import Range
 
 
 def kept_count(n: int, ratio: float) -> int:
@@ -25,9 +25,9 @@ class Condenser(ABC):
     repeated.
     """
 
+    option_ranges = {"ratio": Range(low=0, high=1, low_open=True, example="0.5")}
+
     def __init__(self, ratio: float = 1.0, name: str = ""):
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise ConfigError("condense.ratio", f"must be in (0, 1], got {ratio!r}", "e.g. condense.ratio=0.5")
         self.ratio, self.name = float(ratio), name or type(self).__name__.lower()
 
     @abstractmethod

@@ -24,6 +24,7 @@ import re
 
 from runner.distill.base import Condenser, kept_count
 from runner.errors import ConfigError
+from runner.options import SEED
 
 SPLITTERS = {"paragraph": r"\n\s*\n", "line": r"\n"}
 
@@ -58,6 +59,8 @@ class HeadAndTail(Condenser):
 
 class RandomThoughts(Condenser):
     """``condense=random``: k thoughts drawn at random for each example (seeded), in order."""
+
+    option_ranges = {"seed": SEED}
 
     def __init__(self, seed: int = 0, **options):
         super().__init__(**options)

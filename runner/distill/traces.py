@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from runner.data import hub
 from runner.data.reasoning import PROJECT_DATA, answer_text, splits
 from runner.errors import ConfigError
+from runner.options import Range, check_number
 
 LAYOUTS = ("think", "steps", "text")
 FETCH_HINT = " with scripts/fetch_data.py"
@@ -107,8 +108,7 @@ def load_traces(cfg, key: str = "traces") -> list[Trace]:
         for split in splits(cfg):
             rows += hub.load_split(source, split, schema, f"{key}.source", fetch_hint=FETCH_HINT)
     n = cfg.get("subset")
-    if n is not None and (not isinstance(n, int) or n < 1):
-        raise ConfigError(f"{key}.subset", f"must be a positive count or null, got {n!r}", f"e.g. {key}.subset=64")
+    check_number(f"{key}.subset", n, Range(low=1, whole=True, optional=True, example="64"))
     out = []
     for row in rows[:n] if n else rows:
         thinking, final = split_trace(_text(row[str(cfg.trace)]), cfg, row, key)

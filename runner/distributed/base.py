@@ -20,7 +20,7 @@ import os
 import torch
 
 from runner.distributed.ranks import env_int, free_port, local_rank, rank, slurm_to_torch_env, world_size
-from runner.errors import ConfigError
+from runner.options import Range, check_number
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ class Strategy(abc.ABC):
 
     def __init__(self, nproc_per_node: int = 1, timeout_minutes: int = 180):
         for key, value in (("nproc_per_node", nproc_per_node), ("timeout_minutes", timeout_minutes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"distributed.{key}", f"must be a positive count, got {value!r}", "e.g. 1")
+            check_number(f"distributed.{key}", value, Range(low=1, whole=True, example="1"))
         self.nproc_per_node, self.timeout_minutes = nproc_per_node, timeout_minutes
 
     @property

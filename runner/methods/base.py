@@ -28,6 +28,8 @@ Class-level declarations read before anything runs:
 
 - ``strategies``: the distributed strategies the method supports (None: every one), with
   ``strategies_reason`` for the error message;
+- ``option_ranges``: each numeric option's allowed values (``runner.options.Range``), checked with
+  the job's config before any stage;
 - ``inputs(method_cfg)``: files and data sets the method reads beyond the benchmark's
   (``runner.inputs``), so that they enter the job key and are checked up front.
 """
@@ -42,6 +44,7 @@ from pathlib import Path
 import torch
 
 from runner.errors import ConfigError
+from runner.options import Range
 
 
 @dataclass
@@ -66,6 +69,8 @@ class UnlearnData:
 class Method:
     strategies: tuple[str, ...] | None = None
     strategies_reason: str = ""
+    # option -> allowed values, checked before any stage (runner/options.py)
+    option_ranges: dict[str, Range] = {}
 
     @classmethod
     def inputs(cls, method_cfg) -> list:
@@ -130,6 +135,11 @@ class ForgetRetainMethod(Method, ABC):
     alpha: float = 1.0
     gamma: float = 1.0
     forget_name: str = "forget"
+    # the two weights of terms to minimise: a negative one flips a term into one to maximise
+    option_ranges = {
+        "alpha": Range(low=0, example="1.0"),
+        "gamma": Range(low=0, example="1.0"),
+    }
 
     @abstractmethod
     def forget_term(self, model, batch: dict) -> torch.Tensor: ...

@@ -20,6 +20,7 @@ import torch
 from runner.components import build
 from runner.methods.base import ForgetRetainMethod, Method, require_single_process
 from runner.methods.rmu import RMU
+from runner.options import Range
 
 
 def combine(
@@ -43,6 +44,7 @@ class BLUR(Method):
     # keeps its own gradient buffers and partitions, so only the plain trainer sees it (checked at start-up)
     strategies = ("none",)
     strategies_reason = "it writes whole gradients itself, which DeepSpeed's engine does not see"
+    option_ranges = {"gamma": Range(low=0, example="1.0")}  # the base's own options: method.base.*
 
     def __init__(self, base: dict, gamma: float = 1.0):
         # the base is a method config node (conf/method/blur.yaml composes conf/method/npo.yaml into it)

@@ -9,6 +9,7 @@ from runner.data.qa import IGNORE
 from runner.errors import ConfigError
 from runner.methods.base import Method, sum_parts
 from runner.methods.theta0 import OriginalWeights
+from runner.options import Range
 from runner.packing import last_hidden_state
 from runner.scoring import mean_nll, unwrap
 
@@ -27,6 +28,8 @@ def kl_to_reference(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Ten
 
 
 class GradDiff(Method):
+    option_ranges = {"gamma": Range(low=0, example="1.0"), "alpha": Range(low=0, example="1.0")}
+
     def __init__(self, gamma: float = 1.0, alpha: float = 1.0, retain_loss: str = "nll"):
         if retain_loss not in ("nll", "kl"):
             raise ConfigError("method.retain_loss", f"`{retain_loss}` is not a retain loss", "use nll or kl")

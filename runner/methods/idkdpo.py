@@ -15,6 +15,7 @@ from pathlib import Path
 from runner.data import tofu
 from runner.data.files import read_lines
 from runner.methods.dpo import DPO
+from runner.options import Range
 
 IDK_FILE = Path(tofu.PROJECT_DATA) / "idontknow.jsonl"
 
@@ -25,6 +26,7 @@ def read_refusals(path: Path = IDK_FILE) -> list[str]:
 
 class IdkDPO(DPO):
     forget_name = "idkdpo_forget"
+    option_ranges = {"beta": Range(low=0, low_open=True, example="0.1")}  # the loss divides by beta
 
     @classmethod
     def inputs(cls, method_cfg) -> list:

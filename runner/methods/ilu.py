@@ -28,6 +28,7 @@ from runner.data.files import read_jsonl
 from runner.data.qa import IGNORE, collate_qa, encode_qa
 from runner.errors import ConfigError
 from runner.methods.base import ForgetRetainMethod, Method, require_single_process
+from runner.options import Range
 from runner.scoring import mean_nll
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -54,6 +55,12 @@ class ILU(Method):
     # the invariance penalty differentiates whole gradients of the trainable parameters (checked at start-up)
     strategies = ("none",)
     strategies_reason = "its penalty needs whole gradients of the trainable parameters in one process"
+    option_ranges = {
+        "lam": Range(low=0, example="1.0"),
+        "env_examples": Range(low=1, whole=True, example="64"),
+        "env_batch_size": Range(low=1, whole=True, example="4"),
+        "env_max_length": Range(low=1, whole=True, example="512"),
+    }
 
     @staticmethod
     def inputs(method_cfg) -> list:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from runner.methods.base import ForgetRetainMethod
 from runner.methods.theta0 import forget_reference_logprobs
+from runner.options import Range
 from runner.scoring import mean_nll, sequence_logprob
 
 
@@ -25,6 +26,7 @@ def npo_forget_loss(logp: torch.Tensor, logp_ref: torch.Tensor, beta: float) -> 
 
 class NPO(ForgetRetainMethod):
     forget_name = "npo_forget"
+    option_ranges = {"beta": Range(low=0, low_open=True, example="0.1")}  # the loss divides by beta
 
     def __init__(self, beta: float = 0.1, alpha: float = 1.0, gamma: float = 1.0):
         self.beta, self.alpha, self.gamma = beta, alpha, gamma

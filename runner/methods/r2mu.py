@@ -31,6 +31,7 @@ from runner.errors import ConfigError
 from runner.methods.base import sum_parts
 from runner.methods.reasoning_traces import cot_inputs, load_cot
 from runner.methods.rmu import RMU, rmu_forget_loss, rmu_retain_loss
+from runner.options import Range
 from runner.training import PairedDataset
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ class R2MU(RMU):
 
     strategies = ("none",)
     strategies_reason = "R²MU generates its traces and keeps its activation caches in one process"
+    option_ranges = {
+        "lam": Range(low=0, example="1.0"),
+        "cot_max_tokens": Range(low=2, whole=True, example="512"),  # the end-of-thinking tag and a token of thought
+    }
 
     def __init__(
         self,
@@ -122,11 +127,6 @@ class R2MU(RMU):
             traces=traces,
         )
         self.lam = float(lam)
-        if self.lam < 0 or self.alpha < 0:
-            key = "method.lam" if self.lam < 0 else "method.alpha"
-            raise ConfigError(
-                key, "is negative", "a weight of a term to minimise is >= 0 (the paper: alpha 1.7, lam 1)"
-            )
         if cot is None or "_target_" in cot or "layout" not in cot:
             raise ConfigError(
                 "method.cot",
@@ -140,10 +140,6 @@ class R2MU(RMU):
                 f"`{source}` is neither local, hub nor an existing directory",
                 "use hub, or a directory laid out <dir>/<hub repo id>/<config>/<split>.parquet|jsonl "
                 "(python scripts/fetch_data.py)",
-            )
-        if not isinstance(cot_max_tokens, int) or cot_max_tokens < 2:
-            raise ConfigError(
-                "method.cot_max_tokens", f"must be a whole number >= 2, got {cot_max_tokens!r}", "e.g. 512"
             )
         self.cot_cfg, self.cot_max_tokens = cot, cot_max_tokens
         self.cot: list[dict] = []

@@ -32,10 +32,22 @@ from dataclasses import dataclass, fields
 
 from runner.cache import CacheEntry, content_key
 from runner.errors import ConfigError
+from runner.options import Range, check_number
 
 log = logging.getLogger(__name__)
 CUE = "\nLet's reason this step by step.\n"
 TRACES_FILE = "traces.json"
+
+
+SETTING_RANGES = {
+    "prompt_tokens": Range(low=1, whole=True, example="512"),
+    "new_tokens": Range(low=1, whole=True, example="1024"),
+    "train_tokens": Range(low=1, whole=True, example="100"),
+    "holdout": Range(low=0, high=1, high_open=True, example="0.125 (0: measure nothing)"),
+    "batch_size": Range(low=1, whole=True, example="8"),
+}
+# as a method's ``traces`` node declares them (RMU, R²MU): checked with the job's config
+TRACE_RANGES = {f"traces.{name}": allowed for name, allowed in SETTING_RANGES.items()}
 
 
 @dataclass(frozen=True)
@@ -58,19 +70,13 @@ class TraceSettings:
         if unknown:
             raise ConfigError(f"{key}.{unknown[0]}", "is not an option of the traces", f"use {sorted(known)}")
         settings = cls(**options)
-        for name in ("prompt_tokens", "new_tokens", "train_tokens", "batch_size"):
-            value = getattr(settings, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}.{name}", f"must be a positive whole number, got {value!r}", "e.g. 100")
+        for name, allowed in SETTING_RANGES.items():
+            check_number(f"{key}.{name}", getattr(settings, name), allowed)
         if settings.train_tokens > settings.new_tokens:
             raise ConfigError(
                 f"{key}.train_tokens",
                 f"{settings.train_tokens} exceeds the {settings.new_tokens} generated tokens ({key}.new_tokens)",
                 f"set {key}.train_tokens <= {key}.new_tokens",
-            )
-        if not 0.0 <= float(settings.holdout) < 1.0:
-            raise ConfigError(
-                f"{key}.holdout", f"must be in [0, 1), got {settings.holdout!r}", "e.g. 0.125 (0: measure nothing)"
             )
         return settings
 

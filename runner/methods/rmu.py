@@ -40,9 +40,10 @@ import torch
 
 from runner.errors import ConfigError
 from runner.methods.base import ForgetRetainMethod, sum_parts
-from runner.methods.reasoning_traces import TraceSettings
+from runner.methods.reasoning_traces import TRACE_RANGES, TraceSettings
 from runner.methods.theta0 import OriginalWeights
 from runner.models import decoder_layers
+from runner.options import Range
 from runner.scoring import unwrap
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,13 @@ class RMU(ForgetRetainMethod):
     in parameter names) overrides that choice when set.
     """
 
+    option_ranges = {
+        "layer": Range(low=0, whole=True, example="7"),  # 0-based decoder layer index
+        "steering_coeff": Range(low=0, low_open=True, example="6.5"),
+        "activation_cache_mb": Range(low=0, example="4096"),
+        **TRACE_RANGES,
+    }
+
     def __init__(
         self,
         layer: int = 7,
@@ -210,8 +218,6 @@ class RMU(ForgetRetainMethod):
         self.first_trainable: int | None = None
         self.block_inputs: dict[str, dict[int, torch.Tensor]] = {}
         self.frozen: dict[str, dict[int, torch.Tensor]] = {}
-        if self.layer < 0:
-            raise ConfigError("method.layer", f"layer {self.layer} is negative", "give a 0-based decoder layer index")
         if trainable_layers is None:
             trainable_layers = [i for i in (self.layer - 2, self.layer - 1, self.layer) if i >= 0]
         self.trainable_layers = sorted({int(i) for i in trainable_layers})

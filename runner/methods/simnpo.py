@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.methods.base import ForgetRetainMethod
+from runner.options import Range
 from runner.scoring import mean_nll, sequence_logprob
 
 
@@ -27,6 +28,10 @@ def simnpo_forget_loss(logp: torch.Tensor, lengths: torch.Tensor, beta: float, g
 
 class SimNPO(ForgetRetainMethod):
     forget_name = "simnpo_forget"
+    option_ranges = {
+        "beta": Range(low=0, low_open=True, example="2.5"),  # the loss divides by beta
+        "gamma_m": Range(example="0.0"),
+    }
 
     def __init__(self, beta: float = 2.5, gamma_m: float = 0.0, gamma: float = 0.125, alpha: float = 1.0):
         self.beta, self.gamma_m, self.gamma, self.alpha = beta, gamma_m, gamma, alpha

@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner.errors import ConfigError
 from runner.methods.base import Method
 from runner.models import trainable_state
+from runner.options import Range
 from runner.scoring import mean_nll
 from runner.training import ListDataset, collate_single
 
@@ -67,6 +68,15 @@ def finetune_cfg(shared, finetune: dict | None) -> DictConfig:
 
 
 class TaskVector(Method):
+    option_ranges = {
+        "lam": Range(low=0, low_open=True, example="1.0"),
+        "rank": Range(low=1, whole=True, example="8"),
+        "lora_alpha": Range(low=0, low_open=True, optional=True, example="16"),
+        "finetune.epochs": Range(low=0, low_open=True, optional=True, example="5"),
+        "finetune.learning_rate": Range(low=0, low_open=True, optional=True, example="1e-5"),
+        "finetune.batch_size": Range(low=1, whole=True, optional=True, example="8"),
+    }
+
     def __init__(
         self,
         lam: float = 1.0,
@@ -77,8 +87,6 @@ class TaskVector(Method):
     ):
         if variant not in VARIANTS:
             raise ConfigError("method.variant", f"unknown variant `{variant}`", f"use one of {', '.join(VARIANTS)}")
-        if variant != "full" and not (isinstance(rank, int) and rank > 0):
-            raise ConfigError("method.rank", f"{rank!r} is not a positive integer", "give the rank r, e.g. 8")
         self.lam, self.variant, self.rank = float(lam), variant, rank
         # LoRA scaling = lora_alpha / r; by default alpha = 2r (scaling 2), the usual convention
         self.lora_alpha = float(lora_alpha) if lora_alpha is not None else 2.0 * rank

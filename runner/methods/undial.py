@@ -26,6 +26,7 @@ from runner.data.qa import IGNORE
 from runner.methods.base import ForgetRetainMethod
 from runner.methods.graddiff import answer_logits, kl_to_reference
 from runner.methods.theta0 import OriginalWeights
+from runner.options import Range
 from runner.scoring import mean_nll
 
 
@@ -43,6 +44,7 @@ def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, targets: torch.T
 
 class UNDIAL(ForgetRetainMethod):
     forget_name = "undial_kl"
+    option_ranges = {"beta": Range(low=0, example="10.0")}  # how far the gold logit is lowered
 
     def __init__(self, beta: float = 10.0, alpha: float = 0.0):
         self.beta, self.alpha = beta, alpha

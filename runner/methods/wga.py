@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from runner.methods.base import ForgetRetainMethod
+from runner.options import Range
 from runner.scoring import mean_nll, token_nll
 
 
@@ -33,6 +34,7 @@ def wga_forget_loss(token_logp: torch.Tensor, beta: float) -> torch.Tensor:
 
 class WGA(ForgetRetainMethod):
     forget_name = "wga_forget"
+    option_ranges = {"beta": Range(low=0, example="1.0")}  # 0: plain gradient ascent; < 0 weights up the forgotten
 
     def __init__(self, beta: float = 1.0, alpha: float = 1.0):
         self.beta, self.alpha = beta, alpha

@@ -15,9 +15,10 @@ import pandas as pd
 
 from runner.errors import ConfigError
 from runner.output.record import flatten
+from runner.output.record_check import DAMAGED, check_record
 
 log = logging.getLogger(__name__)
-STATUS_ORDER = {"completed": 0, "interrupted": 1, "running": 2, "failed": 3}
+STATUS_ORDER = {"completed": 0, "interrupted": 1, "running": 2, "failed": 3, DAMAGED: 4}
 # a record's bulky lists are no table's business (the plots read them from the runs themselves)
 NOT_IN_FRAME = ("per_example",)
 
@@ -38,20 +39,29 @@ def find_results(paths: list[str | Path]) -> list[Path]:
 def load_runs(paths: list[str | Path]) -> list[dict]:
     """The runs found, one per job: reruns of one job (same job_key) keep the most complete record.
 
-    Each run is its record plus ``_path``, the file it came from.
+    Each run is its record plus ``_path``, the file it came from, as ``record_check`` lets a report
+    use it; an unreadable file is skipped with a warning naming it.
     """
     by_key: dict[str, dict] = {}
     for path in find_results(paths):
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.warning("skipping unreadable %s: %s", path, exc)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the parser follows
+            log.warning(
+                "skipping unreadable %s: %s", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            )
             continue
         if not isinstance(data, dict):
             log.warning(
                 "skipping %s: it holds %s, not a run record", path, "null" if data is None else type(data).__name__
             )
             continue
+        data = check_record(data)
+        for problem in data.get("_problems", []):
+            log.warning("damaged record %s: %s (a † row in the table)", path, problem)
+        for problem in data.get("_left_out", []):
+            log.warning("%s: %s; left out of the means", path, problem)
         data["_path"] = str(path)
         key = data.get("job_key") or str(path)
         old = by_key.get(key)

@@ -104,6 +104,11 @@ def build_table(runs: list[dict], preset: dict) -> Table:
                     mean, std, n = stats.loc[ids[values], name]
                     row.summary[col.id] = (_or_none(mean), _or_none(std), int(n))
             rows.append(row)
+        notes += [
+            f"{base}: {r['_path']}: {problem}; left out of the mean"
+            for r in members
+            for problem in r.get("_left_out", [])
+        ]
         bad = [r for r in members if r.get("status") != "completed"]
         if bad:
             what = "; ".join(_describe_incomplete(r, members) for r in bad)
@@ -156,7 +161,8 @@ class _Unlabelled(str):
 def _row_values(run: dict, row_keys: list[str]) -> tuple:
     values = tuple(_hashable(lookup(run, k)) for k in row_keys)
     if all(v is None for v in values) and run.get("status") != "completed" and run.get("_path"):
-        name = _Unlabelled(f"{Path(run['_path']).parent.name} (record without fields)")
+        what = "damaged record" if run.get("_problems") else "record without fields"
+        name = _Unlabelled(f"{Path(run['_path']).parent.name} ({what})")
         return (name, *[None] * (len(row_keys) - 1))
     return values
 
@@ -188,6 +194,8 @@ def choice_label(value) -> str:
 
 
 def _describe_incomplete(run: dict, members: list[dict]) -> str:
+    if run.get("_problems"):
+        return f"{run.get('_path')} is damaged: {'; '.join(run['_problems'])}"
     status = run.get("status") or "without a status (an empty or cut-short results.json)"
     message = str((run.get("error") or {}).get("message", "")).splitlines()[0:1]
     detail = f": {message[0][:120]}" if message else ""

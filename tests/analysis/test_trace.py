@@ -44,6 +44,30 @@ def test_the_split_never_shares_a_question(folds):
         assert sorted(tested) == list(range(len(groups)))
 
 
+@pytest.mark.parametrize(
+    "questions,folds,test_fraction,key",
+    [
+        (4, 5, 0.3, "analysis.split.folds"),  # fewer questions than folds
+        (4, 1, 0.8, "analysis.split.test_fraction"),  # ceil(0.8 * 4) = 4 tested, floor(0.2 * 4) = 0 trained
+        (6, 1, 0.9, "analysis.split.test_fraction"),  # 6 tested, floor(0.6) = 0 trained
+    ],
+)
+def test_a_split_scikit_learn_would_refuse_after_generation_is_refused_first(questions, folds, test_fraction, key):
+    groups = np.asarray([f"q{i}" for i in range(questions)] * 2)  # two models answer every question
+    with pytest.raises(ValueError):  # what the job met after generating every response
+        detect.splits(groups, folds, seed=0, test_fraction=test_fraction)
+    with pytest.raises(ConfigError) as err:
+        detect.check_split({"tofu": 40, "mmlu": questions}, folds, test_fraction)
+    assert err.value.key == key and "mmlu" in str(err.value)
+
+
+@pytest.mark.parametrize("questions,folds,test_fraction", [(4, 1, 0.3), (4, 1, 0.7), (5, 5, 0.3), (4, 2, 0.9)])
+def test_a_split_that_works_is_let_through(questions, folds, test_fraction):
+    groups = np.asarray([f"q{i}" for i in range(questions)] * 2)
+    assert all(len(train) and len(test) for train, test in detect.splits(groups, folds, 0, test_fraction))
+    detect.check_split({"tofu": questions}, folds, test_fraction)
+
+
 def test_probes_find_a_known_separating_direction():
     rng = np.random.default_rng(0)
     n, layers, d = 200, 3, 16

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from runner.components import build
 from runner.diffusion.attacks import (
     Mixture,
     SubspaceAttack,
@@ -10,6 +11,7 @@ from runner.diffusion.attacks import (
     random_tokens,
     special_ids,
 )
+from runner.diffusion.base import Attack
 from runner.errors import ConfigError
 
 
@@ -91,6 +93,6 @@ def test_random_tokens_are_seeded_vocabulary_rows_without_specials():
     ],
 )
 def test_bad_options_name_their_key(options, key):
-    with pytest.raises(ConfigError) as err:
-        SubspaceAttack(**options)
+    with pytest.raises(ConfigError) as err:  # the builder reads the attack's declared option ranges
+        build({"_target_": "runner.diffusion.attacks.SubspaceAttack", **options}, Attack, "attack")
     assert err.value.key == key

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runner.components import build
+from runner.distill.base import Condenser
 from runner.distill.condense import (
     FullTrace,
     HeadAndTail,
@@ -67,5 +69,5 @@ def test_random_keeps_the_same_count_in_order_and_repeats_with_the_seed():
 
 @pytest.mark.parametrize("ratio", [0, -0.5, 1.5, "half", True])
 def test_a_ratio_outside_0_1_is_refused(ratio):
-    with pytest.raises(ConfigError, match="condense.ratio"):
-        HeadAndTail(ratio=ratio)
+    with pytest.raises(ConfigError, match="condense.ratio"):  # the declared option range, read by the builder
+        build({"_target_": "runner.distill.condense.HeadAndTail", "ratio": ratio}, Condenser, "condense")

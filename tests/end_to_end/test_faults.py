@@ -303,6 +303,12 @@ FAULTS = {  # +fault=NAME (tests/fixtures/faults_conf/fault): the key its messag
     "blur_zero3_offload": "distributed",
     "bad_json_line": "benchmark.source",
     "bad_utf8": "benchmark.source",
+    # issue 26: a NaN, a method option out of its range, an unknown split, an evaluation-only job that cannot
+    # build the benchmark's reference models: refused before the model loads (tests/test_options.py has more)
+    "lr_nan": "unlearn.learning_rate",
+    "npo_beta_zero": "method.beta",
+    "forget_split_unknown": "benchmark.forget_split",
+    "method_none_tofu": "method",
 }
 
 

@@ -199,8 +199,8 @@ def test_config_errors():
     for bad in (N_LAYERS, -1):
         with pytest.raises(ConfigError, match="method.layer"):
             hidden_at_layer(model, text_batch(0), bad)
-    with pytest.raises(ConfigError, match="method.layer"):
-        RMU(layer=-1)
+    with pytest.raises(ConfigError, match="method.layer"):  # RMU's declared option range, read by the builder
+        build({"_target_": "runner.methods.rmu.RMU", "layer": -1}, Method, "method")
     with pytest.raises(ConfigError) as err:
         RMU(layer=1, trainable_params=r"no_such_parameter").select_trainable(model)
     assert err.value.key == "method.trainable_params" and "Fix:" in str(err.value)
