@@ -16,6 +16,7 @@ from runner.cache import content_key
 from runner.data import mmlu as mmlu_data
 from runner.errors import ConfigError
 from runner.metrics import mcq as mcq_metrics
+from runner.options import Range
 
 
 class MmluSuite:
@@ -75,6 +76,8 @@ class MmluBenchmark(Benchmark):
     """``benchmark=mmlu``: MMLU on its own, for an evaluation-only job (``method=none``); no forget or retain
     set, so it unlearns nothing. Options as WMDP's ``mmlu`` node (``source``, ``subjects``, ``per_subject``)
     plus ``mcq_padding``."""
+
+    option_ranges = {"per_subject": Range(low=1, whole=True, optional=True, example="null (every question)")}
 
     name = "mmlu"
     evaluation_only = True  # no forget or retain set: method=none only (runner.evaluate.check_config)

@@ -35,9 +35,11 @@ from runner.data import hub, wikitext
 from runner.data import tofu as tofu_data
 from runner.data.text import chunk_texts, encode_text
 from runner.errors import ConfigError
+from runner.options import Range, check_number
 from runner.scoring import token_logprobs
 
 KINDS = ("tofu", "wikitext", "hub", "file")
+LIMIT = Range(low=1, whole=True, optional=True, example="null (every text)")
 
 
 def _key(name: str, option: str) -> str:
@@ -69,6 +71,7 @@ def load_texts(name: str, spec, tokenizer=None, max_length: int = 256) -> list[s
     else:
         texts = [r["text"] for r in hub.load_file(str(spec.path), hub.TEXT, f"text set `{name}`", _key(name, "path"))]
     limit = spec.get("limit")
+    check_number(_key(name, "limit"), limit, LIMIT)
     if spec.get("chunk", False):
         texts = chunk_texts(tokenizer, texts, max_length, None if limit is None else int(limit))
     texts = texts if limit is None else texts[: int(limit)]
@@ -103,6 +106,11 @@ def set_loss(token_logps: list) -> tuple[float, list[float]]:
 
 
 class TextLossBenchmark(Benchmark):
+    # the shipped config's three sets; load_texts checks the limit of any other set by the same rule
+    option_ranges = {
+        "max_length": Range(low=2, whole=True, example="256"),
+        **{f"sets.{name}.limit": LIMIT for name in ("forget", "aligned", "irrelevant")},
+    }
     name = "text_loss"
 
     def __init__(self, tokenizer, fmt, **options):

@@ -26,6 +26,7 @@ import torch
 from runner.cache import CacheEntry, content_key
 from runner.errors import ConfigError
 from runner.methods.dpo import DPO
+from runner.options import Range
 
 log = logging.getLogger(__name__)
 INSTRUCTION = (
@@ -74,6 +75,13 @@ def clean_alternate(text: str) -> str:
 
 
 class AltPO(DPO):
+    option_ranges = {
+        "samples": Range(low=1, whole=True, example="1"),
+        "max_new_tokens": Range(low=1, whole=True, example="200"),
+        "temperature": Range(low=0, example="1.0"),
+        "batch_size": Range(low=1, whole=True, example="8"),
+        "generation_seed": Range(low=0, whole=True, example="0"),
+    }
     forget_name = "altpo_forget"
     strategies = ("none",)
     strategies_reason = "AltPO generates its alternates in one process before training"

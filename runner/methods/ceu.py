@@ -25,6 +25,7 @@ from runner.data.qa import IGNORE
 from runner.errors import ConfigError
 from runner.methods.base import Method
 from runner.methods.graddiff import answer_logits
+from runner.options import Range
 
 
 def drop_first_answer_tokens(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -48,6 +49,8 @@ def ceu_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class CEU(Method):
+    option_ranges = {"ignore_first_n_answer_tokens": Range(low=0, whole=True, example="1")}
+
     def __init__(self, ignore_first_n_answer_tokens: int = 1):
         n = ignore_first_n_answer_tokens
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:

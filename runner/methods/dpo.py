@@ -34,6 +34,7 @@ from runner.data.qa import IGNORE, collate_qa
 from runner.errors import ConfigError
 from runner.methods.base import ForgetRetainMethod
 from runner.methods.theta0 import forget_reference_logprobs
+from runner.options import Range
 from runner.scoring import mean_nll, sequence_logprob
 
 
@@ -90,6 +91,7 @@ def draw_alternates(candidates: list[list[str]], seed: int) -> list[str]:
 
 
 class DPO(ForgetRetainMethod):
+    option_ranges = {"beta": Range(low=0, low_open=True, example="0.1")}  # the loss divides by beta
     forget_name = "dpo_forget"
 
     @classmethod

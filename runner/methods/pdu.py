@@ -27,6 +27,7 @@ import torch
 from runner.errors import ConfigError
 from runner.methods.base import sum_parts
 from runner.methods.graddiff import GradDiff, answer_logits
+from runner.options import Range
 from runner.scoring import score_sequences
 from runner.training import PairedDataset, collate_pairs
 
@@ -59,6 +60,12 @@ class _EpochSignal(PairedDataset):
 
 
 class PDU(GradDiff):
+    option_ranges = {
+        "dual_step_size": Range(low=0, example="1.0"),
+        "dual_warmup_epochs": Range(low=0, example="5"),
+        "retain_loss_eps": Range(optional=True, example="null (theta_0's own retain loss)"),
+    }
+
     def __init__(
         self,
         retain_loss_eps: float | None = None,

@@ -20,6 +20,7 @@ from runner.errors import ConfigError
 from runner.methods.base import sum_parts
 from runner.methods.graddiff import GradDiff
 from runner.methods.wga import wga_weights
+from runner.options import Range
 from runner.scoring import token_nll
 
 
@@ -35,6 +36,8 @@ def satimp_forget_loss(token_logp: torch.Tensor, beta1: float, beta2: float) -> 
 
 
 class SatImp(GradDiff):
+    option_ranges = {"beta1": Range(low=0, example="5.0"), "beta2": Range(low=0, example="1.0")}
+
     def __init__(
         self, beta1: float = 5.0, beta2: float = 1.0, gamma: float = 0.1, alpha: float = 1.0, retain_loss: str = "nll"
     ):
