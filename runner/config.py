@@ -5,13 +5,13 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, saved_model
+from runner import attacks, coreset, distributed, evaluate, inputs, saved_model, threads
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
 
 # keys that change where and how a job reports, not what it computes
-NOT_IN_JOB_KEY = ("paths", "logger")
+NOT_IN_JOB_KEY = ("paths", "logger", "threads")  # where it runs and reports, not what it computes
 MAX_SEED = 2**31 - 1  # numpy takes 0 .. 2**32 - 1; a rank adds its index (distributed.seed_process)
 
 
@@ -66,6 +66,7 @@ def _train_block(cfg: DictConfig, block: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data and no model: runs before any stage, in the launcher too."""
     _seed(cfg, "seed")
+    threads.check_config(cfg.get("threads", "auto"))
     if cfg.get("task") == "diffusion_attack":  # the diffusion family's own checks (runner/diffusion/job.py)
         from runner.diffusion.job import check_config as check_diffusion
 
@@ -81,6 +82,7 @@ def validate(cfg: DictConfig) -> None:
             "unlearn.max_weight_norm_ratio", f"must be a positive number or null, got {change!r}", "e.g. 10, or null"
         )
     _check_precision(cfg)
+    _check_generation(cfg)
     saved_model.check(OmegaConf.select(cfg, "save_model", default="none"))
     _count(cfg, "eval.batch_size", "set eval.batch_size to a positive whole number, e.g. 16")
     check_strategy(cfg)
@@ -89,6 +91,13 @@ def validate(cfg: DictConfig) -> None:
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
+
+
+def _check_generation(cfg: DictConfig) -> None:
+    """``generation.compile`` / ``generation.backend`` (vllm refused here where it cannot run)."""
+    from runner.decoding import engine
+
+    engine.check_config(cfg.get("generation"))
 
 
 def _check_precision(cfg: DictConfig) -> None:
