@@ -9,6 +9,7 @@ is the job's ``generation.compile`` (:mod:`runner.decoding.engine`); the bar cou
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,7 @@ from runner.decoding.loop import argmax, decode_batch
 from runner.decoding.processors import sampling_warpers
 from runner.decoding.progress import TokenBar
 from runner.decoding.static_step import decoder_for
+from runner.decoding.strategies import Decoding
 from runner.scoring import unwrap
 
 
@@ -66,6 +68,7 @@ def generate(
     observers=None,
     eos_ids: set[int] | None = None,
     repetition_penalty: float | None = None,
+    vllm_ok: bool = False,
 ) -> GenerationRun:
     """``strategy.n`` continuations of each prompt (token-id lists), in prompt order.
 
@@ -74,8 +77,12 @@ def generate(
     runs when the batch is done. ``eos_ids``: the tokens that end a row (default: the tokenizer's and the
     model's generation_config's). ``repetition_penalty``: transformers' penalty, applied first, as
     ``model.generate`` does. Rows stay in the batch until it is done (see :mod:`runner.decoding.loop`).
+    ``vllm_ok``: the caller's generation may go through vLLM when the job chose ``generation.backend=vllm``
+    (reasoning benchmarks, traces).
     """
     m = unwrap(model)
+    if vllm_ok and engine.settings().backend == "vllm" and repetition_penalty in (None, 1.0):
+        return _through_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, precision, desc, observers, eos_ids)
     n = strategy.n
     per_batch = max(1, batch_size // n)  # problems per batch: batch_size counts sequences
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -112,6 +119,27 @@ def generate(
                 run.tokens += len(ids)
     run.seconds = call.seconds
     run.stats = {"tokens": run.tokens, "seconds": round(run.seconds, 2), "tokens_per_s": round(run.tokens_per_s, 1)}
+    return run
+
+
+def _through_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, precision, desc, observers, eos_ids):
+    from runner.decoding.vllm_generate import generate_vllm
+
+    eos = set(eos_ids) if eos_ids is not None else eos_token_ids(m, tokenizer)
+    start = time.perf_counter()
+    ids = generate_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, eos, precision, observers)
+    run = GenerationRun([[Generated(row, tokenizer.decode(row, skip_special_tokens=False)) for row in p] for p in ids])
+    run.tokens, run.seconds = sum(len(row) for p in ids for row in p), time.perf_counter() - start
+    run.stats = {"tokens": run.tokens, "seconds": round(run.seconds, 2), "tokens_per_s": round(run.tokens_per_s, 1)}
+    engine.record(
+        {"desc": desc, "rows": len(prompts) * strategy.n, "max_new_tokens": max_new_tokens, "compiled": False}
+        | {
+            "why": "generation.backend=vllm",
+            "compile_seconds": 0.0,
+            "tokens": run.tokens,
+            "seconds": run.stats["seconds"],
+        }
+    )
     return run
 
 
@@ -187,15 +215,37 @@ def greedy_generate(
 
 @torch.inference_mode()
 def greedy_ids(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, precision: str, desc: str
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    precision: str,
+    desc: str,
+    vllm_ok: bool = False,
 ) -> list[list[int]]:
     """Greedy tokens of each prompt up to (not including) the tokenizer's EOS, at most ``max_new_tokens``.
 
     Length-sorted, left-padded batches like ``model.generate``'s, except that a finished row leaves the
     batch (see :mod:`runner.decoding.loop`): ``generate`` keeps computing every finished row until the
-    batch's longest answer is done, so short answers pay for long ones.
+    batch's longest answer is done, so short answers pay for long ones. ``vllm_ok``: as in :func:`generate`.
     """
     m = unwrap(model)
+    if vllm_ok and engine.settings().backend == "vllm":
+        greedy = Decoding(name="greedy")
+        run = _through_vllm(
+            m,
+            tokenizer,
+            prompts,
+            greedy,
+            DecodingContext(tokenizer),
+            max_new_tokens,
+            precision,
+            desc,
+            None,
+            {tokenizer.eos_token_id},
+        )
+        return [p[0].ids for p in run.outputs]
     eos = {tokenizer.eos_token_id}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[list[int]] = [[] for _ in prompts]
