@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +49,9 @@ def main() -> None:
         compile_s = decoder_for(model, True).compile_seconds
         rates, outs = {}, {}
         for name, run in (
-            ("generate", lambda: _plain(*common, device)),
-            ("eager", lambda: _runner(*common, False)),
-            ("compiled", lambda: _runner(*common, True)),
+            ("generate", partial(_plain, *common, device)),
+            ("eager", partial(_runner, *common, False)),
+            ("compiled", partial(_runner, *common, True)),
         ):
             run()  # warm-up
             torch.cuda.synchronize()
