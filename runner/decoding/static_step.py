@@ -52,6 +52,8 @@ class StaticDecoder:
         self.caches: dict[tuple[int, int], StaticCache] = {}
         self.compiled_shapes: set[tuple[int, int]] = set()
         self.compile_seconds = 0.0
+        if compile:  # one compile per (batch size, length bucket): more shapes than dynamo's default limit of 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
 
     def _forward(self, input_ids, attention_mask, position_ids, cache):
