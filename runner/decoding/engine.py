@@ -57,6 +57,13 @@ def check_config(gen) -> None:
         raise ConfigError(
             "generation.compile", f"must be auto, true or false, got {mode!r}", "e.g. generation.compile=auto"
         )
+    if mode is True:  # refused now, not at the first generation hours into the job
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        usable, why = inductor_usable(device)
+        if not usable:
+            raise ConfigError(
+                "generation.compile", f"cannot compile here: {why}", "set generation.compile=auto or false"
+            )
     backend = gen.get("backend", "hf")
     if backend not in BACKENDS:
         raise ConfigError("generation.backend", f"`{backend}` is not a backend", "use hf (the default) or vllm")

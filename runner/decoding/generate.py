@@ -81,7 +81,7 @@ def generate(
     (reasoning benchmarks, traces).
     """
     m = unwrap(model)
-    if vllm_ok and engine.settings().backend == "vllm" and repetition_penalty in (None, 1.0):
+    if vllm_ok and engine.settings().backend == "vllm":
         return _through_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, precision, desc, observers, eos_ids)
     n = strategy.n
     per_batch = max(1, batch_size // n)  # problems per batch: batch_size counts sequences
@@ -94,7 +94,7 @@ def generate(
     warpers = sampling_warpers(kw["do_sample"], kw.get("temperature"), kw.get("top_p"))
     penalty = [RepetitionPenaltyLogitsProcessor(repetition_penalty)] if repetition_penalty not in (None, 1.0) else []
     run = GenerationRun(outputs)
-    with _call(m, desc, len(prompts) * n, max_new_tokens, -(-len(order) // per_batch)) as call:
+    with _GenerationCall(m, desc, len(prompts) * n, max_new_tokens, -(-len(order) // per_batch)) as call:
         for first in range(0, len(order), per_batch):
             idx = order[first : first + per_batch]
             watching = observers() if observers else []
@@ -156,7 +156,7 @@ def _sampler(processors: list, do_sample: bool):
     return choose
 
 
-class _call:
+class _GenerationCall:
     """One generating call: the compile decision, the token bar, and the record of what it cost."""
 
     def __init__(self, model, desc: str, rows: int, cap: int, batches: int):
@@ -249,7 +249,7 @@ def greedy_ids(
     eos = {tokenizer.eos_token_id}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[list[int]] = [[] for _ in prompts]
-    with _call(m, desc, len(prompts), max_new_tokens, -(-len(order) // batch_size)) as call:
+    with _GenerationCall(m, desc, len(prompts), max_new_tokens, -(-len(order) // batch_size)) as call:
         for first in range(0, len(order), batch_size):
             idx = order[first : first + batch_size]
             rows = [prompts[i] for i in idx]

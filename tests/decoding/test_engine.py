@@ -40,6 +40,8 @@ def test_without_a_cpp_compiler_auto_falls_back_with_the_reason_and_true_is_refu
     engine.configure({"compile": True}, None)
     with pytest.raises(ConfigError, match="generation.compile"):
         engine.plan(CPU, 1)
+    with pytest.raises(ConfigError, match="generation.compile"):  # and at config check, before any stage
+        engine.check_config({"compile": True})
 
 
 def test_configure_puts_inductors_cache_under_the_runners(tmp_path, monkeypatch):
