@@ -139,7 +139,31 @@ def speed(args) -> None:
         del model
     print("\n" + "\n".join(notes))
     print(f"target: compiled / generate >= 1.5 with the same greedy tokens (device {device.type})")
+    threads_case(args)
     memory(args)
+
+
+def threads_case(args) -> None:
+    """The eager loop at ``threads=auto``'s choice and at one thread, taking turns: on a machine that other jobs
+    load, torch's spinning OpenMP threads make more threads slower (os.getloadavg() is printed with it)."""
+    import torch
+
+    from runner import threads
+    from runner.decoding.strategies import Decoding
+
+    auto, why = threads.choose("auto")
+    cfg, model, tokenizer, fmt, prompts, device = _setup(args, args.gen_batches[0])
+    tokens, best = min(args.gen_tokens, 64), {}
+    for _ in range(args.gen_rounds):
+        for n in dict.fromkeys([auto, 1]):
+            torch.set_num_threads(n)
+            start = time.perf_counter()
+            _runner(model, tokenizer, fmt, prompts, Decoding(name="greedy"), tokens, cfg.precision, False)
+            best[n] = max(best.get(n, 0.0), len(prompts) * tokens / (time.perf_counter() - start))
+    torch.set_num_threads(auto)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    rates = ", ".join(f"{n} thread(s) {r:.1f} tok/s" for n, r in best.items())
+    print(f"\nthreads ({why}; load average {load}), eager loop, batch {len(prompts)}, {tokens} tokens: {rates}")
 
 
 def _peak_rss_child(args, kind: str) -> dict:
