@@ -6,10 +6,11 @@ results.json. Module state rather than an argument threaded through every benchm
 the job's, like its precision, and the callers (TOFU, MUSE, reasoning, traces, attacks) need not know.
 
 ``compile: auto`` compiles when the decode steps a call will run (batches x cap) repay the compile
-time. Compiling the one-token step of SmolLM2-135M took ``COMPILE_SECONDS`` here and saved
-``SAVED_PER_STEP`` seconds per step at batch 8 (docs/generation.md, ``make bench --sections gen``), so
-the break-even is their ratio in steps; an inductor that cannot run (no C++ compiler on a CPU) is
-never chosen, with the reason recorded.
+time: ``BREAK_EVEN_STEPS[device type]``, compile seconds over seconds saved per step. On a CPU the compiled
+step of SmolLM2-135M measured no faster than the eager one (docs/generation.md: the step is matmul-bound
+there, and the compile took minutes), so ``auto`` keeps CPUs eager, as ``precision=auto`` keeps them in
+fp32; on CUDA the step runs as one CUDA graph (launch overhead is what a small model's decode step is
+made of). An inductor that cannot run (no C++ compiler on a CPU) is never chosen, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 
 COMPILES = ("auto", True, False)
 BACKENDS = ("hf", "vllm")
-COMPILE_SECONDS = 60.0  # measured cold on the loaded 2-core host (docs/generation.md); a warm disk cache is ~10x less
-SAVED_PER_STEP = 0.01  # seconds saved per decode step by the compiled step, batch 8, same host
-BREAK_EVEN_STEPS = int(COMPILE_SECONDS / SAVED_PER_STEP)
+# decode steps that repay a compile, per device type; None: never under auto (measured no faster there)
+BREAK_EVEN_STEPS = {"cpu": None, "cuda": 4096}
+CPU_NOT_FASTER = "auto: on a CPU the compiled step measured no faster than eager (docs/generation.md)"
 
 
 @dataclass
@@ -115,9 +116,12 @@ def plan(device: torch.device, steps: int) -> tuple[bool, str]:
         return True, "generation.compile=true"
     if not usable:
         return False, f"auto: {why}"
-    if steps < BREAK_EVEN_STEPS:
-        return False, f"auto: {steps} decode steps < {BREAK_EVEN_STEPS} that repay compiling"
-    return True, f"auto: {steps} decode steps >= {BREAK_EVEN_STEPS} that repay compiling"
+    even = BREAK_EVEN_STEPS.get(device.type)
+    if even is None:
+        return False, CPU_NOT_FASTER if device.type == "cpu" else f"auto: no measured break-even on {device.type}"
+    if steps < even:
+        return False, f"auto: {steps} decode steps < {even} that repay compiling"
+    return True, f"auto: {steps} decode steps >= {even} that repay compiling"
 
 
 def record(call: dict) -> None:

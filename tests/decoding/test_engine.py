@@ -21,9 +21,11 @@ def default_settings():
 def test_auto_compiles_only_when_the_decode_steps_repay_it(monkeypatch):
     monkeypatch.setattr(engine, "inductor_usable", lambda device: (True, "test"))
     engine.configure({"compile": "auto"}, None)
-    assert engine.plan(CPU, engine.BREAK_EVEN_STEPS - 1)[0] is False
-    compiled, why = engine.plan(CPU, engine.BREAK_EVEN_STEPS)
+    gpu, even = torch.device("cuda"), engine.BREAK_EVEN_STEPS["cuda"]  # plan reads the device type only
+    assert engine.plan(gpu, even - 1)[0] is False
+    compiled, why = engine.plan(gpu, even)
     assert compiled and why.startswith("auto:")
+    assert engine.plan(CPU, 10**9) == (False, engine.CPU_NOT_FASTER)  # measured no faster on a CPU
     engine.configure({"compile": False}, None)
     assert engine.plan(CPU, 10**9) == (False, "generation.compile=false")
     engine.configure({"compile": "true"}, None)  # a command-line string works too
@@ -36,7 +38,7 @@ def test_without_a_cpp_compiler_auto_falls_back_with_the_reason_and_true_is_refu
     assert not usable and "C++ compiler" in why
     engine.configure({"compile": "auto"}, None)
     compiled, why = engine.plan(CPU, 10**9)
-    assert not compiled and "C++ compiler" in why
+    assert not compiled and "C++ compiler" in why  # the missing compiler is the reason given
     engine.configure({"compile": True}, None)
     with pytest.raises(ConfigError, match="generation.compile"):
         engine.plan(CPU, 1)
