@@ -47,7 +47,8 @@ def test_without_a_cpp_compiler_auto_falls_back_with_the_reason_and_true_is_refu
 
 
 def test_configure_puts_inductors_cache_under_the_runners(tmp_path, monkeypatch):
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # so that teardown puts back whatever was there
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     engine.configure({}, tmp_path)
     import os
 
