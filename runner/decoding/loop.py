@@ -84,8 +84,8 @@ def decode_batch(
         chosen = choose(sequences, logits)
         if not leave and any(done):  # a finished row is fed padding, as model.generate does
             chosen = torch.where(torch.tensor(done, device=device), torch.full_like(chosen, pad_id), chosen)
-        ended = torch.isin(chosen, eos_ids).tolist()  # the step's one host synchronisation
-        tokens = chosen.tolist()
+        # the step's one host synchronisation: the tokens and which of them end their row, in one copy
+        tokens, ended = torch.stack([chosen, torch.isin(chosen, eos_ids).long()]).tolist()
         new_tokens = finished_now = 0
         for r, (token, end) in enumerate(zip(tokens, ended, strict=True)):
             if done[r]:
