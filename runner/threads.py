@@ -5,7 +5,8 @@ core: on a shared machine, a 2-thread job next to another one ran its fine-tunin
 and its generation up to 6x slower than with one thread. ``auto`` counts the cores the process may
 run on (its CPU affinity, and the cgroup's CPU quota in containers and Slurm jobs), divided among the
 processes that share them: the local ranks of a distributed launch (``LOCAL_WORLD_SIZE``) or the jobs a
-launcher runs at once on one machine (``RUNNER_PARALLEL_JOBS``).
+launcher runs at once on one machine (``RUNNER_PARALLEL_JOBS``). On a shared machine (every core in the
+affinity mask, no quota) the cores other jobs keep busy (the load average at start) are left to them.
 """
 
 from __future__ import annotations
@@ -63,19 +64,32 @@ def check_config(value) -> None:
     )
 
 
-def choose(value, cores: int | None = None, processes: int | None = None) -> tuple[int, str]:
-    """(intra-op threads, why) for the ``threads`` setting."""
+def busy_cores() -> float | None:
+    """The machine's 1-minute load average when this process may run on every core with no quota (a shared
+    machine, not a dedicated allocation: there other jobs' load says how many cores are really free); else None."""
+    whole = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == os.cpu_count()
+    if not whole or cgroup_cpu_limit() is not None or not hasattr(os, "getloadavg"):
+        return None
+    return os.getloadavg()[0]
+
+
+def choose(value, cores: int | None = None, processes: int | None = None, busy: float | None = None) -> tuple[int, str]:
+    """(intra-op threads, why) for the ``threads`` setting; ``busy``: other jobs' load on a shared machine."""
     if value != "auto":
         return int(value), f"threads={value}"
     cores = usable_cores() if cores is None else cores
     processes = sharing_processes() if processes is None else processes
     n = max(1, cores // processes)
-    return n, f"auto: {cores} usable core(s) / {processes} process(es) sharing them"
+    why = f"auto: {cores} usable core(s) / {processes} process(es) sharing them"
+    if busy is not None and cores - busy < n:  # spinning threads on taken cores: fewer, not more
+        n = max(1, int(cores - busy))
+        why += f", {busy:.1f} busy (load average)"
+    return n, why
 
 
 def apply(value) -> dict:
     """Set torch's intra-op threads from the setting; what was chosen (for results.json and the log)."""
-    n, why = choose(value)
+    n, why = choose(value, busy=busy_cores() if value == "auto" else None)
     torch.set_num_threads(n)
     log.info("threads: %d intra-op (%s)", n, why)
     return {"intra_op": n, "why": why}
