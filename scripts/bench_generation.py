@@ -103,7 +103,10 @@ def speed(args) -> None:
         cfg, model, tokenizer, fmt, prompts, device = _setup(args, batch)
         strategies = {
             "greedy": Decoding(name="greedy"),
-            "CyclicReflex": CyclicReflex(amplitude=5.0, period=64, do_sample=False),
+            # the benchmark's reflection words (the tiny tokenizer holds none of the paper's as one token)
+            "CyclicReflex": CyclicReflex(
+                amplitude=5.0, period=64, do_sample=False, words=list(cfg.benchmark.reflection_words)
+            ),
         }
         decoder = decoder_for(model, True)
         start = time.perf_counter()
