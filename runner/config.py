@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, saved_model
+from runner import attacks, coreset, distributed, evaluate, inputs, saved_model, threads
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.options import SEED, Range, check_components, check_number
@@ -13,7 +13,7 @@ from runner.precision import CHOICES as PRECISIONS
 from runner.training import TRAIN_RANGES
 
 # keys that change where and how a job reports, not what it computes
-NOT_IN_JOB_KEY = ("paths", "logger")
+NOT_IN_JOB_KEY = ("paths", "logger", "threads")  # where it runs and reports, not what it computes
 # the job's own numbers; the trainer blocks' are the shared trainer's (runner/training.py)
 JOB_RANGES = {
     "seed": SEED,
@@ -38,6 +38,7 @@ def _check_numbers(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data and no model: runs before any stage, in the launcher too."""
     check_number("seed", cfg.get("seed"), JOB_RANGES["seed"])
+    threads.check_config(cfg.get("threads", "auto"))
     if cfg.get("task") == "diffusion_attack":  # the diffusion family's own checks (runner/diffusion/job.py)
         from runner.diffusion.job import check_config as check_diffusion
 
@@ -46,6 +47,7 @@ def validate(cfg: DictConfig) -> None:
     _check_numbers(cfg)
     check_components(cfg)  # every component's declared option ranges (runner/options.py)
     _check_precision(cfg)
+    _check_generation(cfg)
     saved_model.check(OmegaConf.select(cfg, "save_model", default="none"))
     check_strategy(cfg)
     # the coreset selector and the fine-tuning attack check their own keys (and the attack its data) now,
@@ -53,6 +55,13 @@ def validate(cfg: DictConfig) -> None:
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
+
+
+def _check_generation(cfg: DictConfig) -> None:
+    """``generation.compile`` / ``generation.backend`` (vllm refused here where it cannot run)."""
+    from runner.decoding import engine
+
+    engine.check_config(cfg.get("generation"))
 
 
 def _check_precision(cfg: DictConfig) -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import distributed, evaluate, rundir
+from runner import distributed, evaluate, rundir, threads
 from runner import precision as precision_choice
 from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
+from runner.decoding import engine as generation_engine
 from runner.distill.job import run_distillation, settle_full_trace_ratio
 from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.metrics.mcq import CONSTANT_LETTER_SHARE, answer_letters
@@ -54,6 +55,9 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         settle_full_trace_ratio(cfg)
         evaluate.settle_training_data(cfg)
         cache_dir = _cache_dir(cfg)
+        if cfg.get("task") != "diffusion_attack":  # its `generation` node is the image sampler's
+            generation_engine.configure(cfg.get("generation"), cache_dir)
+        chosen_threads = threads.apply(cfg.get("threads", "auto"))
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
     except ConfigError as exc:
         if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
@@ -86,6 +90,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
     record.data["launch"] = distributed.launch_info()  # world size, host, Slurm job id
     record.data["precision"] = chosen_precision
+    record.data["threads"] = chosen_threads
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
     record.save()  # labels on disk from the start: a job killed while loading still shows its method
@@ -100,6 +105,8 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         letters = answer_letters(record.data.get("per_example"))
         if letters:  # multiple-choice suites: a constant-letter answerer must not pass for a score
             record.data["answer_letters"] = letters
+        if generation_engine.settings().calls:  # each generating call's compile decision, compile seconds, tok/s
+            record.data["generation"] = generation_engine.summary()
         record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted, SystemExit):  # SystemExit: submitit's requeue on preemption
         for signum in (signal.SIGTERM, signal.SIGINT):  # a repeated signal (Slurm, srun) must not cut the write

@@ -20,12 +20,10 @@ on this machine (it must not be the slower of the two by more than noise). Evalu
 the default TOFU evaluation's scoring (every prompt+answer sequence vs each prompt once, from its
 KV cache) and greedy answers (old fixed caps vs caps derived from the gold answers).
 
-Generation section (reasoning benchmarks): tokens per second of the runner's generation loop
-(runner.decoding.generate, with CyclicReflex's or TIP's logits processor, the expected-frequency
-recorder and the progress bar) against plain ``model.generate`` with no processor, on the same
-batch of shipped GSM8K prompts, greedy, every row generating ``--gen-tokens`` tokens (EOS
-ignored on both sides), the job's precision; one warm-up each, then the best of
-``--gen-rounds``. Target: the runner within 20% (>= 0.8x). ``--sections gen``.
+Generation section (scripts/bench_generation.py): the compiled static-cache loop against ``model.generate``
+and the eager loop, batch ``--gen-batches`` (8 32), ``--gen-tokens`` (256) new tokens, greedy and CyclicReflex,
+compile time and break-even tokens, and peak memory of the static vs the dynamic cache. Target >= 1.5x with
+the same greedy tokens; memory <= 1.2x. ``--sections gen``.
 Distillation section (scripts/bench_distill.py): training time and tokens of EPiC at ratio 0.5
 against the full traces; the time ratio should stay within 10% of the token ratio. ``--sections distill``.
 R²MU section (scripts/bench_r2mu.py): one R²MU step against one RMU step on the same forget + retain
@@ -33,8 +31,9 @@ batch (R²MU adds a trace and a chain-of-thought batch of the same size), WMDP f
 ``--sections r2mu``.
 Cost section (scripts/bench_cost.py): this machine's matmul GFLOP/s, each method's step against the
 real-token floor (padding-free now vs padded before), and the cost curve over batch and length.
-``--sections cost``. Answers section: the default TOFU evaluation's greedy answers, the runner's loop against
-``model.generate`` on the same batches (tokens/s, and that the answers are the same). ``--sections answers``.
+``--sections cost``. Answers section (scripts/bench_answers.py): the default TOFU evaluation's greedy answers and a
+32-problem GSM8K evaluation at ``--gen-tokens``, wall time before (eager loop) and after (compile=auto, compiled),
+the same answers checked. ``--sections answers``.
 Diffusion section (scripts/bench_diffusion.py): step time and peak memory of the subspace attack and
 the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline by default; Hydra
 overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
@@ -78,9 +77,11 @@ TARGETS = [
 ]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
+from scripts.bench_answers import answers as answers_section  # noqa: E402
+from scripts.bench_cost import cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_generation import speed as generation_speed  # noqa: E402
 from scripts.bench_methods import alternating_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
@@ -355,127 +356,6 @@ def mcq_section(args) -> None:
 GEN_TARGET = 0.8  # runner tokens/s over plain generate's
 
 
-def generation_section(args) -> None:
-    """Tokens/s of the runner's generation loop with each processor vs plain model.generate, same batch."""
-    import time
-
-    import torch
-    from hydra import compose, initialize_config_dir
-
-    from runner.benchmarks.reasoning import ReasoningSuite
-    from runner.data.qa import PromptFormat, pad_sequences
-    from runner.decoding.base import DecodingContext
-    from runner.decoding.generate import eos_token_ids, generate
-    from runner.decoding.processors import BudgetForcing, ProbabilityByPosition, TokenProbability
-    from runner.decoding.strategies import CyclicReflex, ThoughtSwitchingPenalty
-    from runner.models import load_model
-    from runner.scoring import autocast
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=["method=none", "benchmark=gsm8k", f"benchmark.subset={args.gen_batch}", *args.overrides],
-        )
-    from runner.precision import resolve
-
-    cfg.precision = resolve(cfg.precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))["used"]
-    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    fmt = PromptFormat.from_cfg(cfg.model.prompt)
-    suite = ReasoningSuite(cfg.benchmark, tokenizer, fmt)
-    prompts, n, tokens = suite.prompts, len(suite.prompts), args.gen_tokens
-    ctx = DecodingContext(tokenizer, fmt.think_end)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def plain() -> float:
-        ids = pad_sequences(prompts, tokenizer.pad_token_id, left=True).to(device)
-        mask = pad_sequences([[1] * len(p) for p in prompts], 0, left=True).to(device)
-        sync()
-        start = time.perf_counter()
-        with torch.inference_mode(), autocast(cfg.precision, device):
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=tokens,
-                min_new_tokens=tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        sync()
-        assert out.shape[1] - ids.shape[1] == tokens
-        return n * tokens / (time.perf_counter() - start)
-
-    def runner(strategy) -> float:
-        into = ProbabilityByPosition(tokens)
-        eos = eos_token_ids(model, tokenizer)
-        watch = lambda: [TokenProbability(suite.reflection_ids, into, eos, [])]  # noqa: E731
-        sync()
-        start = time.perf_counter()
-        run = generate(
-            model, tokenizer, prompts, strategy, ctx, tokens, n, cfg.precision, "bench", watch, min_new_tokens=tokens
-        )
-        sync()
-        elapsed = time.perf_counter() - start
-        assert all(len(s[0].ids) == tokens or tokenizer.eos_token_id in s[0].ids for s in run.outputs)
-        return n * tokens / elapsed
-
-    systems = {
-        "plain model.generate": plain,
-        "runner, CyclicReflex": lambda: runner(CyclicReflex(amplitude=5.0, period=64, do_sample=False)),
-        "runner, TIP": lambda: runner(ThoughtSwitchingPenalty(do_sample=False)),
-    }
-    best = dict.fromkeys(systems, 0.0)
-    for round_ in range(1 + args.gen_rounds):  # round 0 warms up
-        for name, measure in systems.items():
-            rate = measure()
-            if round_:
-                best[name] = max(best[name], rate)
-    # the processors alone, on logits of this batch's shape: a bound on their share that neighbours' load
-    # on a shared machine cannot blur (they run once per step, as in generate)
-    vocab = model.get_output_embeddings().weight.shape[0]
-    reflection = sorted(suite.reflection_ids)
-    alone = {
-        "CyclicReflex": lambda: CyclicReflex(amplitude=5.0, period=64, do_sample=False).processors(ctx),
-        "TIP": lambda: ThoughtSwitchingPenalty(do_sample=False).processors(ctx),
-        "s1 (forcing phase)": lambda: [BudgetForcing(reflection[0], [reflection[1]], tokens, None, 10**9, False)],
-        "expected-frequency recorder": lambda: [
-            TokenProbability(suite.reflection_ids, ProbabilityByPosition(tokens), {tokenizer.eos_token_id}, [])
-        ],
-    }
-    per_step = {}
-    for name, build in alone.items():
-        procs = build()
-        ids = torch.zeros(n, 16, dtype=torch.long, device=device)
-        start = time.perf_counter()
-        for _ in range(tokens):
-            scores = torch.randn(n, vocab, device=device)
-            for proc in procs:
-                scores = proc(ids, scores)
-            ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
-        sync()
-        per_step[name] = (time.perf_counter() - start) / tokens
-    step = n / best["plain model.generate"]  # seconds per generate step of the whole batch
-    print(
-        f"\nGeneration on {device.type}: {cfg.model.name}, {n} shipped GSM8K prompts in one batch, {tokens} new tokens "
-        f"each (greedy, EOS ignored), {cfg.precision}, best of {args.gen_rounds}"
-    )
-    print("| system | tokens/s | vs plain |")
-    print("|---|---|---|")
-    base = best["plain model.generate"]
-    for name, rate in best.items():
-        print(f"| {name} | {rate:.1f} | {rate / base:.2f} |")
-    for name, rate in best.items():
-        if name != "plain model.generate":
-            verdict = "ok" if rate / base >= GEN_TARGET else "UNDER"
-            print(f"{name} / plain generate tokens/s: {rate / base:.2f}x (target >= {GEN_TARGET}) {verdict}")
-    print(
-        f"\nprocessor time per step alone, drawing random {n} x {vocab} logits included (a plain step: {step * 1000:.0f} ms):"
-    )
-    for name, seconds in per_step.items():
-        print(f"  {name}: {seconds * 1000:.2f} ms ({seconds / step:.1%} of a step)")
-
-
 def methods_section(args) -> None:
     """Per-step time and peak memory of each method, each in its own process, against GA and GradDiff.
 
@@ -522,7 +402,7 @@ SECTIONS = {
     "methods": methods_section,
     "alternating": alternating_section,
     "mcq": mcq_section,
-    "gen": generation_section,
+    "gen": generation_speed,
     "distill": distill_section,
     "cost": cost_section,
     "answers": answers_section,
@@ -542,8 +422,9 @@ def main() -> None:
     ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
     ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--gen-batch", type=int, default=8, help="prompts in the generation section's batch")
-    ap.add_argument("--gen-tokens", type=int, default=64, help="new tokens per prompt in the generation section")
+    ap.add_argument("--gen-batches", type=int, nargs="+", default=[8, 32], help="batch sizes of the generation section")
+    ap.add_argument("--gen-tokens", type=int, default=256, help="new tokens per prompt in the generation section")
+    ap.add_argument("--gsm8k-problems", type=int, default=32, help="problems of the answers section's GSM8K run")
     ap.add_argument("--gen-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--distill-traces", type=int, default=64, help="GSM8K traces in the distillation section")
     ap.add_argument("--distill-rounds", type=int, default=2, help="timed runs per condensation (after one warm-up)")

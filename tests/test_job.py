@@ -23,6 +23,11 @@ def test_missing_data_directory(tiny_cfg, tmp_path):
 
 def test_identical_rerun_reports_stored_result_and_reference_models_are_cached(tiny_cfg, tmp_path, caplog):
     first = job.run(tiny_cfg("seed=11"), tmp_path / "a")
+    # every generating call recorded its compile decision: the tiny job's few decode steps do not repay compiling
+    calls = first["generation"]["calls"]
+    assert first["generation"]["compile"] == "auto" and calls and first["generation"]["compile_seconds"] == 0
+    assert all(not c["compiled"] and c["why"].startswith("auto:") and c["tokens"] >= 0 for c in calls)
+    assert first["threads"]["intra_op"] >= 1 and first["threads"]["why"].startswith("auto:")
     caplog.clear()
     with caplog.at_level("INFO"):
         again = job.run(tiny_cfg("seed=11"), tmp_path / "b")

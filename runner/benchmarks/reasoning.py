@@ -106,6 +106,7 @@ class ReasoningSuite:
             precision,
             desc=f"{self.name} ({self.decoding.name})",
             observers=observers,
+            vllm_ok=True,  # generation.backend=vllm: the problems go through vLLM with the same strategy
         )
         per: dict[str, list] = {
             k: []

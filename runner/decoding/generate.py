@@ -1,9 +1,10 @@
-"""Batched, KV-cached generation under a decoding strategy, with problems/s and tokens/s on the progress bar.
+"""Batched, KV-cached generation under a decoding strategy: the entry points every generating job calls.
 
-Prompts are sorted by length and cut into batches of ``batch_size`` sequences (a
-problem with ``n`` samples takes ``n`` of them), left-padded, and handed to
-``model.generate`` with the strategy's sampling settings and a fresh set of its
-logits processors. Each generation is cut at its first end-of-sequence token.
+Prompts are sorted by length and cut into batches of ``batch_size`` sequences (a problem with ``n``
+samples takes ``n`` of them), left-padded, and decoded by :func:`runner.decoding.loop.decode_batch`
+with the strategy's logits processors and sampler, the tokens ``model.generate`` would give. Each
+generation is cut at its first end-of-sequence token. Whether the step is compiled on a static cache
+is the job's ``generation.compile`` (:mod:`runner.decoding.engine`); the bar counts tokens.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import RepetitionPenaltyLogitsProcessor
 
-from runner.data.qa import left_padded
+from runner.decoding import engine
 from runner.decoding.base import DecodingContext
-from runner.scoring import autocast, cache_kwarg, unwrap
+from runner.decoding.loop import argmax, decode_batch
+from runner.decoding.processors import sampling_warpers
+from runner.decoding.progress import TokenBar
+from runner.decoding.static_step import decoder_for
+from runner.decoding.strategies import Decoding
+from runner.scoring import unwrap
 
 
 @dataclass
@@ -38,32 +43,6 @@ class GenerationRun:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-class _Throughput(LogitsProcessor):
-    """Estimates tokens generated so far (rows still going x steps, the row count read once a second, so the
-    device is not synchronised every step) and shows the run's tokens/s on the progress bar."""
-
-    def __init__(self, bar, eos_ids: set[int], start: float, done_tokens: int):
-        self.bar, self.start, self.done_tokens = bar, start, done_tokens
-        self.eos = torch.tensor(sorted(eos_ids), dtype=torch.long)
-        self.finished: torch.Tensor | None = None
-        self.prompt_len: int | None = None
-        self.alive, self.tokens, self.last_shown = 0, 0, 0.0
-
-    def __call__(self, input_ids, scores):
-        if self.prompt_len is None:
-            self.prompt_len = input_ids.shape[1]
-            self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            self.alive = input_ids.shape[0]
-        else:
-            self.finished |= torch.isin(input_ids[:, -1], self.eos.to(input_ids.device))
-        now = time.perf_counter()
-        if now - self.last_shown > 1.0:
-            self.alive, self.last_shown = int((~self.finished).sum()), now
-            self.bar.set_postfix_str(f"{(self.done_tokens + self.tokens) / max(now - self.start, 1e-9):.1f} tok/s")
-        self.tokens += self.alive
-        return scores
 
 
 def eos_token_ids(model, tokenizer) -> set[int]:
@@ -88,60 +67,128 @@ def generate(
     desc: str = "generate",
     observers=None,
     eos_ids: set[int] | None = None,
-    **generate_kwargs,
+    repetition_penalty: float | None = None,
+    vllm_ok: bool = False,
 ) -> GenerationRun:
     """``strategy.n`` continuations of each prompt (token-id lists), in prompt order.
 
     ``observers``: a function returning fresh processors that watch each batch after the
     strategy's (e.g. :class:`runner.decoding.processors.TokenProbability`); their ``flush()``
     runs when the batch is done. ``eos_ids``: the tokens that end a row (default: the tokenizer's and the
-    model's generation_config's).
+    model's generation_config's). ``repetition_penalty``: transformers' penalty, applied first, as
+    ``model.generate`` does. Rows stay in the batch until it is done (see :mod:`runner.decoding.loop`).
+    ``vllm_ok``: the caller's generation may go through vLLM when the job chose ``generation.backend=vllm``
+    (reasoning benchmarks, traces).
     """
     m = unwrap(model)
-    device = next(m.parameters()).device
+    if vllm_ok and engine.settings().backend == "vllm":
+        return _through_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, precision, desc, observers, eos_ids)
     n = strategy.n
     per_batch = max(1, batch_size // n)  # problems per batch: batch_size counts sequences
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     eos = set(eos_ids) if eos_ids is not None else eos_token_ids(m, tokenizer)
-    pad_id = tokenizer.pad_token_id
     outputs: list[list[Generated]] = [[] for _ in prompts]
     if strategy.do_sample:
         torch.manual_seed(strategy.seed)
+    kw = strategy.generate_kwargs()
+    warpers = sampling_warpers(kw["do_sample"], kw.get("temperature"), kw.get("top_p"))
+    penalty = [RepetitionPenaltyLogitsProcessor(repetition_penalty)] if repetition_penalty not in (None, 1.0) else []
     run = GenerationRun(outputs)
-    start = time.perf_counter()
-    bar = tqdm(total=len(prompts), desc=desc, unit="problem", leave=False)
-    for first in range(0, len(order), per_batch):
-        idx = order[first : first + per_batch]
-        input_ids, attention = left_padded([prompts[i] for i in idx], pad_id, device)
-        progress = _Throughput(bar, eos, start, run.tokens)
-        watching = observers() if observers else []
-        with autocast(precision, device):
-            out = m.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=n,
-                pad_token_id=pad_id,
-                eos_token_id=sorted(eos),
-                logits_processor=LogitsProcessorList([*strategy.processors(ctx), *watching, progress]),
-                **strategy.generate_kwargs(),
-                **generate_kwargs,
+    with _GenerationCall(m, desc, len(prompts) * n, max_new_tokens, -(-len(order) // per_batch)) as call:
+        for first in range(0, len(order), per_batch):
+            idx = order[first : first + per_batch]
+            watching = observers() if observers else []
+            processors = [*penalty, *strategy.processors(ctx), *watching, *warpers]
+            choose = _sampler(processors, kw["do_sample"])
+            rows = [prompts[i] for i in idx for _ in range(n)]  # num_return_sequences: each prompt n times in a row
+            new = decode_batch(
+                m,
+                rows,
+                tokenizer.pad_token_id,
+                max_new_tokens,
+                choose,
+                eos,
+                leave=False,
+                precision=precision,
+                **call.loop,
             )
-        for watcher in watching:
-            watcher.flush()
-        new = out[:, input_ids.shape[1] :].tolist()
-        for row, tokens in enumerate(new):
-            cut = next((k for k, tok in enumerate(tokens) if tok in eos), len(tokens))
-            ids = tokens[:cut]
-            outputs[idx[row // n]].append(Generated(ids, tokenizer.decode(ids, skip_special_tokens=False)))
-            run.tokens += len(ids)
-        bar.update(len(idx))
-        run.seconds = time.perf_counter() - start
-        bar.set_postfix_str(f"{run.tokens_per_s:.1f} tok/s")
-    bar.close()
-    run.seconds = time.perf_counter() - start
+            for watcher in watching:
+                watcher.flush()
+            for row, ids in enumerate(new):
+                outputs[idx[row // n]].append(Generated(ids, tokenizer.decode(ids, skip_special_tokens=False)))
+                run.tokens += len(ids)
+    run.seconds = call.seconds
     run.stats = {"tokens": run.tokens, "seconds": round(run.seconds, 2), "tokens_per_s": round(run.tokens_per_s, 1)}
     return run
+
+
+def _through_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, precision, desc, observers, eos_ids):
+    from runner.decoding.vllm_generate import generate_vllm
+
+    eos = set(eos_ids) if eos_ids is not None else eos_token_ids(m, tokenizer)
+    start = time.perf_counter()
+    ids = generate_vllm(m, tokenizer, prompts, strategy, ctx, max_new_tokens, eos, precision, observers)
+    run = GenerationRun([[Generated(row, tokenizer.decode(row, skip_special_tokens=False)) for row in p] for p in ids])
+    run.tokens, run.seconds = sum(len(row) for p in ids for row in p), time.perf_counter() - start
+    run.stats = {"tokens": run.tokens, "seconds": round(run.seconds, 2), "tokens_per_s": round(run.tokens_per_s, 1)}
+    engine.record(
+        {"desc": desc, "rows": len(prompts) * strategy.n, "max_new_tokens": max_new_tokens, "compiled": False}
+        | {
+            "why": "generation.backend=vllm",
+            "compile_seconds": 0.0,
+            "tokens": run.tokens,
+            "seconds": run.stats["seconds"],
+        }
+    )
+    return run
+
+
+def _sampler(processors: list, do_sample: bool):
+    """The chooser of the next token: the processors in order, then a draw from the softmax, or the argmax."""
+
+    def choose(sequences, logits):
+        for processor in processors:
+            logits = processor(sequences, logits)
+        if do_sample:
+            return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+        return logits.argmax(-1)
+
+    return choose
+
+
+class _GenerationCall:
+    """One generating call: the compile decision, the token bar, and the record of what it cost."""
+
+    def __init__(self, model, desc: str, rows: int, cap: int, batches: int):
+        self.device = next(model.parameters()).device
+        self.compiled, self.why = engine.plan(self.device, batches * cap)
+        self.decoder = decoder_for(model, True) if self.compiled else None
+        self.compile_before = self.decoder.compile_seconds if self.decoder else 0.0
+        self.desc, self.rows, self.cap = desc, rows, cap
+        self.bar = TokenBar(rows, cap, desc)
+        self.loop = {"static": self.compiled, "compile": self.compiled, "bar": self.bar}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+        self.seconds = self.bar.seconds
+        if exc[0] is None:
+            compile_s = self.decoder.compile_seconds - self.compile_before if self.decoder else 0.0
+            engine.record(
+                {
+                    "desc": self.desc,
+                    "rows": self.rows,
+                    "max_new_tokens": self.cap,
+                    "compiled": self.compiled,
+                    "why": self.why,
+                    "compile_seconds": round(compile_s, 2),
+                    "tokens": self.bar.tokens,
+                    "seconds": round(self.seconds, 2),
+                }
+            )
+        return False
 
 
 def greedy_generate(
@@ -168,58 +215,55 @@ def greedy_generate(
 
 @torch.inference_mode()
 def greedy_ids(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, precision: str, desc: str
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    precision: str,
+    desc: str,
+    vllm_ok: bool = False,
 ) -> list[list[int]]:
     """Greedy tokens of each prompt up to (not including) the tokenizer's EOS, at most ``max_new_tokens``.
 
-    A KV-cached loop over length-sorted, left-padded batches, like ``model.generate``'s, except that a
-    row leaves the batch (its cache rows too) the step it ends: ``generate`` keeps computing every
-    finished row until the batch's longest answer is done, so short answers pay for long ones.
+    Length-sorted, left-padded batches like ``model.generate``'s, except that a finished row leaves the
+    batch (see :mod:`runner.decoding.loop`): ``generate`` keeps computing every finished row until the
+    batch's longest answer is done, so short answers pay for long ones. ``vllm_ok``: as in :func:`generate`.
     """
     m = unwrap(model)
-    device = next(m.parameters()).device
-    eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if vllm_ok and engine.settings().backend == "vllm":
+        greedy = Decoding(name="greedy")
+        run = _through_vllm(
+            m,
+            tokenizer,
+            prompts,
+            greedy,
+            DecodingContext(tokenizer),
+            max_new_tokens,
+            precision,
+            desc,
+            None,
+            {tokenizer.eos_token_id},
+        )
+        return [p[0].ids for p in run.outputs]
+    eos = {tokenizer.eos_token_id}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[list[int]] = [[] for _ in prompts]
-    cache_key = cache_kwarg(m)
-    bar = tqdm(total=len(prompts), desc=desc, unit="answer", leave=False)
-    start, tokens = time.perf_counter(), 0
-    for first in range(0, len(order), batch_size):
-        alive = order[first : first + batch_size]  # prompt indices of the rows still generating
-        input_ids, mask = left_padded([prompts[i] for i in alive], pad_id, device)
-        position = (mask.cumsum(-1) - 1).clamp(min=0)
-        with autocast(precision, device):
-            out = m(input_ids=input_ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        position = position[:, -1:]
-        for step in range(max_new_tokens):
-            chosen = out.logits[:, -1].argmax(-1)
-            ended = chosen == eos
-            for row, token in zip(alive, chosen.tolist(), strict=True):
-                if token != eos:
-                    outputs[row].append(token)
-                    tokens += 1
-            if bool(ended.any()):
-                keep = (~ended).nonzero().squeeze(1)
-                bar.update(len(alive) - len(keep))
-                alive = [alive[k] for k in keep.tolist()]
-                if not alive:
-                    break
-                cache.reorder_cache(keep)  # index-selects the batch dimension: the ended rows' keys go
-                chosen, mask, position = chosen[keep], mask[keep], position[keep]
-            if step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-            position = position + 1
-            with autocast(precision, device):
-                out = m(
-                    input_ids=chosen[:, None],
-                    attention_mask=mask,
-                    position_ids=position,
-                    use_cache=True,
-                    **{cache_key: cache},
-                )
-        bar.update(len(alive) if alive else 0)
-        bar.set_postfix_str(f"{tokens / max(time.perf_counter() - start, 1e-9):.1f} tok/s")
-    bar.close()
+    with _GenerationCall(m, desc, len(prompts), max_new_tokens, -(-len(order) // batch_size)) as call:
+        for first in range(0, len(order), batch_size):
+            idx = order[first : first + batch_size]
+            rows = [prompts[i] for i in idx]
+            new = decode_batch(
+                m,
+                rows,
+                tokenizer.pad_token_id,
+                max_new_tokens,
+                argmax,
+                eos,
+                leave=True,
+                precision=precision,
+                **call.loop,
+            )
+            for i, ids in zip(idx, new, strict=True):
+                outputs[i] = ids
     return outputs

@@ -143,7 +143,9 @@ def _generate(model, tokenizer, prompts, settings: TraceSettings, precision: str
     m.eval()
     start = time.perf_counter()
     try:
-        ids = greedy_ids(m, tokenizer, prompts, settings.new_tokens, settings.batch_size, precision, "R²MU traces")
+        ids = greedy_ids(
+            m, tokenizer, prompts, settings.new_tokens, settings.batch_size, precision, "R²MU traces", vllm_ok=True
+        )
     finally:
         m.train(was_training)
     seconds, tokens = time.perf_counter() - start, sum(len(row) for row in ids)
