@@ -17,8 +17,10 @@ timed runs counts.
 
 Precision section: one NPO step in fp32 and in bf16 autocast, and what ``precision=auto`` picks
 on this machine (it must not be the slower of the two by more than noise). Evaluation section:
-the default TOFU evaluation's scoring (every prompt+answer sequence vs each prompt once, from its
-KV cache) and greedy answers (old fixed caps vs caps derived from the gold answers).
+the default TOFU evaluation stage before and after the privacy family and open-unlearning's 200-token
+answers, alternating (scripts/bench_eval.py; target <= 1.35x; ``--eval-rounds``). ``--sections eval_scoring``:
+its scoring (every prompt+answer sequence vs each prompt once, from its KV cache) and greedy answers
+(old fixed caps vs caps derived from the gold answers).
 
 Generation section (reasoning benchmarks): tokens per second of the runner's generation loop
 (runner.decoding.generate, with CyclicReflex's or TIP's logits processor, the expected-frequency
@@ -40,7 +42,7 @@ the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline 
 overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
 attack tokens, with and without the subspace defence, and the tokens' orthogonality.
 ``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
-``--sections precision eval methods mcq gen distill cost answers diffusion r2mu`` picks what runs (all by default).
+``--sections precision eval eval_scoring methods mcq gen distill cost answers diffusion r2mu`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_eval import eval_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
 
@@ -211,7 +214,7 @@ def precision_section(args) -> None:
     )
 
 
-def eval_section(args) -> None:
+def eval_scoring_section(args) -> None:
     """The default TOFU evaluation: scoring every prompt+answer sequence vs each prompt once (KV cache),
     and greedy answers under the old fixed caps vs caps derived from the gold answers."""
     import torch
@@ -486,6 +489,7 @@ def methods_section(args) -> None:
 SECTIONS = {
     "precision": precision_section,
     "eval": eval_section,
+    "eval_scoring": eval_scoring_section,
     "methods": methods_section,
     "mcq": mcq_section,
     "gen": generation_section,
@@ -504,6 +508,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS), help="what to measure")
+    ap.add_argument("--eval-rounds", type=int, default=2, help="alternating before / after runs in the eval section")
     ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
     ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")

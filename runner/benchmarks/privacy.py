@@ -93,11 +93,9 @@ def summarize(evaluation: dict, baselines: dict[str, dict], with_privleak: bool 
     0.5 and the evaluation's ``mia`` suite says so (``privleak_reference``), and a warning is logged.
     ``with_privleak=False`` leaves PrivLeak to the caller (MUSE computes its own).
     """
-    suites, per = evaluation["suites"], evaluation["per_example"]
-    out = {
-        "exact_memorization": float(np.mean(per["forget"]["exact_memorization"])),
-        "extraction_strength": float(np.mean(per["forget"]["extraction_strength"])),
-    }
+    suites, per = evaluation["suites"], evaluation.get("per_example", {})
+    forget = per.get("forget", {})
+    out = {key: float(np.mean(forget[key])) for key in ("exact_memorization", "extraction_strength") if key in forget}
     if "clean" in suites.get("gibberish", {}):
         out["gibberish"] = suites["gibberish"]["clean"]
     mia = suites.get("mia")
