@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from runner import job
-from runner.benchmarks.muse import MuseBenchmark, _cut, token_logprobs
+from runner.benchmarks.muse import MuseBenchmark, _cut
 from runner.errors import ConfigError
 from runner.metrics import muse as M
+from runner.scoring import token_logprobs
 from tests.conftest import build_offline, experiment_cfg, random_llama
 
 
