@@ -79,6 +79,8 @@ class TofuBenchmark(Benchmark):
         self._holdout_scored = [
             self._split("holdout", i, r["question"], r["answer"]) for i, r in enumerate(self.holdout_rows)
         ]
+        if not 0 < float(cfg.mia.k) <= 1:
+            raise ConfigError("benchmark.mia.k", f"must be a fraction in (0, 1], got {cfg.mia.k}", "use 0.4")
         self.gradnorm = [str(p) for p in cfg.mia.gradnorm]
         unknown = [p for p in self.gradnorm if p not in privacy.GRADNORM_P]
         if unknown:
@@ -120,7 +122,14 @@ class TofuBenchmark(Benchmark):
                 source["note"] = f"only {len(rows)} rows of authors never trained on (forget has {n})"
             return rows, source
         split = tofu_data.holdout_split(str(cfg.forget_split)) if split == "auto" else split
-        ds = _head(self._load(split, src, ("question", "answer")), n)
+        try:
+            ds = _head(self._load(split, src, ("question", "answer")), n)
+        except ConfigError as exc:
+            raise ConfigError(
+                "benchmark.holdout.split",
+                f"holdout config `{split}` could not be read from benchmark.source={src}",
+                "use holdout.split=auto (holdoutNN on the hub, unseen authors of `full` offline)",
+            ) from exc
         return [{"question": q, "answer": a} for q, a in zip(ds["question"], ds["answer"], strict=True)], {
             "split": split,
             "n": len(ds),

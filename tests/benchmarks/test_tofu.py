@@ -37,3 +37,20 @@ def test_a_row_with_no_answer_token_stops_the_job_before_training(tiny_cfg, tmp_
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["status"] == "failed" and "max_length" in record["error"]["message"]
     assert record["training"] == {}  # nothing was fine-tuned or unlearned
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("benchmark.mia.gradnorm=[2,3]", "benchmark.mia.gradnorm"),
+        ("benchmark.mia.k=0", "benchmark.mia.k"),
+        ("benchmark.holdout.split=holdout77", "benchmark.holdout.split"),
+    ],
+)
+def test_bad_privacy_settings_stop_the_build_naming_the_key(tofu_tokenizer, override, key):
+    from tests.conftest import compose_cfg
+
+    tokenizer, cfg = tofu_tokenizer
+    bad = compose_cfg("experiment=tofu_smoke_tiny", override)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_benchmark(bad.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
