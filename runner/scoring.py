@@ -49,6 +49,37 @@ def head_nll(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int | Non
     return torch.cat(parts)
 
 
+def _stats(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(head(hidden).float(), dim=-1)
+    token = logp.gather(1, targets[:, None])[:, 0]
+    hit = (logp.argmax(dim=-1) == targets).float()
+    p = logp.exp()
+    mean = (p * logp).sum(dim=-1)
+    var = (p * logp.square()).sum(dim=-1) - mean.square()
+    return torch.stack([token, hit, mean, var], dim=1)
+
+
+def head_token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Per position: log p(target), [argmax == target], and the mean and variance of log p under p
+    over the vocabulary, as an (N, 4) float32 tensor (no gradient).
+
+    The membership and memorisation metrics' inputs from the head forward the NLL needs anyway;
+    the (positions x vocabulary) log-probs exist one chunk at a time, like ``head_nll``'s.
+    """
+    chunk = chunk or HEAD_CHUNK
+    return torch.cat(
+        [_stats(head, hidden[s : s + chunk], targets[s : s + chunk]) for s in range(0, len(targets), chunk)]
+    )
+
+
+STAT_NAMES = ("logprob", "hit", "vocab_mean", "vocab_var")
+
+
+def _as_arrays(stats: torch.Tensor) -> dict[str, np.ndarray]:
+    cols = stats.double().cpu().numpy()
+    return {name: cols[:, j] for j, name in enumerate(STAT_NAMES)}
+
+
 def unwrap(model):
     """The bare transformers model under a DeepSpeed / DDP wrapper."""
     return getattr(model, "module", model)
@@ -124,6 +155,29 @@ def token_logprobs(model, encoded: list[dict], pad_id: int, batch_size: int, pre
     return out
 
 
+@torch.inference_mode()
+def sequence_token_stats(model, encoded: list[dict], pad_id: int, batch_size: int, precision: str, desc: str) -> list:
+    """``head_token_stats`` of every labelled token of each sequence, as arrays named by ``STAT_NAMES``."""
+    m = unwrap(model)
+    device = next(m.parameters()).device
+    out: list = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        idx = order[start : start + batch_size]
+        seqs = [encoded[i] for i in idx]
+        ids = pad_sequences([s["input_ids"] for s in seqs], pad_id).to(device)
+        attn = pad_sequences([[1] * len(s["input_ids"]) for s in seqs], 0).to(device)
+        targets = pad_sequences([s["labels"] for s in seqs], IGNORE).to(device)[:, 1:]
+        with autocast(precision, device):
+            hidden = last_hidden_state(m.base_model, ids, attn)
+        mask = targets != IGNORE
+        stats = head_token_stats(m.get_output_embeddings(), hidden[:, :-1][mask], targets[mask])
+        ends = mask.sum(dim=1).cumsum(0).tolist()
+        for row, i in enumerate(idx):
+            out[i] = _as_arrays(stats[(ends[row - 1] if row else 0) : ends[row]])
+    return out
+
+
 def cache_kwarg(model) -> str:
     """The forward argument that takes a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(type(model.base_model).forward).parameters else "past_key_values"
@@ -138,8 +192,12 @@ def score_answer_sets(
     batch_size: int,
     precision: str,
     desc: str,
-) -> list[np.ndarray]:
+    gold_stats: bool = False,
+):
     """(sum of NLL, token count) of every answer of every prompt; one (n_answers, 2) array per prompt.
+
+    With ``gold_stats``, also each prompt's first answer's per-token statistics (``head_token_stats``
+    as arrays named by ``STAT_NAMES``), from the same forward: returns ``(sums, stats)``.
 
     Equal to ``score_sequences`` on each prompt+answer sequence, but a prompt shared by several
     answers (TOFU scores the gold, paraphrased and five perturbed answers of each question) runs
@@ -150,6 +208,7 @@ def score_answer_sets(
     m = unwrap(model)
     device = next(m.parameters()).device
     out = [np.zeros((len(a), 2), dtype=np.float64) for a in answers]
+    gold: list = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: (max(map(len, answers[i]), default=0), len(prompts[i])))
     groups, group, rows = [], [], 0
     for i in order:
@@ -186,11 +245,27 @@ def score_answer_sets(
         # answer token j is predicted at the position before it: the prompt's last one for j = 0
         before = torch.cat([first.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)
         mask = answer_mask.bool()
-        nll = head_nll(m.get_output_embeddings(), before[mask], answer_ids[mask])
+        head = m.get_output_embeddings()
+        if gold_stats:
+            # the first answer of each prompt (the gold one) through the statistics head, the others as before
+            first = torch.zeros(len(seqs), dtype=torch.bool, device=device)
+            first[[sum(len(answers[j]) for j in group[:g]) for g in range(len(group))]] = True
+            gold_mask = mask & first[:, None]
+            stats = head_token_stats(head, before[gold_mask], answer_ids[gold_mask])
+            nll = torch.zeros(mask.shape, dtype=torch.float32, device=device)
+            nll[gold_mask] = -stats[:, 0]
+            rest = mask & ~gold_mask
+            nll[rest] = head_nll(head, before[rest], answer_ids[rest]).float()
+            nll = nll[mask]
+            ends = gold_mask.sum(dim=1)[first].cumsum(0).tolist()
+            for g, i in enumerate(group):
+                gold[i] = _as_arrays(stats[(ends[g - 1] if g else 0) : ends[g]])
+        else:
+            nll = head_nll(head, before[mask], answer_ids[mask])
         per_row = torch.zeros(mask.shape, dtype=nll.dtype, device=device).masked_scatter(mask, nll).sum(dim=1)
         scored = torch.stack([per_row.double(), mask.sum(dim=1).double()], dim=1).cpu().numpy()
         start = 0
         for i in group:
             out[i] = scored[start : start + len(answers[i])]
             start += len(answers[i])
-    return out
+    return (out, gold) if gold_stats else out

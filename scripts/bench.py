@@ -17,8 +17,10 @@ timed runs counts.
 
 Precision section: one NPO step in fp32 and in bf16 autocast, and what ``precision=auto`` picks
 on this machine (it must not be the slower of the two by more than noise). Evaluation section:
-the default TOFU evaluation's scoring (every prompt+answer sequence vs each prompt once, from its
-KV cache) and greedy answers (old fixed caps vs caps derived from the gold answers).
+the default TOFU evaluation stage before and after the privacy family and open-unlearning's 200-token
+answers, alternating (scripts/bench_eval.py; target <= 1.35x; ``--eval-rounds``). ``--sections eval_scoring``:
+its scoring (every prompt+answer sequence vs each prompt once, from its KV cache) and greedy answers
+(old fixed caps vs caps derived from the gold answers).
 
 Generation section (scripts/bench_generation.py): the compiled static-cache loop against ``model.generate``
 and the eager loop, batch ``--gen-batches`` (8 32), ``--gen-tokens`` (256) new tokens, greedy and CyclicReflex,
@@ -41,7 +43,7 @@ attack tokens, with and without the subspace defence, and the tokens' orthogonal
 ``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
 Alternating section (scripts/bench_methods.py): each method's step against GradDiff's in one process, one step
 of each in turn, so the load of a busy host cancels in the ratios. ``--sections alternating``.
-``--sections precision eval methods alternating mcq gen distill cost answers diffusion r2mu`` picks what runs
+``--sections precision eval eval_scoring methods alternating mcq gen distill cost answers diffusion r2mu`` picks what runs
 (all by default).
 """
 
@@ -81,6 +83,7 @@ from scripts.bench_answers import answers as answers_section  # noqa: E402
 from scripts.bench_cost import cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_eval import eval_section  # noqa: E402
 from scripts.bench_generation import speed as generation_speed  # noqa: E402
 from scripts.bench_methods import alternating_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
@@ -233,7 +236,7 @@ def precision_section(args) -> None:
     )
 
 
-def eval_section(args) -> None:
+def eval_scoring_section(args) -> None:
     """The default TOFU evaluation: scoring every prompt+answer sequence vs each prompt once (KV cache),
     and greedy answers under the old fixed caps vs caps derived from the gold answers."""
     import torch
@@ -399,6 +402,7 @@ def methods_section(args) -> None:
 SECTIONS = {
     "precision": precision_section,
     "eval": eval_section,
+    "eval_scoring": eval_scoring_section,
     "methods": methods_section,
     "alternating": alternating_section,
     "mcq": mcq_section,
@@ -419,6 +423,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS), help="what to measure")
+    ap.add_argument("--eval-rounds", type=int, default=2, help="alternating before / after runs in the eval section")
     ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
     ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")

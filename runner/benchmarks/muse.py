@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runner.benchmarks import privacy
 from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import hub
@@ -29,7 +30,7 @@ from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import muse as M
 from runner.options import Range
-from runner.scoring import token_logprobs
+from runner.scoring import sequence_token_stats
 
 REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
 RAW_SPLITS = ("forget", "retain1", "retain2", "holdout")
@@ -191,11 +192,17 @@ class MuseBenchmark(Benchmark):
             per[f"knowmem_{part}"] = {"rouge_l_f1": rouge, "generation": answers}
 
         k = float(self.cfg.privleak.k)
-        scores = {}
+        scores, family = {}, {}
+        strict = bool(self.cfg.extraction_strength.strict)
+        gradnorm = [str(p) for p in self.cfg.mia.gradnorm]
         for part in ("forget", "holdout"):
             encoded = [encode_text(self.tokenizer, t, self.cfg.max_length) for t in self.privleak[part]]
-            lps = token_logprobs(model, encoded, self.tokenizer.pad_token_id, bs, precision, f"PrivLeak {part}")
-            scores[part] = [M.min_k_score(lp, k) for lp in lps]
+            # one pass: the token log-probs of Min-K% and the statistics of the whole privacy family
+            stats = sequence_token_stats(model, encoded, self.tokenizer.pad_token_id, bs, precision, f"PrivLeak {part}")
+            scores[part] = [M.min_k_score(s["logprob"], k) for s in stats]
+            family[part] = privacy.row_scores(stats, self.privleak[part], k, strict)
+            if gradnorm:
+                family[part] |= privacy.gradnorm_scores(model, encoded, gradnorm, precision)
         auc = M.auc(scores["forget"], scores["holdout"])
         suites["privleak"] = {
             "auc": auc,
@@ -204,6 +211,9 @@ class MuseBenchmark(Benchmark):
             "n_holdout": len(scores["holdout"]),
         }
         per["privleak"] = {"min_k_forget": scores["forget"], "min_k_holdout": scores["holdout"]}
+        # the privacy family on the same texts, in open-unlearning's orientation (runner/benchmarks/privacy.py)
+        per["forget"], per["holdout"] = family["forget"], family["holdout"]
+        suites["mia"] = privacy.aucs(family["forget"], family["holdout"])
         return {"suites": suites, "per_example": per}
 
     def _tail(self, ids: list[int]) -> list[int]:
@@ -217,7 +227,9 @@ class MuseBenchmark(Benchmark):
         if retrain_auc is None and "retain" in baselines:
             retrain_auc = baselines["retain"]["suites"]["privleak"]["auc"]
         auc = s["privleak"]["auc"]
-        return {
+        # MUSE's own PrivLeak below (it honours privleak.retrain_auc); the rest of the family from here
+        family = privacy.summarize(evaluation, baselines, with_privleak=False)
+        return family | {
             "verbmem_forget": s["verbmem_forget"]["rouge_l_f1"],
             "knowmem_forget": s["knowmem_forget"]["rouge_l_f1"],
             "knowmem_retain": s["knowmem_retain"]["rouge_l_f1"],
@@ -242,6 +254,7 @@ class MuseBenchmark(Benchmark):
                 "max_prompt_tokens": self.cfg.get("max_prompt_tokens"),
             },
             "k": self.cfg.privleak.k,
+            "privacy": {"gradnorm": list(self.cfg.mia.gradnorm), "strict": self.cfg.extraction_strength.strict},
             **self.encoding(),
         }
 

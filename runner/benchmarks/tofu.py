@@ -4,6 +4,11 @@ Evaluation suites: forget, retain, real_authors, world_facts. Per suite:
 Probability, ROUGE-L recall of the greedy answer, Truth Ratio; then Forget
 Quality (KS test against the retain model) and Model Utility (harmonic mean
 of nine values). Per-example values are returned alongside the aggregates.
+
+Privacy and memorisation (runner/benchmarks/privacy.py): the forget suite's scoring pass also
+yields the gold answers' token statistics, and a holdout set of non-member rows (the hub's
+``holdoutNN``, or offline authors the target never saw) is scored the same way: MIA AUCs,
+PrivLeak, Exact Memorization and Extraction Strength; Gibberish on the generated forget answers.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset
 
+from runner.benchmarks import gibberish, privacy
 from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import tofu as tofu_data
@@ -76,9 +82,21 @@ class TofuBenchmark(Benchmark):
         # TOFU's protocol: the target model learns forget + retain, the retain model (the gold
         # standard that never saw the forget set) learns the retain rows only
         self.finetuned_models = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        self.holdout_rows, self.holdout_source = self._holdout(src)
         self.max_new_tokens = self._answer_caps()
         # every row tokenised once, here: a row whose answer does not fit stops the job before any training
         self._scored = {suite: self._scoring_inputs(suite) for suite in SUITES}
+        self._holdout_scored = [
+            self._split("holdout", i, r["question"], r["answer"]) for i, r in enumerate(self.holdout_rows)
+        ]
+        if not 0 < float(cfg.mia.k) <= 1:
+            raise ConfigError("benchmark.mia.k", f"must be a fraction in (0, 1], got {cfg.mia.k}", "use 0.4")
+        self.gradnorm = [str(p) for p in cfg.mia.gradnorm]
+        unknown = [p for p in self.gradnorm if p not in privacy.GRADNORM_P]
+        if unknown:
+            raise ConfigError(
+                "benchmark.mia.gradnorm", f"unknown p-norm(s) {unknown}", "use a list of 1, 2, inf (or [])"
+            )
         for rows, name in ((self.forget_rows, "forget"), (self.retain_rows, "retain")):
             for i, r in enumerate(rows):
                 self._split(f"{name} training", i, r["question"], r["answer"])
@@ -89,6 +107,10 @@ class TofuBenchmark(Benchmark):
         retain = cfg.retain_split or tofu_data.RETAIN_FOR_FORGET.get(cfg.forget_split)
         names = [cfg.forget_split, retain, f"{cfg.forget_split}_perturbed", "retain_perturbed"]
         names += ["real_authors_perturbed", "world_facts_perturbed"]
+        holdout = str(cfg.holdout.split)
+        if holdout == "auto":
+            holdout = tofu_data.holdout_split(str(cfg.forget_split)) if str(cfg.source) == "hub" else "full"
+        names.append(holdout)
         return [tofu_data.input_of(str(n), str(cfg.source)) for n in names if n]
 
     @staticmethod
@@ -96,6 +118,32 @@ class TofuBenchmark(Benchmark):
         ds = tofu_data.load_config(name, source)
         tofu_data.check_columns(ds, name, columns)
         return ds
+
+    def _holdout(self, src: str) -> tuple[list[dict], dict]:
+        """Non-member rows for the membership attacks, as many as the forget rows, and where they came from."""
+        cfg, n = self.cfg, len(self.forget_rows)
+        split = str(cfg.holdout.split)
+        if split == "auto" and src != "hub":
+            trained = {r["question"] for r in self.forget_rows + self.retain_rows}
+            full = self._load("full", src, ("question", "answer"))
+            rows, authors = tofu_data.unseen_author_rows(full, trained, n, int(cfg.holdout.seed))
+            source = {"split": "full", "authors": authors, "seed": int(cfg.holdout.seed), "n": len(rows)}
+            if len(rows) < n:
+                source["note"] = f"only {len(rows)} rows of authors never trained on (forget has {n})"
+            return rows, source
+        split = tofu_data.holdout_split(str(cfg.forget_split)) if split == "auto" else split
+        try:
+            ds = _head(self._load(split, src, ("question", "answer")), n)
+        except ConfigError as exc:
+            raise ConfigError(
+                "benchmark.holdout.split",
+                f"holdout config `{split}` could not be read from benchmark.source={src}",
+                "use holdout.split=auto (holdoutNN on the hub, unseen authors of `full` offline)",
+            ) from exc
+        return [{"question": q, "answer": a} for q, a in zip(ds["question"], ds["answer"], strict=True)], {
+            "split": split,
+            "n": len(ds),
+        }
 
     # ---- training sets ---------------------------------------------------------------------
 
@@ -116,7 +164,44 @@ class TofuBenchmark(Benchmark):
             result["suites"][suite] = agg
             result["per_example"][suite] = per
         result["model_utility"] = M.model_utility(result["suites"])
+        self._privacy(model, eval_cfg, precision, result)
         return result
+
+    def _privacy(self, model, eval_cfg, precision: str, result: dict) -> None:
+        """Holdout rows scored like the forget suite's gold answers; MIA AUCs; GradNorm; Gibberish."""
+        forget = result["per_example"]["forget"]
+        clean, note = gibberish.score(forget["generation"], self.cfg.gibberish.classifier, eval_cfg.batch_size)
+        result["suites"]["gibberish"] = {"note": note} | ({"clean": float(np.mean(clean))} if clean else {})
+        if clean is not None:
+            forget["gibberish"] = clean
+        result["suites"]["holdout"] = dict(self.holdout_source)
+        if not self.holdout_rows:
+            result["suites"]["holdout"]["note"] = "no holdout rows: membership attacks skipped"
+            return
+        prompts = [p for p, _ in self._holdout_scored]
+        _, stats = score_answer_sets(
+            model,
+            prompts,
+            [[a] for _, a in self._holdout_scored],
+            self.tokenizer.pad_token_id,
+            eval_cfg.batch_size,
+            precision,
+            "score holdout",
+            gold_stats=True,
+        )
+        k, strict = float(self.cfg.mia.k), bool(self.cfg.extraction_strength.strict)
+        holdout = privacy.row_scores(stats, [r["answer"] for r in self.holdout_rows], k, strict)
+        if self.gradnorm:
+            for part, pairs in (("forget", self._gold_pairs()), ("holdout", self._holdout_scored)):
+                encoded = [{"input_ids": p + a, "labels": [IGNORE] * len(p) + a} for p, a in pairs]
+                grads = privacy.gradnorm_scores(model, encoded, self.gradnorm, precision)
+                (forget if part == "forget" else holdout).update(grads)
+        result["per_example"]["holdout"] = holdout
+        result["suites"]["mia"] = privacy.aucs(forget, holdout)
+
+    def _gold_pairs(self) -> list[tuple[list[int], list[int]]]:
+        prompts, answer_sets = self._scored["forget"]
+        return [(p, answers[0]) for p, answers in zip(prompts, answer_sets, strict=True)]
 
     def _evaluate_suite(self, model, suite: str, eval_cfg, precision: str):
         ds = self.suites[suite]
@@ -124,9 +209,18 @@ class TofuBenchmark(Benchmark):
         # the "true" answer of the truth ratio: the paraphrase where TOFU has one, else the answer itself
         has_paraphrase = "paraphrased_answer" in ds.column_names
         prompts, answer_sets = self._scored[suite]
+        # the forget suite's pass also keeps its gold answers' token statistics, for the privacy metrics
         scores = score_answer_sets(
-            model, prompts, answer_sets, self.tokenizer.pad_token_id, eval_cfg.batch_size, precision, f"score {suite}"
+            model,
+            prompts,
+            answer_sets,
+            self.tokenizer.pad_token_id,
+            eval_cfg.batch_size,
+            precision,
+            f"score {suite}",
+            gold_stats=suite == "forget",
         )
+        scores, gold = scores if suite == "forget" else (scores, None)
         avg_nll = [s[:, 0] / s[:, 1] for s in scores]  # every answer has tokens: _split checks
         answer_nll = np.array([v[0] for v in avg_nll])
         true_nll = np.array([v[1] for v in avg_nll]) if has_paraphrase else answer_nll
@@ -154,6 +248,9 @@ class TofuBenchmark(Benchmark):
             "truth_ratio": ratios.tolist(),
             "generation": generations,
         }
+        if gold is not None:
+            k, strict = float(self.cfg.mia.k), bool(self.cfg.extraction_strength.strict)
+            per |= privacy.row_scores(gold, list(answers), k, strict)
         return agg, per
 
     def _scoring_inputs(self, suite: str) -> tuple[list[list[int]], list[list[list[int]]]]:
@@ -219,6 +316,7 @@ class TofuBenchmark(Benchmark):
             "forget_truth_ratio": evaluation["suites"]["forget"]["truth_ratio"],
             "retain_prob": evaluation["suites"]["retain"]["prob"],
             "retain_rouge": evaluation["suites"]["retain"]["rouge"],
+            **privacy.summarize(evaluation, baselines),
         }
 
     def encoding(self) -> dict:
@@ -232,6 +330,14 @@ class TofuBenchmark(Benchmark):
             "forget": content_key(self.forget_rows),
             "retain": content_key(self.retain_rows),
             "suites": {k: content_key(v.to_list()) for k, v in self.suites.items()},
+            "holdout": content_key(self.holdout_rows),
+            "privacy": {
+                "k": self.cfg.mia.k,
+                "gradnorm": self.gradnorm,
+                "strict": self.cfg.extraction_strength.strict,
+                "gibberish": self.cfg.gibberish.classifier,
+            },
+            "max_new_tokens": self.max_new_tokens,
             **self.encoding(),
         }
 

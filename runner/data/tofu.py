@@ -73,3 +73,38 @@ def check_columns(ds: Dataset, name: str, columns: tuple[str, ...]) -> None:
             f"TOFU config `{name}` lacks column(s) {missing} (has {ds.column_names})",
             "point benchmark.source at files in the hub schema",
         )
+
+
+ROWS_PER_AUTHOR = 20  # TOFU's `full` config: 200 fictitious authors, 20 questions each, in author order
+
+
+def holdout_split(forget_split: str) -> str:
+    """The hub's non-member config matching a forget split: forget05 -> holdout05."""
+    return forget_split.replace("forget", "holdout")
+
+
+def unseen_author_rows(full: Dataset, trained_questions: set[str], n_rows: int, seed: int) -> tuple[list[dict], list]:
+    """``n_rows`` rows of TOFU authors none of whose questions were trained on, authors drawn by ``seed``.
+
+    TOFU's shipped ``full`` config lists each author's 20 questions together, so an author is a
+    block of 20 rows; a whole author is taken at a time (members and non-members then differ by
+    who they are about, as on the hub's holdout configs). Returns (rows, the drawn author indices).
+    """
+    import random
+
+    questions, answers = full["question"], full["answer"]
+    n_authors = len(questions) // ROWS_PER_AUTHOR
+    unseen = [
+        a
+        for a in range(n_authors)
+        if not trained_questions.intersection(questions[a * ROWS_PER_AUTHOR : (a + 1) * ROWS_PER_AUTHOR])
+    ]
+    random.Random(seed).shuffle(unseen)
+    rows, authors = [], []
+    for a in unseen:
+        if len(rows) >= n_rows:
+            break
+        authors.append(a)
+        span = range(a * ROWS_PER_AUTHOR, (a + 1) * ROWS_PER_AUTHOR)
+        rows += [{"question": questions[i], "answer": answers[i]} for i in span]
+    return rows[:n_rows], authors

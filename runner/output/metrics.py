@@ -66,6 +66,19 @@ METRICS = _declare(
     MetricSpec("forget_truth_ratio", "up", "Forget Truth Ratio"),
     MetricSpec("retain_prob", "up", "Retain Prob."),
     MetricSpec("retain_rouge", "up", "Retain ROUGE"),
+    # privacy and memorisation, TOFU and MUSE (runner/benchmarks/privacy.py, docs/metrics.md). An MIA AUC is
+    # best at the retain model's value (about 0.5), so it has no direction; PrivLeak (below) is best at 0
+    MetricSpec("exact_memorization", "down", "Exact Mem."),
+    MetricSpec("extraction_strength", "down", "Extraction Strength"),
+    MetricSpec("gibberish", "up", "Gibberish (clean)"),
+    MetricSpec("mia_loss", "none", "MIA LOSS AUC"),
+    MetricSpec("mia_zlib", "none", "MIA ZLib AUC"),
+    MetricSpec("mia_min_k", "none", "MIA Min-K% AUC"),
+    MetricSpec("mia_min_k_plus_plus", "none", "MIA Min-K%++ AUC"),
+    MetricSpec("mia_gradnorm_1", "none", "MIA GradNorm-1 AUC"),
+    MetricSpec("mia_gradnorm_2", "none", "MIA GradNorm-2 AUC"),
+    MetricSpec("mia_gradnorm_inf", "none", "MIA GradNorm-inf AUC"),
+    MetricSpec("mia_reference", "none", "MIA Reference AUC"),
     # WMDP and MMLU accuracies (runner/benchmarks/wmdp.py, mmlu.py): the hazardous knowledge should go
     MetricSpec("wmdp_bio", "down", "WMDP-Bio"),
     MetricSpec("wmdp_cyber", "down", "WMDP-Cyber"),

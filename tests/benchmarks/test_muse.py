@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from runner import job
-from runner.benchmarks.muse import MuseBenchmark, _cut, token_logprobs
+from runner.benchmarks.muse import MuseBenchmark, _cut
 from runner.errors import ConfigError
 from runner.metrics import muse as M
+from runner.scoring import token_logprobs
 from tests.conftest import build_offline, experiment_cfg, random_llama
 
 
@@ -52,6 +53,9 @@ METHODS = {"ga": ["method=ga"], "npo": ["method=npo"], "rmu": RMU_TINY}
 
 
 MUSE_METRICS = {"verbmem_forget", "knowmem_forget", "knowmem_retain", "privleak", "privleak_auc"}
+# the rest of the privacy family on the privleak texts (runner/benchmarks/privacy.py)
+MIA = {"loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm_1", "gradnorm_2", "gradnorm_inf", "reference"}
+FAMILY = {"exact_memorization", "extraction_strength"} | {f"mia_{a}" for a in MIA}
 
 
 def test_muse_news_and_books(tiny_tokenizer, shared_cache):
@@ -130,7 +134,10 @@ def test_muse_pipeline(shared_cache, tmp_path, method):
     metrics = on_disk["metrics"]
     assert list(metrics) == ["target", "retain", "unlearned"]
     for row in metrics.values():
-        assert set(row) == MUSE_METRICS
+        assert set(row) == MUSE_METRICS | FAMILY
+    # the Min-K% of MUSE's own PrivLeak and of the family agree, in opposite AUC orientations
+    for row in metrics.values():
+        assert row["mia_min_k"] == pytest.approx(1 - row["privleak_auc"])
     # PrivLeak is relative to the retain model's AUC: 0 for the retain model itself
     retain_auc = metrics["retain"]["privleak_auc"]
     assert metrics["retain"]["privleak"] == 0.0

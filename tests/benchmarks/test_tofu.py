@@ -60,3 +60,20 @@ def test_a_job_far_larger_than_the_default_says_so_on_a_cpu(shared_cache):
         f"benchmark=tofu: each evaluation scores {rows} rows, {rows / 160:.1f}x the default job's 160"
     )
     assert "evaluates 3 models" in note and cost_note(big, torch.device("meta"), 3) is None  # not a CPU: silent
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("benchmark.mia.gradnorm=[2,3]", "benchmark.mia.gradnorm"),
+        ("benchmark.mia.k=0", "benchmark.mia.k"),
+        ("benchmark.holdout.split=holdout77", "benchmark.holdout.split"),
+    ],
+)
+def test_bad_privacy_settings_stop_the_build_naming_the_key(tofu_tokenizer, override, key):
+    from tests.conftest import compose_cfg
+
+    tokenizer, cfg = tofu_tokenizer
+    bad = compose_cfg("experiment=tofu_smoke_tiny", override)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_benchmark(bad.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))

@@ -44,7 +44,18 @@ def test_unlearning_lowers_forget_metrics(tiny_cfg, tmp_path, method):
     assert len(per["forget"]["prob"]) == n_forget
     assert len(per["forget"]["truth_ratio"]) == n_forget
     assert len(per["forget"]["generation"]) == n_forget
-    assert set(per) == {"forget", "retain", "real_authors", "world_facts"}
+    assert set(per) == {"forget", "retain", "real_authors", "world_facts", "holdout"}
+
+    # privacy on a planted split: the target was fine-tuned on the forget rows (members) and never on the
+    # holdout authors (non-members), so its Min-K% AUC is near 1 and its PrivLeak far below 0; the retain
+    # model is PrivLeak's own reference, so its PrivLeak is 0 by construction
+    assert target["mia_min_k"] > 0.9 and target["privleak"] < -50
+    assert retain["privleak"] == 0.0 and retain["mia_reference"] == 0.5
+    assert target["extraction_strength"] > retain["extraction_strength"]
+    holdout = on_disk["evaluation"]["target"]["holdout"]
+    assert holdout["split"] == "full" and holdout["n"] == n_forget and holdout["authors"]
+    assert len(per["holdout"]["mia_min_k"]) == len(per["forget"]["mia_min_k"]) == n_forget
+    assert on_disk["evaluation"]["unlearned"]["mia"]["privleak_reference"] == "retain model"
 
 
 def test_graddiff_kl_retain_term_runs(tiny_cfg, tmp_path):
