@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, saved_model
+from runner import attacks, coreset, distributed, evaluate, inputs, references, saved_model
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
@@ -89,6 +89,7 @@ def validate(cfg: DictConfig) -> None:
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
+    references.check_config(cfg)  # benchmark.target / retain / retain_logs (runner/references.py)
 
 
 def _check_precision(cfg: DictConfig) -> None:

@@ -1,22 +1,25 @@
 """Evaluation-only jobs (``method=none``): model -> benchmark -> evaluate (decoding strategy) -> record.
 
-No unlearning, no reference models, no coreset or attack: the loaded model is evaluated
-once and recorded as the ``evaluated`` row of results.json (metrics, per-example values,
-suites), with the same status, skip-if-finished, sweeps, trackers and report tables as
-any job (runner.job.run drives it). Only rank 0 evaluates when several ranks run.
+No unlearning, no fine-tuned reference models, no coreset or attack: the loaded model (or the
+ready target, ``benchmark.target``) is evaluated once and recorded as the ``evaluated`` row of
+results.json (metrics, per-example values, suites), with the same status, skip-if-finished,
+sweeps, trackers and report tables as any job (runner.job.run drives it). A ready retain model
+(``benchmark.retain``) is evaluated too, as the ``retain`` row, and with it or a retain log
+(``benchmark.retain_logs``) TOFU's Forget Quality is computed. Only rank 0 evaluates when several
+ranks run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from runner import distributed
+from runner import distributed, references
 from runner.benchmarks.base import build_benchmark
+from runner.cache import content_key
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
-from runner.models import load_model
 
 ROW = "evaluated"  # the metrics row of an evaluation-only job
 
@@ -55,7 +58,7 @@ def check_config(cfg: DictConfig) -> None:
 def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
     """The evaluation-only pipeline; fills ``record`` (saved by the caller)."""
     with record.stage("load_model"):
-        model, tokenizer = load_model(cfg.model, cache_dir)
+        model, tokenizer = references.load_job_model(cfg, cache_dir)
         model.to(distributed.device())
 
     with record.stage("build_benchmark"):
@@ -65,14 +68,29 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
                 "method",
                 f"benchmark={cfg.benchmark.name} scores against fine-tuned models "
                 f"({', '.join(bench.finetuned_models)}) that an evaluation-only job does not build",
+                "give them ready (benchmark.target, and benchmark.retain or benchmark.retain_logs: docs/references.md), "
                 "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, math500, gsm8k, "
                 "aime24, aime25, amc23; muse with benchmark.build_references=false)",
             )
+        if references.record_entry(bench):
+            record.data["references"] = references.record_entry(bench)
 
     if not distributed.is_main_process():  # rank 0 evaluates and records
         return
     with record.stage("evaluate"):
-        evaluation = bench.evaluate(model, cfg.eval, cfg.precision)
-    record.data["metrics"] = {ROW: bench.summarize(evaluation, {})}
-    record.data["evaluation"] = {ROW: evaluation["suites"]}
-    record.data["per_example"] = {ROW: evaluation["per_example"]}
+        evaluations = {ROW: bench.evaluate(model, cfg.eval, cfg.precision)}
+        if "retain" in bench.ready_models:
+            eval_key = content_key(
+                {
+                    "bench": bench.identity(),
+                    "eval": OmegaConf.to_container(cfg.eval, resolve=True),
+                    "precision": cfg.precision,
+                }
+            )
+            evaluations["retain"] = references.evaluate_ready(
+                "retain", cfg, bench, eval_key, cache_dir, lambda m: bench.evaluate(m, cfg.eval, cfg.precision)
+            )
+    baselines = {k: v for k, v in evaluations.items() if k != ROW}
+    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
+    record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
+    record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}

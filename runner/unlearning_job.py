@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import distributed
+from runner import distributed, references
 from runner.attacks import run_attack
 from runner.benchmarks.base import Benchmark, build_benchmark
 from runner.cache import content_key
@@ -19,7 +19,7 @@ from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.finetuned import FinetunedModel, cached_json
 from runner.methods.base import Method, UnlearnData
-from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
+from runner.models import load_state, set_trainable, trainable_state
 from runner.output.record import RunRecord
 from runner.saved_model import save_run_model
 from runner.unlearn import unlearn
@@ -36,12 +36,14 @@ def run_unlearning(
     """The unlearning pipeline; fills ``record`` (saved by the caller)."""
     method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast
     with record.stage("load_model"):
-        model, tokenizer = load_model(cfg.model, cache_dir)
+        model, tokenizer = references.load_job_model(cfg, cache_dir)  # benchmark.target's weights where given
         model.to(distributed.device())  # this rank's GPU (evaluation runs before any trainer would move it)
         set_trainable(model, cfg.model.trainable_layers)
 
     with record.stage("build_benchmark"):
         bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
+        if references.record_entry(bench):
+            record.data["references"] = references.record_entry(bench)
         pad_id = tokenizer.pad_token_id
         eval_key = content_key(
             {
@@ -88,7 +90,7 @@ def run_unlearning(
             tokenizer=tokenizer,
             fmt=PromptFormat.from_cfg(cfg.model.prompt),
             cache_dir=cache_dir,
-            model_identity=model_identity(cfg.model),
+            model_identity=references.job_model_identity(cfg),
         )
         record.data["training"]["unlearn"] = unlearn(
             method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy
@@ -151,7 +153,7 @@ def _finetuned_models(
     target's cached weights file (None without a target). On return the model holds the target's weights. A benchmark without a "target" model unlearns
     the loaded model itself, whose evaluation is cached under its identity.
     """
-    identity = model_identity(cfg.model)
+    identity = references.job_model_identity(cfg)
     refs = {
         kind: FinetunedModel(
             kind,
@@ -189,6 +191,10 @@ def _finetuned_models(
     finally:
         for ref in refs.values():
             ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)
+    if "retain" in bench.ready_models and main:  # a hub id or directory, evaluated beside the loaded model
+        evaluations["retain"] = references.evaluate_ready(
+            "retain", cfg, bench, eval_key, cache_dir, lambda m: bench.evaluate(m, cfg.eval, cfg.precision)
+        )
     if "target" in refs:
         _load_cached(refs["target"], model)
     elif refs:

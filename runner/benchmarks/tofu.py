@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset
 
+from runner import references
 from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
 from runner.data import tofu as tofu_data
@@ -18,6 +19,7 @@ from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
+from runner.retain_logs import read_retain_logs
 from runner.scoring import score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
@@ -64,8 +66,13 @@ class TofuBenchmark(Benchmark):
             {"question": q, "answer": a} for q, a in zip(retain["question"], retain["answer"], strict=True)
         ]
         # TOFU's protocol: the target model learns forget + retain, the retain model (the gold
-        # standard that never saw the forget set) learns the retain rows only
-        self.finetuned_models = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        # standard that never saw the forget set) learns the retain rows only; a model given ready
+        # (benchmark.target / retain) or a retain log (benchmark.retain_logs) is not built
+        self.ready_models = references.ready_models(cfg)
+        self.retain_log = read_retain_logs(str(cfg.retain_logs), cfg) if cfg.get("retain_logs") else None
+        built = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        not_built = set(self.ready_models) | ({"retain"} if self.retain_log else set())
+        self.finetuned_models = {k: v for k, v in built.items() if k not in not_built}
         self.max_new_tokens = self._answer_caps()
         # every row tokenised once, here: a row whose answer does not fit stops the job before any training
         self._scored = {suite: self._scoring_inputs(suite) for suite in SUITES}
@@ -79,7 +86,7 @@ class TofuBenchmark(Benchmark):
         retain = cfg.retain_split or tofu_data.RETAIN_FOR_FORGET.get(cfg.forget_split)
         names = [cfg.forget_split, retain, f"{cfg.forget_split}_perturbed", "retain_perturbed"]
         names += ["real_authors_perturbed", "world_facts_perturbed"]
-        return [tofu_data.input_of(str(n), str(cfg.source)) for n in names if n]
+        return [tofu_data.input_of(str(n), str(cfg.source)) for n in names if n] + references.inputs(cfg)
 
     @staticmethod
     def _load(name: str, source: str, columns: tuple[str, ...]) -> Dataset:
@@ -197,12 +204,13 @@ class TofuBenchmark(Benchmark):
             caps[suite] = asked
         return caps
 
-    @staticmethod
-    def summarize(evaluation: dict, baselines: dict[str, dict]) -> dict:
-        """Headline numbers: Forget Quality against the retain model, Model Utility, forget Probability / ROUGE."""
-        fq = M.forget_quality(
-            evaluation["per_example"]["forget"]["truth_ratio"],
-            baselines["retain"]["per_example"]["forget"]["truth_ratio"],
+    def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
+        """Headline numbers: Forget Quality against the retain model (or its log), Model Utility, forget Probability / ROUGE."""
+        retain_ratios = self.retain_truth_ratios(baselines)
+        fq = (
+            M.forget_quality(evaluation["per_example"]["forget"]["truth_ratio"], retain_ratios)
+            if retain_ratios is not None
+            else float("nan")  # an evaluation-only job of a model without a retain reference
         )
         return {
             "forget_quality": fq,
@@ -213,6 +221,12 @@ class TofuBenchmark(Benchmark):
             "retain_prob": evaluation["suites"]["retain"]["prob"],
             "retain_rouge": evaluation["suites"]["retain"]["rouge"],
         }
+
+    def retain_truth_ratios(self, baselines: dict[str, dict]) -> list[float] | None:
+        """The retain model's forget truth ratios: from the retain log where given, else its evaluation in this job."""
+        if self.retain_log is not None:  # given explicitly: the reference even beside a retain model
+            return self.retain_log.forget_truth_ratio
+        return baselines["retain"]["per_example"]["forget"]["truth_ratio"] if "retain" in baselines else None
 
     def encoding(self) -> dict:
         """How rows become tokens: part of every cache key of a model trained on them."""
