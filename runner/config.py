@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, references, saved_model
+from runner import attacks, coreset, distributed, evaluate, inputs, lm_eval_utility, references, saved_model
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
@@ -90,6 +90,7 @@ def validate(cfg: DictConfig) -> None:
     attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
     references.check_config(cfg)  # benchmark.target / retain / retain_logs (runner/references.py)
+    lm_eval_utility.check_config(cfg)  # every utility.lm_eval task is known and its data loads
 
 
 def _check_precision(cfg: DictConfig) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from runner import distributed, references
 from runner.benchmarks.base import build_benchmark
-from runner.cache import content_key
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
+from runner.job_evaluation import evaluation_key, summarize, with_utility
 
 ROW = "evaluated"  # the metrics row of an evaluation-only job
 
@@ -78,19 +78,17 @@ def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
     if not distributed.is_main_process():  # rank 0 evaluates and records
         return
     with record.stage("evaluate"):
-        evaluations = {ROW: bench.evaluate(model, cfg.eval, cfg.precision)}
+        evaluations = {ROW: with_utility(bench.evaluate(model, cfg.eval, cfg.precision), model, bench, cfg)}
         if "retain" in bench.ready_models:
-            eval_key = content_key(
-                {
-                    "bench": bench.identity(),
-                    "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-                    "precision": cfg.precision,
-                }
-            )
             evaluations["retain"] = references.evaluate_ready(
-                "retain", cfg, bench, eval_key, cache_dir, lambda m: bench.evaluate(m, cfg.eval, cfg.precision)
+                "retain",
+                cfg,
+                bench,
+                evaluation_key(cfg, bench),
+                cache_dir,
+                lambda m: bench.evaluate(m, cfg.eval, cfg.precision),
             )
     baselines = {k: v for k, v in evaluations.items() if k != ROW}
-    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
+    record.data["metrics"] = {k: summarize(bench, v, baselines) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}

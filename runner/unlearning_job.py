@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from runner import distributed, references
 from runner.attacks import run_attack
@@ -18,6 +18,7 @@ from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.finetuned import FinetunedModel, cached_json
+from runner.job_evaluation import evaluation_key, summarize, with_utility
 from runner.methods.base import Method, UnlearnData
 from runner.models import load_state, set_trainable, trainable_state
 from runner.output.record import RunRecord
@@ -45,13 +46,7 @@ def run_unlearning(
         if references.record_entry(bench):
             record.data["references"] = references.record_entry(bench)
         pad_id = tokenizer.pad_token_id
-        eval_key = content_key(
-            {
-                "bench": bench.identity(),
-                "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-                "precision": cfg.precision,
-            }
-        )
+        eval_key = evaluation_key(cfg, bench)
 
     with record.stage("finetuned_models"):
         evaluations, start = _finetuned_models(
@@ -122,7 +117,7 @@ def run_unlearning(
                 save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model, start)
             )
     with record.stage("evaluate"):
-        evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
+        evaluations["unlearned"] = with_utility(bench.evaluate(model, cfg.eval, cfg.precision), model, bench, cfg)
 
     if attack is not None:  # and evaluate again
         with record.stage("attack"):
@@ -130,7 +125,7 @@ def run_unlearning(
             evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
     baselines = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
-    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
+    record.data["metrics"] = {k: summarize(bench, v, baselines) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
 
@@ -169,6 +164,10 @@ def _finetuned_models(
         for kind, rows in bench.finetuned_models.items()
     }
     evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
+
+    def evaluate_target() -> dict:  # the model unlearning starts from also gets the utility tasks
+        return with_utility(evaluate(), model, bench, cfg)
+
     main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
     evaluations = {}
     # the loaded weights, kept only while some reference must be built from them or restored after
@@ -177,7 +176,9 @@ def _finetuned_models(
     base_state = trainable_state(model) if need_base else None
     if "target" not in refs and main:
         key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
-        evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
+        evaluations["target"] = cached_json(
+            cache_dir / "evaluations" / f"{key}.json", evaluate_target, "the loaded model"
+        )
     try:
         for kind, ref in refs.items():
             if cached[kind]:
@@ -187,7 +188,7 @@ def _finetuned_models(
                     model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks), strategy=strategy
                 )
             if main:
-                evaluations[kind] = ref.evaluation(eval_key, evaluate)
+                evaluations[kind] = ref.evaluation(eval_key, evaluate_target if kind == "target" else evaluate)
     finally:
         for ref in refs.values():
             ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)

@@ -56,7 +56,9 @@ def test_a_reference_is_a_saved_model_directory_or_a_hub_id(checkpoints, tmp_pat
 
 def test_combinations_that_cannot_work_fail_at_validation(checkpoints, tmp_path):
     target = f"benchmark.target={checkpoints['target']}"
-    with pytest.raises(ConfigError, match=r"`benchmark.retain`: a ready target needs a ready retain model or a retain log"):
+    with pytest.raises(
+        ConfigError, match=r"`benchmark.retain`: a ready target needs a ready retain model or a retain log"
+    ):
         validate(compose_cfg(target))
     with pytest.raises(ConfigError, match=r"`benchmark.target`: build_references=false"):
         validate(compose_cfg("benchmark=muse", "benchmark.build_references=false", target))
@@ -96,6 +98,10 @@ def test_evaluation_only_job_from_ready_target_and_retain_and_an_open_unlearning
         f"benchmark.target={checkpoints['target']}",
         f"benchmark.retain={checkpoints['retain']}",
         f"benchmark.retain_logs={log}",
+        # short answers and few utility rows: the check is where the numbers come from, not their size
+        "benchmark.max_new_tokens=4",
+        "benchmark.subset.retain=4",
+        "benchmark.subset.eval_rows=4",
     )
     job.run(cfg, tmp_path / "run", choices={"method": "none"})
     rec = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -50,7 +50,9 @@ def test_open_unlearning_tofu_log_gives_truth_ratios_in_row_order_and_min_k_auc(
     ratios = [0.5 + i / 100 for i in range(40)]
     log = ou_tofu_log(ratios)
     # open-unlearning's keys are strings; row 10 must come after row 9, not after row 1
-    log["forget_truth_ratio"]["value_by_index"] = dict(reversed(list(log["forget_truth_ratio"]["value_by_index"].items())))
+    log["forget_truth_ratio"]["value_by_index"] = dict(
+        reversed(list(log["forget_truth_ratio"]["value_by_index"].items()))
+    )
     got = read_retain_logs(write(tmp_path, log), TOFU)
     assert got.format == "open-unlearning" and got.forget_truth_ratio == ratios
     assert got.min_k_auc == 0.38 and got.muse_auc() == pytest.approx(0.62)
@@ -71,7 +73,10 @@ def test_runner_records_and_cached_evaluations_are_read(tmp_path):
         "config": {"benchmark": {"name": "tofu", "forget_split": "forget01"}},
         "metrics": {"retain": {}},
         "evaluation": {"target": {}, "retain": {"forget": {}}},
-        "per_example": {"target": {"forget": {"truth_ratio": [9.0] * 8}}, "retain": {"forget": {"truth_ratio": ratios}}},
+        "per_example": {
+            "target": {"forget": {"truth_ratio": [9.0] * 8}},
+            "retain": {"forget": {"truth_ratio": ratios}},
+        },
     }
     got = read_retain_logs(write(tmp_path, record, "results.json"), TOFU_SUBSET)
     assert got.format == "runner" and got.forget_truth_ratio == ratios  # the retain row, not the target's
@@ -93,7 +98,11 @@ def test_runner_records_and_cached_evaluations_are_read(tmp_path):
         ({"forget_verbmem_ROUGE": {}, "mia_min_k": {"agg_value": 0.5}}, TOFU, "is an open-unlearning MUSE log"),
         ({"forget_verbmem_ROUGE": {"agg_value": 0.1}}, MUSE, "no `mia_min_k.agg_value`"),
         (
-            {"metrics": {}, "config": {"benchmark": {"name": "tofu", "forget_split": "forget05"}}, "evaluation": {"retain": {}}},
+            {
+                "metrics": {},
+                "config": {"benchmark": {"name": "tofu", "forget_split": "forget05"}},
+                "evaluation": {"retain": {}},
+            },
             TOFU,
             "record of forget split forget05",
         ),
