@@ -1,8 +1,9 @@
 """lm-eval-harness tasks as utility (runner/lm_eval_utility.py), offline on a local task and the tiny model.
 
-``tests/fixtures/lm_eval/tiny_facts.yaml`` is a six-question multiple-choice task on a local JSON
+```tests/fixtures/lm_eval/tiny_facts.yaml`` is a six-question multiple-choice task on a local JSON
 Lines file; its accuracy is recomputed here from a plain forward pass (lm-eval's rule: the choice
-with the highest summed log-likelihood of its tokens after the context wins).
+with the highest summed log-likelihood of its tokens after the context wins). A whole unlearning
+job with a task is in tests/test_references.py (started from ready models: nothing to fine-tune).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 pytest.importorskip("lm_eval")
 
-from runner import job, lm_eval_utility  # noqa: E402
+from runner import lm_eval_utility  # noqa: E402
 from runner.config import validate  # noqa: E402
 from runner.errors import ConfigError  # noqa: E402
 from runner.models import load_model  # noqa: E402
@@ -81,14 +82,3 @@ def test_a_local_task_and_mmlu_on_the_in_memory_model(shared_cache):
         "lm_eval_mmlu": mmlu["value"],
         "lm_eval_mmlu_stderr": mmlu["stderr"],
     }
-
-
-def test_unlearning_job_records_the_task_on_target_and_unlearned(tiny_cfg, tmp_path):
-    cfg = tiny_cfg(*LOCAL, "utility.lm_eval.tasks=[tiny_facts]", "method=ga", "unlearn.max_steps=1")
-    job.run(cfg, tmp_path, choices={"method": "ga"})
-    rec = json.loads((tmp_path / "results.json").read_text())
-    assert rec["status"] == "completed"
-    for row in ("target", "unlearned"):
-        assert rec["evaluation"][row]["lm_eval"]["tiny_facts"]["n"] == 6
-        assert rec["metrics"][row]["lm_eval_tiny_facts"] == rec["evaluation"][row]["lm_eval"]["tiny_facts"]["value"]
-    assert "lm_eval_tiny_facts" not in rec["metrics"]["retain"]  # a reference, not a model under study

@@ -20,7 +20,7 @@ from runner.data import tofu as tofu_data
 from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.errors import ConfigError
 from runner.models import load_model
-from tests.conftest import compose_cfg
+from tests.conftest import ROOT, compose_cfg
 from tests.test_retain_logs import ou_tofu_log
 
 HUB_TARGET = "open-unlearning/tofu_Llama-3.2-1B-Instruct_full"
@@ -130,3 +130,32 @@ def test_evaluation_only_job_from_ready_target_and_retain_and_an_open_unlearning
     answer = labels[0, 1:] != IGNORE
     nll = -logp[answer].gather(-1, labels[0, 1:][answer, None]).mean().item()
     assert rec["per_example"]["evaluated"]["forget"]["prob"][0] == pytest.approx(np.exp(-nll), rel=1e-4)
+
+
+def test_unlearning_job_from_ready_models_records_lm_eval_utility(tiny_cfg, checkpoints, tmp_path, monkeypatch):
+    pytest.importorskip("lm_eval")
+    from tests.test_lm_eval_utility import LOCAL
+
+    monkeypatch.chdir(ROOT)  # the local task's data_files path is relative to the project root
+    cfg = tiny_cfg(
+        f"benchmark.target={checkpoints['target']}",
+        f"benchmark.retain={checkpoints['retain']}",
+        "benchmark.max_new_tokens=4",
+        "benchmark.subset.retain=4",
+        "benchmark.subset.eval_rows=4",
+        *LOCAL,
+        "utility.lm_eval.tasks=[tiny_facts]",
+        "method=ga",
+        "unlearn.max_steps=1",
+    )
+    job.run(cfg, tmp_path, choices={"method": "ga"})
+    rec = json.loads((tmp_path / "results.json").read_text())
+    assert rec["status"] == "completed" and set(rec["training"]) == {"unlearn"}  # no reference fine-tuned
+    assert list(rec["metrics"]) == ["target", "retain", "unlearned"]
+    for row in ("target", "unlearned"):  # the utility task on the models under study
+        assert rec["evaluation"][row]["lm_eval"]["tiny_facts"]["n"] == 6
+        assert rec["metrics"][row]["lm_eval_tiny_facts"] == rec["evaluation"][row]["lm_eval"]["tiny_facts"]["value"]
+    assert "lm_eval" not in rec["evaluation"]["retain"]  # a reference, not a model under study
+    # the target row is the target checkpoint, the retain row the retain checkpoint (their own numbers)
+    assert rec["per_example"]["target"]["forget"]["prob"] != rec["per_example"]["retain"]["forget"]["prob"]
+    assert rec["metrics"]["retain"]["forget_quality"] == pytest.approx(1.0)  # against itself
