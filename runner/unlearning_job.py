@@ -146,7 +146,9 @@ def _finetuned_models(
 
     Returns evaluations in report order: "target" (the model unlearning starts from) first, and the
     target's cached weights file (None without a target). On return the model holds the target's weights. A benchmark without a "target" model unlearns
-    the loaded model itself, whose evaluation is cached under its identity.
+    the loaded model itself, whose evaluation is cached under its identity; so does a job given a ready
+    target (``benchmark.target``: the loaded weights are its). A ready retain model (``benchmark.retain``)
+    is loaded beside the model for its evaluation only (runner/references.py).
     """
     identity = references.job_model_identity(cfg)
     refs = {
