@@ -21,7 +21,10 @@ lm-eval's ~15,000 built-in task files (about a minute on a loaded CPU) when only
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError
@@ -112,14 +115,20 @@ def evaluate(model, tokenizer, cfg: DictConfig, precision: str) -> dict:
             batch_size=int(cfg.eval.batch_size),
             mixed_precision_dtype="bfloat16" if precision == "bf16" else None,
         )
-        result = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=others,
-            task_manager=_manager(node),
-            limit=node.get("limit"),
-            bootstrap_iters=int(node.bootstrap_iters),
-            log_samples=False,
-        )
+        # lm-eval seeds Python's, NumPy's and torch's global generators (its own reproducibility); the
+        # job's draws after this evaluation must not depend on whether a task ran, so they are restored
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+            result = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=others,
+                task_manager=_manager(node),
+                limit=node.get("limit"),
+                bootstrap_iters=int(node.bootstrap_iters),
+                log_samples=False,
+            )
+        random.setstate(py_state)
+        np.random.set_state(np_state)
         model.eval()  # HFLM leaves it so, but the job must not depend on that
         for name in others:
             out[name] = headline(result, name)
