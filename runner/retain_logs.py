@@ -10,8 +10,9 @@ scores no retain model. Two formats are read, told apart by their keys:
   truth ratios are P_false / P_true per row, as ours; the indices are the split's row positions.
 - **this runner**: a job's ``results.json`` (the ``retain`` row of an unlearning job, else the
   ``evaluated`` row of an evaluation-only job of the retain model) or a cached evaluation
-  (``{"suites": ..., "per_example": ...}``): ``per_example.forget.truth_ratio`` (TOFU) and
-  ``suites.privleak.auc`` (MUSE, whose AUC is oriented the other way: 1 - open-unlearning's).
+  (``{"suites": ..., "per_example": ...}``): ``per_example.forget.truth_ratio`` and, where present,
+  ``suites.mia.min_k`` (TOFU; open-unlearning's orientation) and ``suites.privleak.auc`` (MUSE,
+  whose AUC is oriented the other way: 1 - open-unlearning's).
 
 A TOFU log must hold one truth ratio per row of the job's forget split (40 / 200 / 400 for
 forget01 / 05 / 10), or exactly the rows a ``subset.forget`` evaluates; the first rows are used.
@@ -43,6 +44,17 @@ class RetainLog:
     format: str  # open-unlearning | runner
     forget_truth_ratio: list[float] | None  # TOFU: per forget row evaluated, in row order
     min_k_auc: float | None  # Min-K% membership AUC, open-unlearning's orientation (forget 0, holdout 1)
+
+    def baseline(self) -> dict:
+        """The log shaped as the retain model's evaluation (``baselines["retain"]`` of ``summarize``):
+        ``per_example.forget.truth_ratio`` and ``suites.mia.min_k`` (where TOFU's membership-inference
+        suite records the Min-K% AUC), so whatever reads a retain model's numbers reads the log's."""
+        out = {"suites": {}, "per_example": {}}
+        if self.forget_truth_ratio is not None:
+            out["per_example"]["forget"] = {"truth_ratio": list(self.forget_truth_ratio)}
+        if self.min_k_auc is not None:
+            out["suites"]["mia"] = {"min_k": self.min_k_auc}
+        return out
 
     def muse_auc(self) -> float | None:
         """The AUC in MUSE's orientation (runner/metrics/muse.py: P(score(forget) > score(holdout)))."""
@@ -163,7 +175,9 @@ def _from_runner(path: str, data: dict, name: str, bench_cfg) -> RetainLog:
         values = ((per or {}).get("forget") or {}).get("truth_ratio")
         if not isinstance(values, list):
             raise _bad(path, "has no per_example forget truth_ratio (a record saved without per-example values?)")
-        return RetainLog(path, "runner", _truth_ratios(path, values, bench_cfg, "per_example.forget.truth_ratio"), None)
+        auc = ((suites or {}).get("mia") or {}).get("min_k")  # TOFU's privacy suite, where the record has one
+        auc = None if auc is None else _auc(path, auc, "mia.min_k")
+        return RetainLog(path, "runner", _truth_ratios(path, values, bench_cfg, "per_example.forget.truth_ratio"), auc)
     auc = ((suites or {}).get("privleak") or {}).get("auc")
     if auc is None:
         raise _bad(path, "has no suites.privleak.auc (the retain model's Min-K% AUC)")

@@ -56,6 +56,8 @@ def test_open_unlearning_tofu_log_gives_truth_ratios_in_row_order_and_min_k_auc(
     got = read_retain_logs(write(tmp_path, log), TOFU)
     assert got.format == "open-unlearning" and got.forget_truth_ratio == ratios
     assert got.min_k_auc == 0.38 and got.muse_auc() == pytest.approx(0.62)
+    # shaped as a retain model's evaluation, for summarize's baselines
+    assert got.baseline() == {"suites": {"mia": {"min_k": 0.38}}, "per_example": {"forget": {"truth_ratio": ratios}}}
     # a subset evaluates the first rows: the log's first rows are its reference
     assert read_retain_logs(write(tmp_path, log), TOFU_SUBSET).forget_truth_ratio == ratios[:8]
 
@@ -72,7 +74,7 @@ def test_runner_records_and_cached_evaluations_are_read(tmp_path):
         "status": "completed",
         "config": {"benchmark": {"name": "tofu", "forget_split": "forget01"}},
         "metrics": {"retain": {}},
-        "evaluation": {"target": {}, "retain": {"forget": {}}},
+        "evaluation": {"target": {}, "retain": {"forget": {}, "mia": {"min_k": 0.55}}},
         "per_example": {
             "target": {"forget": {"truth_ratio": [9.0] * 8}},
             "retain": {"forget": {"truth_ratio": ratios}},
@@ -80,6 +82,7 @@ def test_runner_records_and_cached_evaluations_are_read(tmp_path):
     }
     got = read_retain_logs(write(tmp_path, record, "results.json"), TOFU_SUBSET)
     assert got.format == "runner" and got.forget_truth_ratio == ratios  # the retain row, not the target's
+    assert got.min_k_auc == 0.55  # TOFU's membership-inference suite, same orientation as open-unlearning's
     cached = {"suites": {"privleak": {"auc": 0.3}}, "per_example": {}}
     assert read_retain_logs(write(tmp_path, cached, "eval.json"), MUSE).muse_auc() == pytest.approx(0.3)
 

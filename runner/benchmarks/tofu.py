@@ -206,10 +206,14 @@ class TofuBenchmark(Benchmark):
 
     def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
         """Headline numbers: Forget Quality against the retain model (or its log), Model Utility, forget Probability / ROUGE."""
-        retain_ratios = self.retain_truth_ratios(baselines)
+        if self.retain_log is not None:  # given explicitly: the reference, even beside a ready retain model
+            baselines = {**baselines, "retain": self.retain_log.baseline()}
         fq = (
-            M.forget_quality(evaluation["per_example"]["forget"]["truth_ratio"], retain_ratios)
-            if retain_ratios is not None
+            M.forget_quality(
+                evaluation["per_example"]["forget"]["truth_ratio"],
+                baselines["retain"]["per_example"]["forget"]["truth_ratio"],
+            )
+            if "retain" in baselines
             else float("nan")  # an evaluation-only job of a model without a retain reference
         )
         return {
@@ -221,12 +225,6 @@ class TofuBenchmark(Benchmark):
             "retain_prob": evaluation["suites"]["retain"]["prob"],
             "retain_rouge": evaluation["suites"]["retain"]["rouge"],
         }
-
-    def retain_truth_ratios(self, baselines: dict[str, dict]) -> list[float] | None:
-        """The retain model's forget truth ratios: from the retain log where given, else its evaluation in this job."""
-        if self.retain_log is not None:  # given explicitly: the reference even beside a retain model
-            return self.retain_log.forget_truth_ratio
-        return baselines["retain"]["per_example"]["forget"]["truth_ratio"] if "retain" in baselines else None
 
     def encoding(self) -> dict:
         """How rows become tokens: part of every cache key of a model trained on them."""
