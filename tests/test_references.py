@@ -159,3 +159,19 @@ def test_unlearning_job_from_ready_models_records_lm_eval_utility(tiny_cfg, chec
     # the target row is the target checkpoint, the retain row the retain checkpoint (their own numbers)
     assert rec["per_example"]["target"]["forget"]["prob"] != rec["per_example"]["retain"]["forget"]["prob"]
     assert rec["metrics"]["retain"]["forget_quality"] == pytest.approx(1.0)  # against itself
+
+
+def test_unlearning_job_with_a_retain_log_fine_tunes_no_retain_model(tiny_cfg, tmp_path):
+    ratios = [0.3 + 0.01 * i for i in range(40)]
+    log = tmp_path / "TOFU_EVAL.json"
+    log.write_text(json.dumps(ou_tofu_log(ratios)))
+    # the default tiny subsets: the target model is the one the pipeline tests build (shared cache)
+    cfg = tiny_cfg(f"benchmark.retain_logs={log}", "benchmark.max_new_tokens=4", "method=ga", "unlearn.max_steps=1")
+    job.run(cfg, tmp_path / "run", choices={"method": "ga"})
+    rec = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert rec["status"] == "completed" and "finetune_retain" not in rec["training"]
+    assert list(rec["metrics"]) == ["target", "unlearned"]
+    n = cfg.benchmark.subset.forget
+    for row in ("target", "unlearned"):
+        ours = rec["per_example"][row]["forget"]["truth_ratio"]
+        assert rec["metrics"][row]["forget_quality"] == pytest.approx(ks_2samp(ours, ratios[:n]).pvalue, rel=1e-12)
