@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, saved_model, threads
+from runner import attacks, coreset, distributed, evaluate, inputs, lm_eval_utility, references, saved_model, threads
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.options import SEED, Range, check_components, check_number
@@ -55,6 +55,8 @@ def validate(cfg: DictConfig) -> None:
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
+    references.check_config(cfg)  # benchmark.target / retain / retain_logs (runner/references.py)
+    lm_eval_utility.check_config(cfg)  # every utility.lm_eval task is known and its data loads
 
 
 def _check_generation(cfg: DictConfig) -> None:

@@ -1,9 +1,12 @@
 """Evaluation-only jobs (``method=none``): model -> benchmark -> evaluate (decoding strategy) -> record.
 
-No unlearning, no reference models, no coreset or attack: the loaded model is evaluated
-once and recorded as the ``evaluated`` row of results.json (metrics, per-example values,
-suites), with the same status, skip-if-finished, sweeps, trackers and report tables as
-any job (runner.job.run drives it). Only rank 0 evaluates when several ranks run.
+No unlearning, no fine-tuned reference models, no coreset or attack: the loaded model (or the
+ready target, ``benchmark.target``) is evaluated once and recorded as the ``evaluated`` row of
+results.json (metrics, per-example values, suites), with the same status, skip-if-finished,
+sweeps, trackers and report tables as any job (runner.job.run drives it). A ready retain model
+(``benchmark.retain``) is evaluated too, as the ``retain`` row, and with it or a retain log
+(``benchmark.retain_logs``) TOFU's Forget Quality is computed. Only rank 0 evaluates when several
+ranks run.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from pathlib import Path
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from runner import distributed
+from runner import distributed, references
 from runner.benchmarks.base import build_benchmark
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
-from runner.models import load_model
+from runner.job_evaluation import evaluation_key, summarize, with_utility
 
 log = logging.getLogger(__name__)
 ROW = "evaluated"  # the metrics row of an evaluation-only job
@@ -81,6 +84,7 @@ def _refuse_finetuned_models(cfg: DictConfig, kinds) -> None:
         "method",
         f"benchmark={cfg.benchmark.get('name')} scores against fine-tuned models ({', '.join(kinds)}) that an "
         "evaluation-only job does not build",
+        "give them ready (benchmark.target, and benchmark.retain or benchmark.retain_logs: docs/references.md), "
         "choose an unlearning method, or a benchmark without fine-tuned models (wmdp, mmlu, math500, gsm8k, "
         "aime24, aime25, amc23; muse with benchmark.build_references=false)",
     )
@@ -100,18 +104,30 @@ def _check_no_finetuned_models(cfg: DictConfig) -> None:
 def evaluate_only(cfg: DictConfig, cache_dir: Path, record) -> None:
     """The evaluation-only pipeline; fills ``record`` (saved by the caller)."""
     with record.stage("load_model"):
-        model, tokenizer = load_model(cfg.model, cache_dir)
+        model, tokenizer = references.load_job_model(cfg, cache_dir)
         model.to(distributed.device())
 
     with record.stage("build_benchmark"):
         bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
         if bench.finetuned_models:  # a benchmark whose finetunes(cfg) did not tell them
             _refuse_finetuned_models(cfg, bench.finetuned_models)
+        if references.record_entry(bench):
+            record.data["references"] = references.record_entry(bench)
 
     if not distributed.is_main_process():  # rank 0 evaluates and records
         return
     with record.stage("evaluate"):
-        evaluation = bench.evaluate(model, cfg.eval, cfg.precision)
-    record.data["metrics"] = {ROW: bench.summarize(evaluation, {})}
-    record.data["evaluation"] = {ROW: evaluation["suites"]}
-    record.data["per_example"] = {ROW: evaluation["per_example"]}
+        evaluations = {ROW: with_utility(bench.evaluate(model, cfg.eval, cfg.precision), model, bench, cfg)}
+        if "retain" in bench.ready_models:
+            evaluations["retain"] = references.evaluate_ready(
+                "retain",
+                cfg,
+                bench,
+                evaluation_key(cfg, bench),
+                cache_dir,
+                lambda m: bench.evaluate(m, cfg.eval, cfg.precision),
+            )
+    baselines = {k: v for k, v in evaluations.items() if k != ROW}
+    record.data["metrics"] = {k: summarize(bench, v, baselines) for k, v in evaluations.items()}
+    record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
+    record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}

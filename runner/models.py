@@ -25,21 +25,44 @@ OFFLINE_HINT = "model=smollm2-135m benchmark.source=local runs offline"
 
 def load_model(model_cfg, cache_dir: str | Path):
     """(model, tokenizer) for ``model_cfg``; weights in ``model_cfg.dtype``, eval mode."""
-    source = model_cfg.source
-    if source == "gguf":
-        path = _dequantised_gguf(model_cfg, cache_dir)
-    elif source == "tiny":
-        path = _tiny_model(model_cfg, cache_dir)
-    elif source == "hub":
-        path = model_cfg.id
-    else:
-        raise ConfigError("model.source", f"unknown source `{source}`", "use hub, gguf or tiny")
-    model, tokenizer = _from_pretrained(path, model_cfg)
+    model, tokenizer = _from_pretrained(_model_path(model_cfg, cache_dir), model_cfg)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     use_packed_attention(model)  # padded training batches run padding-free (runner/packing.py)
     model.eval()
     return model, tokenizer
+
+
+def load_tokenizer(model_cfg, cache_dir: str | Path):
+    """``model_cfg``'s tokenizer alone (weights come from elsewhere: a ready target, runner/references.py)."""
+    from transformers import AutoTokenizer
+
+    path = _model_path(model_cfg, cache_dir)
+    kwargs = {"trust_remote_code": bool(model_cfg.trust_remote_code)}
+    if model_cfg.get("revision"):
+        kwargs["revision"] = model_cfg.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ConfigError(
+            "model.id",
+            f"cannot load the tokenizer of `{path}` ({exc.__class__.__name__}: {str(exc).splitlines()[0]})",
+            f"check the hub id / directory and the network; {OFFLINE_HINT}",
+        ) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _model_path(model_cfg, cache_dir) -> str | Path:
+    source = model_cfg.source
+    if source == "gguf":
+        return _dequantised_gguf(model_cfg, cache_dir)
+    if source == "tiny":
+        return _tiny_model(model_cfg, cache_dir)
+    if source == "hub":
+        return model_cfg.id
+    raise ConfigError("model.source", f"unknown source `{source}`", "use hub, gguf or tiny")
 
 
 def model_identity(model_cfg) -> dict:

@@ -8,9 +8,9 @@ import functools
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from runner import distributed
+from runner import distributed, references
 from runner.attacks import run_attack
 from runner.benchmarks.base import Benchmark, build_benchmark
 from runner.cache import content_key
@@ -19,8 +19,9 @@ from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.finetuned import FinetunedModel, cached_json
+from runner.job_evaluation import evaluation_key, summarize, with_utility
 from runner.methods.base import Method, UnlearnData
-from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
+from runner.models import load_state, set_trainable, trainable_state
 from runner.output.record import RunRecord
 from runner.saved_model import save_run_model
 from runner.unlearn import unlearn
@@ -39,20 +40,16 @@ def run_unlearning(
     """The unlearning pipeline; fills ``record`` (saved by the caller)."""
     method = build(cfg.method, Method, "method")  # before any expensive stage: a bad method option fails fast
     with record.stage("load_model"):
-        model, tokenizer = load_model(cfg.model, cache_dir)
+        model, tokenizer = references.load_job_model(cfg, cache_dir)  # benchmark.target's weights where given
         model.to(distributed.device())  # this rank's GPU (evaluation runs before any trainer would move it)
         set_trainable(model, cfg.model.trainable_layers)
 
     with record.stage("build_benchmark"):
         bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt), cache_dir)
+        if references.record_entry(bench):
+            record.data["references"] = references.record_entry(bench)
         pad_id = tokenizer.pad_token_id
-        eval_key = content_key(
-            {
-                "bench": bench.identity(),
-                "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-                "precision": cfg.precision,
-            }
-        )
+        eval_key = evaluation_key(cfg, bench)
 
     if distributed.is_main_process():
         note = cost_note(bench, distributed.device(), evaluations=len(bench.finetuned_models) + 1)
@@ -96,7 +93,7 @@ def run_unlearning(
             tokenizer=tokenizer,
             fmt=PromptFormat.from_cfg(cfg.model.prompt),
             cache_dir=cache_dir,
-            model_identity=model_identity(cfg.model),
+            model_identity=references.job_model_identity(cfg),
         )
         record.data["training"]["unlearn"] = unlearn(
             method, data, unlearn_cfg, run_dir / "unlearn", callbacks=list(callbacks), strategy=strategy
@@ -128,7 +125,7 @@ def run_unlearning(
                 save_run_model(model, tokenizer, run_dir, cfg.save_model, cfg.model, start)
             )
     with record.stage("evaluate"):
-        evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
+        evaluations["unlearned"] = with_utility(bench.evaluate(model, cfg.eval, cfg.precision), model, bench, cfg)
 
     if attack is not None:  # and evaluate again
         with record.stage("attack"):
@@ -136,7 +133,7 @@ def run_unlearning(
             evaluations["attacked"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
     baselines = {k: v for k, v in evaluations.items() if k not in ("unlearned", "attacked")}
-    record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
+    record.data["metrics"] = {k: summarize(bench, v, baselines) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
 
@@ -157,9 +154,11 @@ def _finetuned_models(
 
     Returns evaluations in report order: "target" (the model unlearning starts from) first, and the
     target's cached weights file (None without a target). On return the model holds the target's weights. A benchmark without a "target" model unlearns
-    the loaded model itself, whose evaluation is cached under its identity.
+    the loaded model itself, whose evaluation is cached under its identity; so does a job given a ready
+    target (``benchmark.target``: the loaded weights are its). A ready retain model (``benchmark.retain``)
+    is loaded beside the model for its evaluation only (runner/references.py).
     """
-    identity = model_identity(cfg.model)
+    identity = references.job_model_identity(cfg)
     refs = {
         kind: FinetunedModel(
             kind,
@@ -175,6 +174,10 @@ def _finetuned_models(
         for kind, rows in bench.finetuned_models.items()
     }
     evaluate = functools.partial(bench.evaluate, model, cfg.eval, cfg.precision)
+
+    def evaluate_target() -> dict:  # the model unlearning starts from also gets the utility tasks
+        return with_utility(evaluate(), model, bench, cfg)
+
     main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
     evaluations = {}
     # the loaded weights, kept only while some reference must be built from them or restored after
@@ -183,7 +186,9 @@ def _finetuned_models(
     base_state = trainable_state(model) if need_base else None
     if "target" not in refs and main:
         key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
-        evaluations["target"] = cached_json(cache_dir / "evaluations" / f"{key}.json", evaluate, "the loaded model")
+        evaluations["target"] = cached_json(
+            cache_dir / "evaluations" / f"{key}.json", evaluate_target, "the loaded model"
+        )
     try:
         for kind, ref in refs.items():
             if cached[kind]:
@@ -193,10 +198,14 @@ def _finetuned_models(
                     model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks), strategy=strategy
                 )
             if main:
-                evaluations[kind] = ref.evaluation(eval_key, evaluate)
+                evaluations[kind] = ref.evaluation(eval_key, evaluate_target if kind == "target" else evaluate)
     finally:
         for ref in refs.values():
             ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)
+    if "retain" in bench.ready_models and main:  # a hub id or directory, evaluated beside the loaded model
+        evaluations["retain"] = references.evaluate_ready(
+            "retain", cfg, bench, eval_key, cache_dir, lambda m: bench.evaluate(m, cfg.eval, cfg.precision)
+        )
     if "target" in refs:
         _load_cached(refs["target"], model)
     elif refs:

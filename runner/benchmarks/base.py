@@ -11,6 +11,9 @@ any training. Then the job reads:
 - ``finetuned_models``: the models the job fine-tunes from the loaded one before unlearning and
   evaluates for comparison, by kind (TOFU: ``target`` on forget + retain, ``retain`` on the retain
   rows); empty where the loaded model is itself the one to unlearn (WMDP);
+- ``ready_models``: the reference models given as a hub id or directory instead of built
+  (``benchmark.target`` / ``retain``, runner/references.py), by kind; ``retain_log``: the retain
+  model's evaluation read from ``benchmark.retain_logs`` (runner/retain_logs.py) or None;
 - ``encode(rows)``: rows as training examples (token ids, labels on the answer), each with its
   position as ``index``;
 - ``encoding()``: what turns rows into tokens (prompt format, max length): part of the cache key
@@ -56,6 +59,8 @@ class Benchmark(ABC):
         # rows one evaluation scores, and the default job's: a job far above it says so before its first model
         self.evaluated_rows: int | None = None
         self.default_evaluated_rows: int | None = None
+        self.ready_models: dict[str, str] = {}  # kind -> hub id or directory (runner/references.py)
+        self.retain_log = None  # a retain model's evaluation read from a file (runner/retain_logs.py)
 
     @classmethod
     def inputs(cls, cfg) -> list:

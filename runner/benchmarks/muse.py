@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runner import references
 from runner.benchmarks import privacy
 from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
@@ -30,6 +31,7 @@ from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import muse as M
 from runner.options import Range
+from runner.retain_logs import read_retain_logs
 from runner.scoring import sequence_token_stats
 
 REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
@@ -70,7 +72,8 @@ class MuseBenchmark(Benchmark):
 
     @classmethod
     def finetunes(cls, cfg) -> list[str]:
-        return ["target", "retain"] if cfg.get("build_references") else []
+        built = ["target", "retain"] if cfg.get("build_references") else []
+        return [kind for kind in built if kind not in references.given(cfg)]
 
     @staticmethod
     def inputs(cfg) -> list:
@@ -80,7 +83,7 @@ class MuseBenchmark(Benchmark):
             return []  # refused with its own message when the benchmark is built
         splits = [split for split, _ in hub_splits(corpus)]
         splits.append(hub.Split(REPOS[corpus], str(cfg.forget.config), str(cfg.forget.split)))
-        return [hub.input_of(str(cfg.source), s) for s in dict.fromkeys(splits)]
+        return [hub.input_of(str(cfg.source), s) for s in dict.fromkeys(splits)] + references.inputs(cfg)
 
     def __init__(self, tokenizer, fmt, **options):
         super().__init__(tokenizer, fmt, **options)
@@ -97,12 +100,14 @@ class MuseBenchmark(Benchmark):
                 f"use one of {list(FORGET_CONFIGS[corpus])}",
             )
         self.build_references = bool(cfg.build_references)
-        if not self.build_references and cfg.privleak.retrain_auc is None:
+        self.ready_models = references.ready_models(cfg)
+        self.retain_log = read_retain_logs(str(cfg.retain_logs), cfg) if cfg.get("retain_logs") else None
+        if not self.build_references and cfg.privleak.retrain_auc is None and self.retain_log is None:
             raise ConfigError(
                 "benchmark.privleak.retrain_auc",
                 "PrivLeak needs the retrained model's AUC, and build_references=false builds no retain model",
                 "set benchmark.privleak.retrain_auc (MUSE's retrained Llama-2-7B, Min-40%: news 0.4772, books "
-                "0.5393), or build_references=true",
+                "0.5393), benchmark.retain_logs (its MUSE_EVAL.json), or build_references=true",
             )
         source = str(cfg.source)
         sub = cfg.get("subset")
@@ -117,9 +122,9 @@ class MuseBenchmark(Benchmark):
         retain_texts = [r["text"] for r in load("raw", str(cfg.retain_split), hub.TEXT)]
         self.forget_rows = [{"text": t} for t in self._windows(forget_texts, n("forget"))]
         self.retain_rows = [{"text": t} for t in self._windows(retain_texts, n("retain"))]
-        self.finetuned_models = (
-            {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows} if self.build_references else {}
-        )
+        built = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        not_built = references.given(cfg)
+        self.finetuned_models = {k: v for k, v in built.items() if k not in not_built} if self.build_references else {}
 
         def head(rows: list, key: str) -> list:
             return rows if n(key) is None else rows[: n(key)]
@@ -223,7 +228,9 @@ class MuseBenchmark(Benchmark):
 
     def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
         s = evaluation["suites"]
-        retrain_auc = self.cfg.privleak.retrain_auc
+        retrain_auc = self.cfg.privleak.retrain_auc  # a number given > the retain log > the retain model
+        if retrain_auc is None and self.retain_log is not None:
+            retrain_auc = self.retain_log.muse_auc()
         if retrain_auc is None and "retain" in baselines:
             retrain_auc = baselines["retain"]["suites"]["privleak"]["auc"]
         auc = s["privleak"]["auc"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset
 
+from runner import references
 from runner.benchmarks import gibberish, privacy
 from runner.benchmarks.base import Benchmark
 from runner.cache import content_key
@@ -25,6 +26,7 @@ from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
 from runner.options import Choice, Range, check_number
+from runner.retain_logs import read_retain_logs
 from runner.scoring import score_answer_sets
 
 SUITES = ("forget", "retain", "real_authors", "world_facts")
@@ -43,7 +45,7 @@ class TofuBenchmark(Benchmark):
 
     @classmethod
     def finetunes(cls, cfg) -> list[str]:
-        return ["target", "retain"]
+        return [kind for kind in ("target", "retain") if kind not in references.given(cfg)]
 
     def __init__(self, tokenizer, fmt: PromptFormat, **options):
         super().__init__(tokenizer, fmt, **options)
@@ -80,8 +82,13 @@ class TofuBenchmark(Benchmark):
             {"question": q, "answer": a} for q, a in zip(retain["question"], retain["answer"], strict=True)
         ]
         # TOFU's protocol: the target model learns forget + retain, the retain model (the gold
-        # standard that never saw the forget set) learns the retain rows only
-        self.finetuned_models = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        # standard that never saw the forget set) learns the retain rows only; a model given ready
+        # (benchmark.target / retain) or a retain log (benchmark.retain_logs) is not built
+        self.ready_models = references.ready_models(cfg)
+        self.retain_log = read_retain_logs(str(cfg.retain_logs), cfg) if cfg.get("retain_logs") else None
+        built = {"target": self.forget_rows + self.retain_rows, "retain": self.retain_rows}
+        not_built = references.given(cfg)
+        self.finetuned_models = {k: v for k, v in built.items() if k not in not_built}
         self.holdout_rows, self.holdout_source = self._holdout(src)
         self.max_new_tokens = self._answer_caps()
         # every row tokenised once, here: a row whose answer does not fit stops the job before any training
@@ -111,7 +118,7 @@ class TofuBenchmark(Benchmark):
         if holdout == "auto":
             holdout = tofu_data.holdout_split(str(cfg.forget_split)) if str(cfg.source) == "hub" else "full"
         names.append(holdout)
-        return [tofu_data.input_of(str(n), str(cfg.source)) for n in names if n]
+        return [tofu_data.input_of(str(n), str(cfg.source)) for n in names if n] + references.inputs(cfg)
 
     @staticmethod
     def _load(name: str, source: str, columns: tuple[str, ...]) -> Dataset:
@@ -301,12 +308,17 @@ class TofuBenchmark(Benchmark):
             caps[suite] = asked
         return caps
 
-    @staticmethod
-    def summarize(evaluation: dict, baselines: dict[str, dict]) -> dict:
-        """Headline numbers: Forget Quality against the retain model, Model Utility, forget Probability / ROUGE."""
-        fq = M.forget_quality(
-            evaluation["per_example"]["forget"]["truth_ratio"],
-            baselines["retain"]["per_example"]["forget"]["truth_ratio"],
+    def summarize(self, evaluation: dict, baselines: dict[str, dict]) -> dict:
+        """Headline numbers: Forget Quality against the retain model (or its log), Model Utility, forget Probability / ROUGE."""
+        if self.retain_log is not None:  # given explicitly: the reference, even beside a ready retain model
+            baselines = {**baselines, "retain": self.retain_log.baseline()}
+        fq = (
+            M.forget_quality(
+                evaluation["per_example"]["forget"]["truth_ratio"],
+                baselines["retain"]["per_example"]["forget"]["truth_ratio"],
+            )
+            if "retain" in baselines
+            else float("nan")  # an evaluation-only job of a model without a retain reference
         )
         return {
             "forget_quality": fq,
