@@ -23,7 +23,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner.errors import ConfigError, JobInterrupted, TrainingDiverged, environment_problem
+from runner.errors import ConfigError, InvalidResult, JobInterrupted, TrainingDiverged, environment_problem
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -59,7 +59,7 @@ def main(cfg: DictConfig) -> None:
                 raise RankFailed(f"the ranks exited with code {code}; see {run_dir}")
             return
         job.run(cfg, run_dir, choices=choices, overrides=overrides)
-    except (ConfigError, TrainingDiverged, RankFailed) as exc:
+    except (ConfigError, TrainingDiverged, InvalidResult, RankFailed) as exc:
         _fail(str(exc), sweep)
     except (KeyboardInterrupt, JobInterrupted):
         sys.exit(130)  # the job logged its one line (results.json marked `interrupted`)

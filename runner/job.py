@@ -15,11 +15,13 @@ from runner import distributed, evaluate, rundir
 from runner import precision as precision_choice
 from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
+from runner.cache_schema import JOB_INDEX, read_checked, set_aside_file
 from runner.distill.job import run_distillation
-from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
+from runner.errors import ConfigError, InvalidResult, JobInterrupted, TrainingDiverged
 from runner.output import tracking
 from runner.output.console import metrics_table
 from runner.output.record import RunRecord, read_results
+from runner.output.record_check import record_problems
 from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
 from runner.unlearning_job import run_unlearning
 
@@ -106,6 +108,9 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         raise
     except ConfigError as exc:
         record.finish_quietly("failed", {"message": str(exc), "setting": exc.key, "stage": record.current})
+        raise
+    except InvalidResult as exc:
+        record.finish_quietly("failed", {"message": str(exc), "problems": exc.problems, "stage": "record"})
         raise
     except Exception as exc:
         error = {"message": str(exc), "type": type(exc).__name__, "stage": record.current}
@@ -199,14 +204,24 @@ def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dic
     """The completed result of an identical job: the cache's index, or this run directory itself.
 
     The run directory counts too, so a sweep resubmitted into the same directory (Slurm
-    requeue, a rerun after a cache clean) skips its finished points.
+    requeue, a rerun after a cache clean) skips its finished points. A record is reused only when it
+    passes the same check as a record being completed (every metric a finite number or an explained
+    null); a damaged index file is set aside, a damaged record is left alone and the job runs again.
     """
-    pointer = read_results(cache_dir / "jobs" / f"{key}.json") or {}
-    for path in (pointer.get("results"), run_dir and run_dir / "results.json"):
+    index = cache_dir / "jobs" / f"{key}.json"
+    pointer, problem = read_checked(index, JOB_INDEX) if index.exists() else (None, None)
+    if problem:
+        set_aside_file(index, "the finished-job index", problem)
+    for path in ((pointer or {}).get("results"), run_dir and run_dir / "results.json"):
         result = read_results(Path(path)) if path else None
-        if result and result.get("status") == "completed" and result.get("job_key") == key:
-            result["_path"] = str(path)
-            return result
+        if not (result and result.get("status") == "completed" and result.get("job_key") == key):
+            continue
+        problems = record_problems(result)
+        if problems:
+            log.warning("not reusing the completed record %s: it holds %s; running the job again", path, problems[0])
+            continue
+        result["_path"] = str(path)
+        return result
     return None
 
 

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from runner.cache import write_json_atomic
+from runner.errors import InvalidResult
+from runner.output.record_check import record_problems
 from runner.output.secrets import scrub, secret_values
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,9 @@ class RunRecord:
             self.save()
 
     def finish(self, status: str, error: dict | None = None) -> None:
+        """End the record; ``completed`` only when every metric passes ``record_check`` (else InvalidResult)."""
+        if status == "completed" and (problems := record_problems(self.data)):
+            raise InvalidResult(problems)
         self.data["status"] = status
         self.data["finished"] = _now()
         if error:
