@@ -52,11 +52,11 @@ def main(cfg: DictConfig) -> None:
                 job.record_failure(cfg, run_dir, exc, choices, overrides)
             raise
         if self_launch:
-            code = distributed.launch_local(nproc, overrides, run_dir, list(hydra_cfg.overrides.hydra))
-            if code == distributed.INTERRUPTED:
+            ended = distributed.launch_local(nproc, overrides, run_dir, list(hydra_cfg.overrides.hydra))
+            if ended.code == distributed.INTERRUPTED:
                 raise JobInterrupted("signal")
-            if code != 0:
-                raise RankFailed(f"the ranks exited with code {code}; see {run_dir}")
+            if ended.code != 0:  # a rank lost to an error or a crash: `failed`, naming it (not `interrupted`)
+                raise RankFailed(job.record_rank_failure(run_dir, ended))
             return
         job.run(cfg, run_dir, choices=choices, overrides=overrides)
     except (ConfigError, TrainingDiverged, InvalidResult, RankFailed) as exc:

@@ -11,7 +11,7 @@ from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
 
 # keys that change where and how a job reports, not what it computes
-NOT_IN_JOB_KEY = ("paths", "logger")
+NOT_IN_JOB_KEY = ("paths", "logger", "overwrite")  # where it reports, and +overwrite=true (runner/rundir.py)
 MAX_SEED = 2**31 - 1  # numpy takes 0 .. 2**32 - 1; a rank adds its index (distributed.seed_process)
 
 

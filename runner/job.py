@@ -3,6 +3,8 @@ failures around the kind's own pipeline (unlearning, evaluation only, distillati
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import signal
 import traceback
@@ -22,7 +24,7 @@ from runner.output import tracking
 from runner.output.console import metrics_table
 from runner.output.record import RunRecord, read_results
 from runner.output.record_check import record_problems
-from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
+from runner.output.secrets import install_log_filter, scrub_overrides, secret_values
 from runner.unlearning_job import run_unlearning
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
 
 def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list | None) -> dict:
     main = distributed.is_main_process()
-    _hide_secrets(cfg, run_dir)
+    hidden = _hide_secrets(cfg)
+    as_composed = copy.deepcopy(cfg)  # Hydra's .hydra/config.yaml, written once the directory is claimed
     try:
         config_checks.validate(cfg)
         # `auto` becomes fp32 or bf16 for this device before anything keys on it: every stage, cache and
@@ -54,10 +57,14 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         cfg.precision = chosen_precision["used"]
         cache_dir = _cache_dir(cfg)
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
+        same_job = {key, config_checks.config_key(as_composed)}
     except ConfigError as exc:
         if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
-            record_failure(cfg, run_dir, exc, choices, overrides)
+            record_failure(as_composed, run_dir, exc, choices, overrides, held=True)
         raise
+    if main:  # the lock is held: refuse another job's directory, then write the first file
+        rundir.claim(run_dir, same_job, bool(cfg.get("overwrite", False)))
+        rundir.save_hydra_files(run_dir, as_composed, hidden)
     strategy = distributed.build_strategy(cfg.get("distributed"))
     strategy.setup()  # process group (several ranks); rank 0 alone writes below
     if main:
@@ -70,18 +77,20 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
             if Path(finished["_path"]).resolve() != run_dir / "results.json":
                 # a copy in this run dir, so a report over this sweep still sees the point
                 # labelled with this job's own choices: the original may have been launched otherwise
-                copy = {k: v for k, v in finished.items() if k != "_path"}
-                copy |= {
+                reused = {k: v for k, v in finished.items() if k != "_path"}
+                reused |= {
                     "choices": {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")},
-                    "overrides": scrub_overrides(list(overrides or [])),
+                    "overrides": scrub_overrides(list(overrides or []), hidden),
                     "precision": chosen_precision,  # same precision used; this job's own way of asking for it
                     "reused_from": finished["_path"],
                 }
-                write_json_atomic(run_dir / "results.json", copy)
+                write_json_atomic(run_dir / "results.json", reused)
             print(metrics_table(finished["metrics"]))
         return finished
 
-    record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
+    record = (RunRecord if main else _RankRecord)(
+        run_dir, key, OmegaConf.to_container(cfg, resolve=True), config_checks.config_key(as_composed)
+    )
     record.data["launch"] = distributed.launch_info()  # world size, host, Slurm job id
     record.data["precision"] = chosen_precision
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
@@ -143,18 +152,59 @@ def _cache_dir(cfg) -> Path:
     return path
 
 
-def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overrides=None) -> None:
-    """A ``failed`` results.json for a job stopped by its checks before the pipeline (no record existed yet)."""
+def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overrides=None, held: bool = False) -> None:
+    """A ``failed`` results.json for a job stopped by its checks before the pipeline (no record existed yet), written
+    only while holding the run directory (``held``: the caller does) and never over another job's record."""
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
         key = config_checks.config_key(cfg)
     except Exception:  # an interpolation that does not resolve is itself the error
         config, key = OmegaConf.to_container(cfg, resolve=False), "unresolved"
+    run_dir = Path(run_dir)
     try:
-        record = RunRecord(Path(run_dir), key, config)
+        with contextlib.nullcontext() if held else rundir.hold(run_dir):
+            if rundir.other_job(run_dir, {key}) is not None and not cfg.get("overwrite", False):
+                log.error("not recording this failure in %s: it holds another job's record", run_dir)
+                return
+            rundir.save_hydra_files(run_dir, cfg, secret_values(config))
+            _write_failure(run_dir, key, config, exc, choices, overrides)
+    except ConfigError as busy:  # another live job holds the directory: its record stays as it is
+        log.error("not recording this failure: %s", busy)
     except OSError as err:  # the run directory cannot be written: the console line is all there is
         log.error("could not write %s/results.json (%s)", run_dir, err.strerror or err)
-        return
+
+
+def record_rank_failure(run_dir: str | Path, ended) -> str:
+    """Mark the record of a job whose rank ``ended.rank`` died ``failed``, naming the rank, how it ended (exit code
+    or signal) and the stage; returns the one line for the console. The other ranks were stopped by the launcher
+    (their record may say `interrupted`, or an error at a collective the lost rank never joined): the lost rank is
+    the cause. A record that says `completed` is left as it is."""
+    path = Path(run_dir) / "results.json"
+    data = read_results(path)
+    stage = (data or {}).get("current_stage") or "startup"
+    message = f"{ended.how()} during stage `{stage}`; the other ranks were stopped (see {run_dir})"
+    if data is None or data.get("status") == "completed":
+        return message
+    error = {"message": message, "rank": ended.rank, "stage": stage}
+    if ended.returncode < 0:
+        error["signal"] = signal.Signals(-ended.returncode).name if -ended.returncode in _SIGNALS else -ended.returncode
+    else:
+        error["exit_code"] = ended.returncode
+    if data.get("error"):
+        error["then"] = data["error"]  # what the surviving rank 0 recorded when it was stopped
+    data |= {"status": "failed", "error": error}
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        log.error("could not write %s (%s)", path, exc.strerror or exc)
+    return message
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+def _write_failure(run_dir: Path, key: str, config: dict, exc: Exception, choices, overrides) -> None:
+    record = RunRecord(run_dir, key, config)
     record.data["launch"] = distributed.launch_info()
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
@@ -164,15 +214,15 @@ def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overr
     record.finish_quietly("failed", error)
 
 
-def _hide_secrets(cfg, run_dir: Path) -> None:
-    """Redact secrets from the log and from Hydra's saved config first, whatever happens to the job next."""
+def _hide_secrets(cfg) -> list[str]:
+    """The config's credential values, kept out of every log line from now on, whatever happens to the job next."""
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:
         config = OmegaConf.to_container(cfg, resolve=False)
     hidden = secret_values(config)
     install_log_filter(hidden)
-    scrub_files(sorted((run_dir / ".hydra").glob("*.yaml")), hidden)
+    return hidden
 
 
 class _RankRecord(RunRecord):

@@ -50,13 +50,14 @@ def _now() -> str:
 
 
 class RunRecord:
-    def __init__(self, run_dir: Path, job_key: str, config: dict):
+    def __init__(self, run_dir: Path, job_key: str, config: dict, config_key: str | None = None):
         self.path = Path(run_dir) / "results.json"
         self.current: str | None = None  # the stage in progress (or the last one), for a failure's record
         self.secrets = secret_values(config)
         self.data: dict = {
             "status": "running",
             "job_key": job_key,
+            "config_key": config_key or job_key,  # the config alone: the same job, before its inputs were read
             "started": _now(),
             "config": scrub(config, self.secrets),  # tokens and keys never reach the file (runner/output/secrets.py)
             "metrics": {},
@@ -76,6 +77,8 @@ class RunRecord:
         """Time a pipeline stage; the record is saved when it ends."""
         start = time.perf_counter()
         self.current = name
+        self.data["current_stage"] = name  # on disk too: a rank lost mid-stage is reported with it
+        self.save()
         try:
             yield
         finally:

@@ -168,6 +168,35 @@ def test_a_run_directory_held_by_a_live_job_is_refused(tiny_cfg, tmp_path):
     assert not (tmp_path / "results.json").exists()  # the other job's record is not touched
 
 
+@pytest.mark.parametrize("status", ["completed", "failed", "running"])
+def test_a_directory_holding_another_jobs_record_is_refused_and_left_as_is(tiny_cfg, tmp_path, status):
+    other = {"status": status, "job_key": "0123456789abcdef", "config_key": "fedcba9876543210", "metrics": {}}
+    (tmp_path / "results.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"hydra.run.dir.*holds the record of another job.*\+overwrite=true"):
+        job.run(tiny_cfg("seed=83"), tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == other and not (tmp_path / ".hydra").exists()
+    # a config that fails its checks there does not replace the record with its own failure either
+    with pytest.raises(ConfigError, match="seed"):
+        job.run(tiny_cfg("seed=-1"), tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == other
+
+
+def test_a_job_refused_a_held_directory_writes_nothing_there(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    live = {name: f"the live job's {name}\n" for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    for name, text in live.items():
+        (run_dir / ".hydra" / name).write_text(text)
+    with rundir.hold(run_dir):
+        out = _run(f"hydra.run.dir={run_dir}", "seed=84", timeout=200)
+    assert out.returncode == 1 and _errors(out.stderr) == [
+        f"error: config key `hydra.run.dir`: {run_dir} is in use by another running job. Fix: give each job its own "
+        "directory (leave hydra.run.dir unset: the default is unique per job)"
+    ]
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == live
+    assert not (run_dir / "results.json").exists()
+
+
 # ---- 2. secrets: paths are not secrets; planted secrets reach no file ------------------------------------
 
 
@@ -419,6 +448,43 @@ def test_sigterm_to_two_ddp_ranks_records_interrupted_and_exits_130_without_trac
     assert _errors(err) == []
     assert (out + err).count("results.json marked `interrupted`") == 1  # rank 0's one line
     assert _record(run_dir)["status"] == "interrupted"
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    """The process id of local rank ``rank`` started by ``launcher`` (its environment says RANK=rank)."""
+    for child in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split():
+        if f"RANK={rank}".encode() in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+            return int(child)
+    raise AssertionError(f"no rank {rank} under {launcher.pid}")
+
+
+@pytest.mark.parametrize(("rank", "signum"), [(1, signal.SIGABRT), (0, signal.SIGKILL)])
+def test_a_rank_that_dies_makes_the_job_failed_naming_the_rank_the_signal_and_the_stage(warm, tmp_path, rank, signum):
+    run_dir = tmp_path / "run"
+    proc = _start(
+        tmp_path / "console",
+        f"paths.cache_dir={warm['cache']}",
+        "distributed=ddp",
+        "distributed.nproc_per_node=2",
+        "unlearn.batch_size=2",
+        "benchmark.finetune.batch_size=4",  # the one-process entries (2 ranks x 4 = 8): cache hits
+        "unlearn.max_steps=100000",
+        f"hydra.run.dir={run_dir}",
+        "seed=91",
+    )
+    _wait_for_stage(run_dir, "finetuned_models", proc)
+    stage = _record(run_dir)["current_stage"]
+    os.kill(_rank_pid(proc, rank), signum)  # a crash (abort) or a kill, not a signal to the job
+    proc.wait(timeout=120)
+    _, err = _console(tmp_path / "console")
+    record = _record(run_dir)
+    assert proc.returncode == 1 and record["status"] == "failed", err[-3000:]
+    how = f"rank {rank} was killed by {signum.name} during stage `{stage}`"
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        f"error: {how}; the other ranks were stopped (see {run_dir})"
+    ]
+    assert record["error"]["rank"] == rank and record["error"]["signal"] == signum.name
+    assert record["error"]["stage"] == stage
 
 
 def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
