@@ -225,13 +225,13 @@ def verify(directory: Path) -> str | None:
     for path in directory.glob("*.safetensors"):  # not checksummed (too large, or an entry from before checksums)
         if path.name in checked:
             continue
-        problem = _safetensors_problem(path)
+        problem = safetensors_problem(path)
         if problem:
             return f"{path.name}: {problem}"
     return None
 
 
-def _safetensors_problem(path: Path) -> str | None:
+def safetensors_problem(path: Path) -> str | None:
     """A load attempt of the header and index: a truncated file's tensors run past its end."""
     try:
         from safetensors import safe_open
@@ -287,6 +287,11 @@ def write_json_atomic(path: str | Path, obj) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write or fsync on a full disk names no file: say which one could not be written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -4,6 +4,7 @@ job is reused only when its record passes the same check (runner/cache_schema.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -181,3 +182,42 @@ def test_a_completed_record_holding_a_bad_metric_is_not_reused(tmp_path, caplog,
     record["metrics"]["unlearned"]["forget_prob"] = 0.25  # the same record, sound, is reused
     (run / "results.json").write_text(json.dumps(record))
     assert job._finished_job(tmp_path, "k", run)["metrics"] == record["metrics"]
+
+
+# ---- a full disk: the error names the file; a full cache during an analysis costs the reuse only ------------
+
+
+def _fill(mount) -> None:
+    with contextlib.suppress(OSError), open(mount / "filler", "wb") as f:
+        while True:
+            f.write(b"\0" * (1 << 16))
+
+
+def test_a_json_write_on_a_full_disk_names_the_file(tmp_path):
+    from runner.cache import write_json_atomic
+    from runner.errors import environment_problem
+    from tests.end_to_end.test_faults import _tmpfs
+
+    with _tmpfs(tmp_path / "small", "256k") as mount:
+        _fill(mount)
+        with pytest.raises(OSError) as err:
+            write_json_atomic(mount / "jobs" / "k.json", {"results": "x" * 100_000})
+    assert err.value.filename == str(mount / "jobs" / "k.json")
+    assert f"no space left on the device ({mount / 'jobs' / 'k.json'})" in environment_problem(err.value)
+
+
+def test_a_full_cache_during_an_analysis_costs_the_reuse_not_the_job(shared_cache, tmp_path, caplog):
+    from runner.analysis import responses
+    from runner.data.qa import PromptFormat
+    from tests.analysis.test_trace import QUESTIONS, SETTINGS, _tiny_base
+    from tests.end_to_end.test_faults import _tmpfs
+
+    model, tok = _tiny_base(shared_cache)
+    ids = responses.prompt_ids(tok, PromptFormat(), QUESTIONS[:2])
+    with _tmpfs(tmp_path / "small", "64k") as mount:
+        (mount / responses.KIND).mkdir()
+        _fill(mount)
+        with caplog.at_level(logging.WARNING):
+            out, how = responses.responses(model, tok, ids, SETTINGS, "fp32", mount, {"tiny": 0}, "base")
+    assert len(out) == 2 and how["cached"] is False
+    assert "could not store base responses in the cache (No space left on device)" in caplog.text
