@@ -46,7 +46,16 @@ def unique_suffix() -> str:
 
 
 def short_dirname(name: str) -> str:
-    """``name`` if it fits, else its first characters and a hash of the whole (distinct names stay distinct)."""
+    """``name`` if it fits, else its first characters and a hash of the whole (distinct names stay distinct);
+    the value of a credential-named override (``+db.password=...``) never becomes part of a directory name."""
+    from runner.output.secrets import is_secret_name
+
+    items = name.split(",")
+    for i, item in enumerate(items):
+        key, sep, _ = item.partition("=")
+        if sep and is_secret_name(key.lstrip("+~")):
+            items[i] = f"{key}=redacted"
+    name = ",".join(items)
     if len(name.encode()) <= MAX_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]

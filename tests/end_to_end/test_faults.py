@@ -36,6 +36,7 @@ FAULTS_CONF = ROOT / "tests" / "fixtures" / "faults_conf"
 HF_SECRET = "hf_PlantedFaultTokenAbCdEfGhIjKlMnOp98765"
 WANDB_SECRET = "fedcba9876543210fedcba9876543210fedcba98"
 CONFIG_SECRET = "PlantedFaultSecret-5544332211"
+SHORT_SECRET = "Hunter2pass"
 
 
 def _env(**extra) -> dict:
@@ -217,7 +218,7 @@ def test_working_directory_paths_are_kept_and_the_recorded_config_is_the_resolve
 
 
 def test_planted_secrets_reach_no_written_file_and_paths_under_the_working_directory_survive(warm, tmp_path):
-    data = tmp_path / "tofu"
+    data = tmp_path / "TofuCopy2024Nov28Forget01Version2"  # looks random; is a path the record must keep
     shutil.copytree(ROOT / "data" / "tofu", data)
     run_dir = tmp_path / "run"
     env = _env(HF_TOKEN=HF_SECRET, WANDB_API_KEY=WANDB_SECRET, PWD=str(tmp_path), OLDPWD=str(ROOT))
@@ -225,6 +226,7 @@ def test_planted_secrets_reach_no_written_file_and_paths_under_the_working_direc
         f"paths.cache_dir={warm['cache']}",
         f"benchmark.source={data}",
         f"+service.api_key={CONFIG_SECRET}",
+        f"+db.password={SHORT_SECRET}",  # short: searched for as a whole word, in every file
         f"hydra.run.dir={run_dir}",
         "seed=85",
         *QUICK,
@@ -232,15 +234,17 @@ def test_planted_secrets_reach_no_written_file_and_paths_under_the_working_direc
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    for needle in (HF_SECRET, WANDB_SECRET, CONFIG_SECRET):
+    for needle in (HF_SECRET, WANDB_SECRET, CONFIG_SECRET, SHORT_SECRET):
         assert needle not in out.stdout + out.stderr
         leaks = [p for p in run_dir.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
         assert leaks == [], leaks
     record = _record(run_dir)
-    assert record["config"]["benchmark"]["source"] == str(data)  # not `<redacted>/tofu`
+    assert record["config"]["benchmark"]["source"] == str(data)  # not `<redacted>/...`
+    assert record["config"]["db"]["password"] == secrets.REDACTED
     assert record["config"]["service"]["api_key"] == secrets.REDACTED
     saved = (run_dir / ".hydra" / "config.yaml").read_text()
-    assert f"source: {data}" in saved and saved.count(secrets.REDACTED) == 1  # the api key's line only
+    assert f"source: {data}" in saved and saved.count(secrets.REDACTED) == 2  # the api key's and password's lines
+    assert f"+db.password={secrets.REDACTED}" in (run_dir / ".hydra" / "hydra.yaml").read_text()  # override_dirname
     assert f"+service.api_key={secrets.REDACTED}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
 
 

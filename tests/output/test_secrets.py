@@ -92,3 +92,10 @@ def test_saved_yaml_files_lose_credential_values(tmp_path):
     saved.write_text(f"service:\n  api_key: {CONFIG_SECRET}\nseed: 0\n- +hub.token=abc\n")
     secrets.scrub_files([saved])
     assert saved.read_text() == "service:\n  api_key: <redacted>\nseed: 0\n- +hub.token=<redacted>\n"
+
+
+def test_a_sweep_point_directory_never_holds_a_credential_value():
+    from runner.rundir import short_dirname
+
+    name = short_dirname("+db.password=Hunter2pass,method=npo,seed=1")
+    assert name == "+db.password=redacted,method=npo,seed=1"
