@@ -154,3 +154,20 @@ def evaluation_check(summarize):
         return problems[0] if problems else None
 
     return check
+
+
+def meta_check(expected: dict):
+    """A ``CacheEntry`` check: the entry's ``meta.json`` says it was built for ``expected`` (``{"rows": 40}``)."""
+
+    def check(entry: Path) -> str | None:
+        meta, problem = read_json(Path(entry) / "meta.json")
+        if problem is None and not isinstance(meta, dict):
+            problem = f"holds {type(meta).__name__}, not an object"
+        if problem:
+            return f"meta.json: {problem}"
+        for key, value in expected.items():
+            if meta.get(key) != value:
+                return f"meta.json: built for {key}={_short(meta.get(key))}, {value!r} was asked for"
+        return None
+
+    return check

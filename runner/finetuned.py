@@ -16,7 +16,7 @@ import torch
 
 from runner import distributed
 from runner.cache import CacheEntry, content_key, write_json_atomic
-from runner.cache_schema import EVALUATION, read_checked, set_aside_file
+from runner.cache_schema import EVALUATION, meta_check, read_checked, set_aside_file
 from runner.distributed import Strategy
 from runner.errors import environment_errno
 from runner.models import load_state, save_trainable
@@ -62,7 +62,13 @@ class FinetunedModel:
                 "precision": precision,
             }
         )
-        self.entry = CacheEntry(cache_dir, "finetuned", key, f"{benchmark.upper()} {kind} model")
+        self.entry = CacheEntry(
+            cache_dir,
+            "finetuned",
+            key,
+            f"{benchmark.upper()} {kind} model",
+            check=meta_check({"kind": kind, "rows": len(rows)}),  # an entry of other rows, checksums and all
+        )
         self.state_path = self.entry.path / STATE_FILE
 
     def build(

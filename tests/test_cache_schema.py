@@ -221,3 +221,17 @@ def test_a_full_cache_during_an_analysis_costs_the_reuse_not_the_job(shared_cach
             out, how = responses.responses(model, tok, ids, SETTINGS, "fp32", mount, {"tiny": 0}, "base")
     assert len(out) == 2 and how["cached"] is False
     assert "could not store base responses in the cache (No space left on device)" in caplog.text
+
+
+@pytest.mark.parametrize("meta", [{"kind": "retain", "rows": 2}, {"kind": "target", "rows": 3}, [1], None])
+def test_an_entry_built_for_other_inputs_is_set_aside(tmp_path, caplog, meta):
+    from runner.cache_schema import meta_check
+
+    entry = cache.CacheEntry(tmp_path, "finetuned", "k", "TOFU target model", meta_check({"kind": "target", "rows": 2}))
+    out = entry.start()
+    (out / "trainable.safetensors").write_bytes(b"x")
+    entry.finish(meta)  # COMPLETE and its checksums agree with the files: only the content is wrong
+    with caplog.at_level(logging.WARNING):
+        assert entry.ready() is False
+    entry.abandon()
+    assert "cache entry for TOFU target model is corrupt (meta.json" in caplog.text

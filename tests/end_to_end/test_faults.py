@@ -301,7 +301,7 @@ def test_corrupt_cache_entries_are_named_set_aside_and_rebuilt(warm, tmp_path, c
             f"cache entry for {'TOFU target model' if path == target else 'tiny test model'} is corrupt" in caplog.text
         )
         assert f"{path} moved aside" in caplog.text
-    assert "cached evaluation of the retain model is corrupt" in caplog.text
+    assert "cache entry for the evaluation of the retain model is corrupt" in caplog.text
     used = [p for p in evaluations if f"{p} moved aside" in caplog.text]
     assert len(used) == 1 and list(retain.glob(f".{used[0].name}.corrupt-*"))
     assert "finetune_target" in record["training"] and "finetune_retain" not in record["training"]
