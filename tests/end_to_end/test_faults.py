@@ -311,6 +311,33 @@ def test_corrupt_cache_entries_are_named_set_aside_and_rebuilt(warm, tmp_path, c
     assert json.loads(used[0].read_text())["suites"]  # computed again and stored
 
 
+def test_cache_entries_with_the_right_shape_but_wrong_content_are_rebuilt_never_recorded(warm, tmp_path, caplog):
+    cache_dir = _copy_cache(warm["cache"], tmp_path / "cache")
+    poisoned = {}
+    for meta in (cache_dir / "finetuned").glob("*/meta.json"):
+        kind = json.loads(meta.read_text())["kind"]
+        for path in meta.parent.glob("eval-*.json"):  # this job's, and other settings' (other tests')
+            evaluation = json.loads(path.read_text())
+            evaluation["suites"]["forget"]["prob"] = "abc" if kind == "retain" else None
+            path.write_text(json.dumps(evaluation))
+            poisoned[path] = kind
+    cfg = compose_cfg(*TINY, f"paths.cache_dir={cache_dir}", "seed=80")  # the warm job: every model a cache hit
+    (cache_dir / "jobs").mkdir()
+    key = json.loads(warm["record"].read_text())["job_key"]  # the same job (paths are not in the key)
+    (cache_dir / "jobs" / f"{key}.json").write_text('{"results": 12345}')
+    with caplog.at_level(logging.INFO):
+        record = job.run(cfg, tmp_path / "run")
+    assert record["status"] == "completed" and "reused_from" not in record
+    assert all(isinstance(v, float) for row in record["metrics"].values() for v in row.values())
+    warned = [r.getMessage() for r in caplog.records if "is corrupt" in r.getMessage()]
+    assert any("finished-job index is corrupt" in m for m in warned)
+    for kind in ("target", "retain"):
+        assert sum(f"evaluation of the {kind} model is corrupt" in m for m in warned) == 1, warned
+    with caplog.at_level(logging.INFO):  # the identical rerun reuses the sound record, recomputes nothing
+        again = job.run(compose_cfg(*TINY, f"paths.cache_dir={cache_dir}", "seed=80"), tmp_path / "again")
+    assert again["metrics"] == record["metrics"] and "identical job already completed" in caplog.text
+
+
 def test_partial_cache_entry_is_rebuilt(tmp_path, caplog):
     entry = cache.CacheEntry(tmp_path, "finetuned", "abc", "TOFU target model")
     entry.path.mkdir(parents=True)  # a writer that died mid-way, before builds went through a temporary directory
