@@ -143,14 +143,14 @@ class _ItselfAsEveryBaseline(dict):
 def evaluation_check(summarize):
     """A ``check`` for cached evaluations of a benchmark: the metrics ``summarize(evaluation, baselines)`` takes
     from it must all be finite numbers, as a fresh evaluation's are (``runner/output/record_check.py``)."""
-    from runner.output.record_check import metric_problems
+    from runner.output.record_check import explain_nulls, metric_problems
 
     def check(evaluation) -> str | None:
         try:
             metrics = summarize(evaluation, _ItselfAsEveryBaseline(evaluation))
         except Exception as exc:  # a field missing or of the wrong type: what summarize trips on
             return f"its metrics cannot be computed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-        problems = metric_problems(metrics, prefix="its metric")
+        problems = metric_problems(metrics, explain_nulls(metrics), prefix="its metric")
         return problems[0] if problems else None
 
     return check

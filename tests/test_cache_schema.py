@@ -235,3 +235,17 @@ def test_an_entry_built_for_other_inputs_is_set_aside(tmp_path, caplog, meta):
         assert entry.ready() is False
     entry.abandon()
     assert "cache entry for TOFU target model is corrupt (meta.json" in caplog.text
+
+
+def test_a_metric_declared_nullable_is_recorded_with_its_reason(tmp_path):
+    record = RunRecord(tmp_path, "key", {})
+    record.data["metrics"] = {"unlearned": {"math500_reflection_rate_in_window": None, "math500_accuracy": None}}
+    with pytest.raises(InvalidResult, match="math500_accuracy is null with no reason"):  # accuracy is always a number
+        record.finish("completed")
+    record.data["metrics"]["unlearned"]["math500_accuracy"] = 0.5
+    record.finish("completed")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "completed"
+    assert saved["null_metrics"] == {
+        "unlearned.math500_reflection_rate_in_window": "no generated token falls in the positions this rate counts"
+    }

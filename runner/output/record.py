@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runner.cache import write_json_atomic
 from runner.errors import InvalidResult
-from runner.output.record_check import record_problems
+from runner.output.record_check import explain_nulls, record_problems
 from runner.output.secrets import scrub, secret_values
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,12 @@ class RunRecord:
 
     def finish(self, status: str, error: dict | None = None) -> None:
         """End the record; ``completed`` only when every metric passes ``record_check`` (else InvalidResult)."""
-        if status == "completed" and (problems := record_problems(self.data)):
-            raise InvalidResult(problems)
+        if status == "completed":
+            nulls = explain_nulls(self.data.get("metrics"))  # the declared reasons of the nulls a metric may be
+            if nulls:
+                self.data["null_metrics"] = {**nulls, **self.data.get("null_metrics", {})}
+            if problems := record_problems(self.data):
+                raise InvalidResult(problems)
         self.data["status"] = status
         self.data["finished"] = _now()
         if error:

@@ -12,18 +12,19 @@ from __future__ import annotations
 import math
 
 
-def metric_problems(metrics, null_reasons: dict | None = None, prefix: str = "metrics") -> list[str]:
-    """One line per metric that is not a finite number or an explained null; empty when the record is sound."""
+def metric_problems(metrics, null_reasons: dict | None = None, prefix: str = "metrics", _path: str = "") -> list[str]:
+    """One line per metric that is not a finite number or an explained null; empty when the record is sound.
+    ``null_reasons`` is keyed by the metric's path below ``metrics`` (``"unlearned.judge"``)."""
     null_reasons = null_reasons or {}
     if not isinstance(metrics, dict):
         return [f"{prefix} is {type(metrics).__name__}, not a table of metrics"]
     problems = []
     for name, value in metrics.items():
-        where = f"{prefix}.{name}"
+        where, path = f"{prefix}.{name}", f"{_path}{name}"
         if isinstance(value, dict):
-            problems += metric_problems(value, null_reasons, where)
+            problems += metric_problems(value, null_reasons, where, f"{path}.")
         elif value is None:
-            reason = null_reasons.get(where.removeprefix("metrics."))
+            reason = null_reasons.get(path)
             if not (isinstance(reason, str) and reason.strip()):
                 problems.append(f"{where} is null with no reason recorded")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -31,6 +32,21 @@ def metric_problems(metrics, null_reasons: dict | None = None, prefix: str = "me
         elif not math.isfinite(value):
             problems.append(f"{where} is {value}, not a finite number")
     return problems
+
+
+def explain_nulls(metrics, prefix: str = "") -> dict[str, str]:
+    """``{"<row>.<name>": reason}`` for every null metric whose spec says why it can be null
+    (``MetricSpec.when_null``, runner/output/metrics.py); the record keeps them in ``null_metrics``."""
+    from runner.output.metrics import null_reason
+
+    found = {}
+    for name, value in (metrics or {}).items() if isinstance(metrics, dict) else ():
+        where = f"{prefix}{name}"
+        if isinstance(value, dict):
+            found |= explain_nulls(value, f"{where}.")
+        elif value is None and null_reason(str(name)):
+            found[where] = null_reason(str(name))
+    return found
 
 
 def record_problems(record) -> list[str]:
