@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from runner.benchmarks.base import Benchmark
@@ -199,11 +201,13 @@ class MuseBenchmark(Benchmark):
         if retrain_auc is None and "retain" in baselines:
             retrain_auc = baselines["retain"]["suites"]["privleak"]["auc"]
         auc = s["privleak"]["auc"]
+        # null (with its declared reason, runner/output/metrics.py) rather than NaN: no retrain AUC, or one of 0
+        privleak = M.privleak(auc, float(retrain_auc)) if retrain_auc is not None else None
         return {
             "verbmem_forget": s["verbmem_forget"]["rouge_l_f1"],
             "knowmem_forget": s["knowmem_forget"]["rouge_l_f1"],
             "knowmem_retain": s["knowmem_retain"]["rouge_l_f1"],
-            "privleak": M.privleak(auc, float(retrain_auc)) if retrain_auc is not None else float("nan"),
+            "privleak": privleak if privleak is not None and math.isfinite(privleak) else None,
             "privleak_auc": auc,
         }
 

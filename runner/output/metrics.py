@@ -84,7 +84,12 @@ METRICS = _declare(
     MetricSpec("verbmem_forget", "down", "VerbMem on D_f"),
     MetricSpec("knowmem_forget", "down", "KnowMem on D_f"),
     MetricSpec("knowmem_retain", "up", "KnowMem on D_r"),
-    MetricSpec("privleak", "zero", "PrivLeak"),
+    MetricSpec(
+        "privleak",
+        "zero",
+        "PrivLeak",
+        "no retrain AUC to compare with (benchmark.privleak.retrain_auc unset and no retain model), or one of 0",
+    ),
     MetricSpec("privleak_auc", "none", "PrivLeak AUC"),
     # reasoning benchmarks (runner/benchmarks/reasoning.py): accuracy is the score; lengths and
     # reflection statistics describe how the model answered, neither better up nor down
