@@ -175,32 +175,29 @@ def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overr
 
 
 def record_rank_failure(run_dir: str | Path, ended) -> str:
-    """Mark the record of a job whose rank ``ended.rank`` died ``failed``, naming the rank, how it ended (exit code
-    or signal) and the stage; returns the one line for the console. The other ranks were stopped by the launcher
-    (their record may say `interrupted`, or an error at a collective the lost rank never joined): the lost rank is
-    the cause. A record that says `completed` is left as it is."""
+    """Mark the record of a job whose rank ``ended.rank`` was lost ``failed``, naming the rank, how it ended (exit
+    code or signal) and the stage; returns the one line for the console.
+
+    The launcher stops the other ranks once one is lost, so rank 0's record may say `interrupted` (or `running`,
+    when rank 0 itself was killed, or `failed` at a collective the lost rank never joined): the lost rank is the
+    cause. A record rank 0 ended on its own (`completed`, or `failed` by rank 0 first) is left as it is."""
     path = Path(run_dir) / "results.json"
     data = read_results(path)
     stage = (data or {}).get("current_stage") or "startup"
     message = f"{ended.how()} during stage `{stage}`; the other ranks were stopped (see {run_dir})"
-    if data is None or data.get("status") == "completed":
+    status = (data or {}).get("status")
+    if data is None or status == "completed" or (status == "failed" and ended.rank == 0):
         return message
     error = {"message": message, "rank": ended.rank, "stage": stage}
-    if ended.returncode < 0:
-        error["signal"] = signal.Signals(-ended.returncode).name if -ended.returncode in _SIGNALS else -ended.returncode
-    else:
-        error["exit_code"] = ended.returncode
+    error |= {"signal": ended.signal} if ended.signal else {"exit_code": ended.returncode}
     if data.get("error"):
-        error["then"] = data["error"]  # what the surviving rank 0 recorded when it was stopped
+        error["then"] = data["error"]  # what rank 0 recorded when it was stopped
     data |= {"status": "failed", "error": error}
     try:
         write_json_atomic(path, data)
     except OSError as exc:
         log.error("could not write %s (%s)", path, exc.strerror or exc)
     return message
-
-
-_SIGNALS = {s.value for s in signal.Signals}
 
 
 def _write_failure(run_dir: Path, key: str, config: dict, exc: Exception, choices, overrides) -> None:

@@ -45,14 +45,20 @@ class RanksEnded:
     rank: int | None = None
     returncode: int | None = None
 
+    @property
+    def signal(self) -> str | None:
+        """The name of the signal that ended the rank (``SIGABRT``); None when it exited with a code."""
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
     def how(self) -> str:
         """``rank 1 was killed by SIGABRT`` / ``rank 0 exited with code 3``."""
-        if self.returncode is not None and self.returncode < 0:
-            try:
-                name = signal.Signals(-self.returncode).name
-            except ValueError:
-                name = f"signal {-self.returncode}"
-            return f"rank {self.rank} was killed by {name}"
+        if self.signal:
+            return f"rank {self.rank} was killed by {self.signal}"
         return f"rank {self.rank} exited with code {self.returncode}"
 
 
