@@ -506,8 +506,11 @@ def test_a_rank_that_dies_makes_the_job_failed_naming_the_rank_the_signal_and_th
         "seed=91",
     )
     _wait_for_stage(run_dir, "finetuned_models", proc)
-    stage = _record(run_dir)["current_stage"]
-    os.kill(_rank_pid(proc, rank), signum)  # a crash (abort) or a kill, not a signal to the job
+    stage = "unlearn"  # 100000 steps: the stage the ranks are in when one is lost
+    while _record(run_dir).get("current_stage") != stage:
+        assert proc.poll() is None, _console(tmp_path / "console")[1][-3000:]
+        time.sleep(0.2)
+    os.kill(_rank_pid(proc, rank), signum)  # a crash (abort), not a signal to the job
     proc.wait(timeout=120)
     _, err = _console(tmp_path / "console")
     record = _record(run_dir)
