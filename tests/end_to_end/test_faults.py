@@ -544,7 +544,11 @@ def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
     assert (out + err).count("results.json marked `interrupted`") == 1
     assert _record(run_dir)["status"] == "interrupted"
 
-    cfg = compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3")
+    # another job (fewer steps: another job key) is refused the directory, unless asked to replace the record
+    with pytest.raises(ConfigError, match="holds the record of another job"):
+        job.run(compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3"), run_dir)
+    assert _record(run_dir)["status"] == "interrupted"
+    cfg = compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3", "+overwrite=true")
     assert job.run(cfg, run_dir)["status"] == "completed"
     assert _record(run_dir)["status"] == "completed"
 
