@@ -23,7 +23,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner.errors import ConfigError, JobInterrupted, TrainingDiverged, environment_problem
+from runner.errors import ConfigError, InvalidResult, JobInterrupted, TrainingDiverged, environment_problem
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -52,14 +52,14 @@ def main(cfg: DictConfig) -> None:
                 job.record_failure(cfg, run_dir, exc, choices, overrides)
             raise
         if self_launch:
-            code = distributed.launch_local(nproc, overrides, run_dir, list(hydra_cfg.overrides.hydra))
-            if code == distributed.INTERRUPTED:
+            ended = distributed.launch_local(nproc, overrides, run_dir, list(hydra_cfg.overrides.hydra))
+            if ended.code == distributed.INTERRUPTED:
                 raise JobInterrupted("signal")
-            if code != 0:
-                raise RankFailed(f"the ranks exited with code {code}; see {run_dir}")
+            if ended.code != 0:  # a rank lost to an error or a crash: `failed`, naming it (not `interrupted`)
+                raise RankFailed(job.record_rank_failure(run_dir, ended))
             return
         job.run(cfg, run_dir, choices=choices, overrides=overrides)
-    except (ConfigError, TrainingDiverged, RankFailed) as exc:
+    except (ConfigError, TrainingDiverged, InvalidResult, RankFailed) as exc:
         _fail(str(exc), sweep)
     except (KeyboardInterrupt, JobInterrupted):
         sys.exit(130)  # the job logged its one line (results.json marked `interrupted`)

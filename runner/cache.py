@@ -33,6 +33,9 @@ import time
 import weakref
 from pathlib import Path
 
+from runner.cache_schema import MARKER as MARKER_SCHEMA
+from runner.cache_schema import schema_problem
+
 log = logging.getLogger(__name__)
 MARKER = "COMPLETE"
 VERIFY_BYTES = 256 << 20  # files up to this size are checksummed on every read; larger ones by size and header
@@ -58,9 +61,12 @@ def file_digest(path: Path, full: bool = False) -> str:
 class CacheEntry:
     """One cache directory ``<root>/<kind>/<key>``, built in ``<root>/<kind>/.<key>.tmp-*`` and renamed into place."""
 
-    def __init__(self, root: str | Path, kind: str, key: str, what: str):
+    def __init__(self, root: str | Path, kind: str, key: str, what: str, check=None):
         self.path = Path(root) / kind / key
         self.what = what  # human name for the logs, e.g. "TOFU target model"
+        # check(entry directory) -> None or what is wrong with its content (runner/cache_schema.py): an entry
+        # whose checksums agree can still hold what other inputs built, or a file an older version wrote
+        self.check = check
         self._lock_path = self.path.parent / f".{key}.lock"
         self._lock_fd: int | None = None
         self._building: Path | None = None
@@ -98,6 +104,8 @@ class CacheEntry:
 
     def _intact(self) -> bool:
         self._problem = verify(self.path)
+        if self._problem is None and self.check is not None:
+            self._problem = self.check(self.path)
         return self._problem is None
 
     def set_aside(self, problem: str) -> Path:
@@ -190,12 +198,17 @@ def verify(directory: Path) -> str | None:
         text = (directory / MARKER).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         return f"unreadable marker: {exc}"
-    try:
-        files = json.loads(text).get("files", {})
-    except (json.JSONDecodeError, AttributeError):
-        files = None  # "ok": an entry from before checksums; its safetensors headers are still checked
-    if files is None and text.strip() != "ok":
-        return "unreadable marker"
+    if text.strip() == "ok":
+        files = None  # an entry from before checksums; its safetensors headers (and the entry's check) still run
+    else:
+        try:
+            marker = json.loads(text)
+        except json.JSONDecodeError:
+            return "unreadable marker"
+        problem = schema_problem(marker, MARKER_SCHEMA)
+        if problem:
+            return f"malformed marker: {problem}"
+        files = marker["files"]
     checked = set()
     for name, (size, digest) in (files or {}).items():
         path = directory / name
@@ -212,13 +225,13 @@ def verify(directory: Path) -> str | None:
     for path in directory.glob("*.safetensors"):  # not checksummed (too large, or an entry from before checksums)
         if path.name in checked:
             continue
-        problem = _safetensors_problem(path)
+        problem = safetensors_problem(path)
         if problem:
             return f"{path.name}: {problem}"
     return None
 
 
-def _safetensors_problem(path: Path) -> str | None:
+def safetensors_problem(path: Path) -> str | None:
     """A load attempt of the header and index: a truncated file's tensors run past its end."""
     try:
         from safetensors import safe_open
@@ -274,6 +287,11 @@ def write_json_atomic(path: str | Path, obj) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write or fsync on a full disk names no file: say which one could not be written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

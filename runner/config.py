@@ -13,7 +13,12 @@ from runner.precision import CHOICES as PRECISIONS
 from runner.training import TRAIN_RANGES
 
 # keys that change where and how a job reports, not what it computes
-NOT_IN_JOB_KEY = ("paths", "logger", "threads")  # where it runs and reports, not what it computes
+NOT_IN_JOB_KEY = (
+    "paths",
+    "logger",
+    "threads",
+    "overwrite",
+)  # where and how it runs and reports (overwrite: runner/rundir.py)
 # the job's own numbers; the trainer blocks' are the shared trainer's (runner/training.py)
 JOB_RANGES = {
     "seed": SEED,

@@ -22,6 +22,18 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"{stage}: {text or f'{what} is {value}'} at step {step}; {fix}")
 
 
+class InvalidResult(RuntimeError):
+    """A record about to say ``completed`` holds a metric that is not a finite number or an explained null."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(
+            f"the result would record {problems[0]}{more}, so the job is not marked completed. Fix: run it again "
+            "(a damaged cache entry is set aside and rebuilt); if it repeats, report it as a bug"
+        )
+
+
 class JobInterrupted(BaseException):
     """SIGTERM / SIGINT arrived; a BaseException so that broad `except Exception` blocks let it through."""
 

@@ -8,16 +8,15 @@ that produced it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import torch
 
 from runner import distributed
 from runner.cache import CacheEntry, content_key, write_json_atomic
+from runner.cache_schema import EVALUATION, meta_check, read_checked, set_aside_file
 from runner.distributed import Strategy
 from runner.errors import environment_errno
 from runner.models import load_state, save_trainable
@@ -63,7 +62,13 @@ class FinetunedModel:
                 "precision": precision,
             }
         )
-        self.entry = CacheEntry(cache_dir, "finetuned", key, f"{benchmark.upper()} {kind} model")
+        self.entry = CacheEntry(
+            cache_dir,
+            "finetuned",
+            key,
+            f"{benchmark.upper()} {kind} model",
+            check=meta_check({"kind": kind, "rows": len(rows)}),  # an entry of other rows, checksums and all
+        )
         self.state_path = self.entry.path / STATE_FILE
 
     def build(
@@ -116,33 +121,25 @@ class FinetunedModel:
     def load_into(self, model: torch.nn.Module) -> None:
         load_state(model, self.state_path)
 
-    def evaluation(self, eval_key: str, compute) -> dict:
-        """The cached evaluation of this model for ``eval_key``, computed by ``compute()`` when missing."""
-        return cached_json(self.entry.path / f"eval-{eval_key}.json", compute, f"the {self.kind} model")
+    def evaluation(self, eval_key: str, compute, check=None) -> dict:
+        """The cached evaluation of this model for ``eval_key`` (trusted when ``check`` finds nothing in it),
+        computed by ``compute()`` when missing or damaged."""
+        return cached_json(self.entry.path / f"eval-{eval_key}.json", compute, f"the {self.kind} model", check)
 
 
-def cached_json(path: Path, compute, what: str) -> dict:
+def cached_json(path: Path, compute, what: str, check=None) -> dict:
     """``compute()``'s result, stored at ``path`` (atomically) the first time and read back after.
 
-    A stored file that does not read back as a JSON object (truncated, overwritten) is logged, moved
-    aside and computed again; a cache that cannot be written (read-only, full) only costs the reuse.
+    A stored file is trusted only when it fits the evaluation schema and ``check(value)`` (what the record
+    would take from it, ``runner/cache_schema.py``) finds nothing; otherwise it is logged, moved aside and
+    computed again. A cache that cannot be written (read-only, full) only costs the reuse.
     """
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_bytes().decode("utf-8"))
-            if isinstance(stored, dict) and stored:
-                log.info("cache hit: evaluation of %s (%s)", what, path)
-                return stored
-            problem = f"holds {type(stored).__name__}, not a result"
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problem = str(exc).splitlines()[0]
-        aside = path.with_name(f".{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        try:
-            os.replace(path, aside)
-            where = f"moved aside to {aside}"
-        except OSError:
-            where = "left in place (cannot move it)"
-        log.warning("cached evaluation of %s is corrupt (%s): %s %s; computing it again", what, problem, path, where)
+    if path.exists():
+        stored, problem = read_checked(path, EVALUATION, check)
+        if problem is None:
+            log.info("cache hit: evaluation of %s (%s)", what, path)
+            return stored
+        set_aside_file(path, f"the evaluation of {what}", problem)
     result = compute()
     try:
         write_json_atomic(path, result)

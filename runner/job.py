@@ -3,6 +3,8 @@ failures around the kind's own pipeline (unlearning, evaluation only, distillati
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import signal
 import traceback
@@ -15,14 +17,16 @@ from runner import distributed, evaluate, rundir, threads
 from runner import precision as precision_choice
 from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
+from runner.cache_schema import JOB_INDEX, read_checked, set_aside_file
 from runner.decoding import engine as generation_engine
 from runner.distill.job import run_distillation, settle_full_trace_ratio
-from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
+from runner.errors import ConfigError, InvalidResult, JobInterrupted, TrainingDiverged
 from runner.metrics.mcq import CONSTANT_LETTER_SHARE, answer_letters
 from runner.output import tracking
 from runner.output.console import constant_letter_warnings, letters_table, metrics_table
 from runner.output.record import RunRecord, read_results
-from runner.output.secrets import install_log_filter, scrub_files, scrub_overrides, secret_values
+from runner.output.record_check import record_problems
+from runner.output.secrets import install_log_filter, scrub_overrides, secret_values
 from runner.unlearning_job import run_unlearning
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, overr
 
 def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list | None) -> dict:
     main = distributed.is_main_process()
-    _hide_secrets(cfg, run_dir)
+    hidden = _hide_secrets(cfg)
+    as_composed = copy.deepcopy(cfg)  # Hydra's .hydra/config.yaml, written once the directory is claimed
     try:
         config_checks.validate(cfg)
         # `auto` becomes fp32 or bf16 for this device before anything keys on it: every stage, cache and
@@ -59,10 +64,14 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
             generation_engine.configure(cfg.get("generation"), cache_dir)
         chosen_threads = threads.apply(cfg.get("threads", "auto"))
         key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
+        same_job = {key, config_checks.config_key(as_composed)}
     except ConfigError as exc:
         if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
-            record_failure(cfg, run_dir, exc, choices, overrides)
+            record_failure(as_composed, run_dir, exc, choices, overrides, held=True)
         raise
+    if main:  # the lock is held: refuse another job's directory, then write the first file
+        rundir.claim(run_dir, same_job, bool(cfg.get("overwrite", False)))
+        rundir.save_hydra_files(run_dir, as_composed, hidden)
     strategy = distributed.build_strategy(cfg.get("distributed"))
     strategy.setup()  # process group (several ranks); rank 0 alone writes below
     if main:
@@ -75,19 +84,21 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
             if Path(finished["_path"]).resolve() != run_dir / "results.json":
                 # a copy in this run dir, so a report over this sweep still sees the point
                 # labelled with this job's own choices: the original may have been launched otherwise
-                copy = {k: v for k, v in finished.items() if k != "_path"}
-                copy |= {
+                reused = {k: v for k, v in finished.items() if k != "_path"}
+                reused |= {
                     "choices": {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")},
-                    "overrides": scrub_overrides(list(overrides or [])),
+                    "overrides": scrub_overrides(list(overrides or []), hidden),
                     "precision": chosen_precision,  # same precision used; this job's own way of asking for it
                     "reused_from": finished["_path"],
                 }
-                write_json_atomic(run_dir / "results.json", copy)
+                write_json_atomic(run_dir / "results.json", reused)
             print(metrics_table(finished["metrics"]))
             _print_letters(finished.get("answer_letters"))
         return finished
 
-    record = (RunRecord if main else _RankRecord)(run_dir, key, OmegaConf.to_container(cfg, resolve=True))
+    record = (RunRecord if main else _RankRecord)(
+        run_dir, key, OmegaConf.to_container(cfg, resolve=True), config_checks.config_key(as_composed)
+    )
     record.data["launch"] = distributed.launch_info()  # world size, host, Slurm job id
     record.data["precision"] = chosen_precision
     record.data["threads"] = chosen_threads
@@ -120,6 +131,9 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         raise
     except ConfigError as exc:
         record.finish_quietly("failed", {"message": str(exc), "setting": exc.key, "stage": record.current})
+        raise
+    except InvalidResult as exc:
+        record.finish_quietly("failed", {"message": str(exc), "problems": exc.problems, "stage": "record"})
         raise
     except Exception as exc:
         error = {"message": str(exc), "type": type(exc).__name__, "stage": record.current}
@@ -160,18 +174,56 @@ def _cache_dir(cfg) -> Path:
     return path
 
 
-def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overrides=None) -> None:
-    """A ``failed`` results.json for a job stopped by its checks before the pipeline (no record existed yet)."""
+def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overrides=None, held: bool = False) -> None:
+    """A ``failed`` results.json for a job stopped by its checks before the pipeline (no record existed yet), written
+    only while holding the run directory (``held``: the caller does) and never over another job's record."""
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
         key = config_checks.config_key(cfg)
     except Exception:  # an interpolation that does not resolve is itself the error
         config, key = OmegaConf.to_container(cfg, resolve=False), "unresolved"
+    run_dir = Path(run_dir)
     try:
-        record = RunRecord(Path(run_dir), key, config)
+        with contextlib.nullcontext() if held else rundir.hold(run_dir):
+            if rundir.other_job(run_dir, {key}) is not None and not cfg.get("overwrite", False):
+                log.error("not recording this failure in %s: it holds another job's record", run_dir)
+                return
+            rundir.save_hydra_files(run_dir, cfg, secret_values(config))
+            _write_failure(run_dir, key, config, exc, choices, overrides)
+    except ConfigError as busy:  # another live job holds the directory: its record stays as it is
+        log.error("not recording this failure: %s", busy)
     except OSError as err:  # the run directory cannot be written: the console line is all there is
         log.error("could not write %s/results.json (%s)", run_dir, err.strerror or err)
-        return
+
+
+def record_rank_failure(run_dir: str | Path, ended) -> str:
+    """Mark the record of a job whose rank ``ended.rank`` was lost ``failed``, naming the rank, how it ended (exit
+    code or signal) and the stage; returns the one line for the console.
+
+    The launcher stops the other ranks once one is lost, so rank 0's record may say `interrupted` (or `running`,
+    when rank 0 itself was killed, or `failed` at a collective the lost rank never joined): the lost rank is the
+    cause. A record rank 0 ended on its own (`completed`, or `failed` by rank 0 first) is left as it is."""
+    path = Path(run_dir) / "results.json"
+    data = read_results(path)
+    stage = (data or {}).get("current_stage") or "startup"
+    message = f"{ended.how()} during stage `{stage}`; the other ranks were stopped (see {run_dir})"
+    status = (data or {}).get("status")
+    if data is None or status == "completed" or (status == "failed" and ended.rank == 0):
+        return message
+    error = {"message": message, "rank": ended.rank, "stage": stage}
+    error |= {"signal": ended.signal} if ended.signal else {"exit_code": ended.returncode}
+    if data.get("error"):
+        error["then"] = data["error"]  # what rank 0 recorded when it was stopped
+    data |= {"status": "failed", "error": error}
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        log.error("could not write %s (%s)", path, exc.strerror or exc)
+    return message
+
+
+def _write_failure(run_dir: Path, key: str, config: dict, exc: Exception, choices, overrides) -> None:
+    record = RunRecord(run_dir, key, config)
     record.data["launch"] = distributed.launch_info()
     record.data["choices"] = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     record.data["overrides"] = scrub_overrides(list(overrides or []), record.secrets)
@@ -181,15 +233,15 @@ def record_failure(cfg, run_dir: str | Path, exc: Exception, choices=None, overr
     record.finish_quietly("failed", error)
 
 
-def _hide_secrets(cfg, run_dir: Path) -> None:
-    """Redact secrets from the log and from Hydra's saved config first, whatever happens to the job next."""
+def _hide_secrets(cfg) -> list[str]:
+    """The config's credential values, kept out of every log line from now on, whatever happens to the job next."""
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:
         config = OmegaConf.to_container(cfg, resolve=False)
     hidden = secret_values(config)
     install_log_filter(hidden)
-    scrub_files(sorted((run_dir / ".hydra").glob("*.yaml")), hidden)
+    return hidden
 
 
 class _RankRecord(RunRecord):
@@ -221,14 +273,24 @@ def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dic
     """The completed result of an identical job: the cache's index, or this run directory itself.
 
     The run directory counts too, so a sweep resubmitted into the same directory (Slurm
-    requeue, a rerun after a cache clean) skips its finished points.
+    requeue, a rerun after a cache clean) skips its finished points. A record is reused only when it
+    passes the same check as a record being completed (every metric a finite number or an explained
+    null); a damaged index file is set aside, a damaged record is left alone and the job runs again.
     """
-    pointer = read_results(cache_dir / "jobs" / f"{key}.json") or {}
-    for path in (pointer.get("results"), run_dir and run_dir / "results.json"):
+    index = cache_dir / "jobs" / f"{key}.json"
+    pointer, problem = read_checked(index, JOB_INDEX) if index.exists() else (None, None)
+    if problem:
+        set_aside_file(index, "the finished-job index", problem)
+    for path in ((pointer or {}).get("results"), run_dir and run_dir / "results.json"):
         result = read_results(Path(path)) if path else None
-        if result and result.get("status") == "completed" and result.get("job_key") == key:
-            result["_path"] = str(path)
-            return result
+        if not (result and result.get("status") == "completed" and result.get("job_key") == key):
+            continue
+        problems = record_problems(result)
+        if problems:
+            log.warning("not reusing the completed record %s: it holds %s; running the job again", path, problems[0])
+            continue
+        result["_path"] = str(path)
+        return result
     return None
 
 

@@ -12,7 +12,10 @@
   its log file there, it checks that the directory can be created and written, and stops with one
   message naming ``hydra.run.dir`` (or ``hydra.sweep.dir``) otherwise.
 - ``hold`` takes a lock on the run directory for the job's lifetime, so two live jobs given the
-  same directory (an explicit ``hydra.run.dir``) cannot overwrite each other's record.
+  same directory (an explicit ``hydra.run.dir``) cannot overwrite each other's record; ``claim`` then
+  refuses a directory holding the record of another job (another job key) unless ``+overwrite=true``.
+  Hydra's own ``.hydra/*.yaml`` writing is off (``hydra.output_subdir: null``): ``save_hydra_files``
+  writes them, redacted, only once the lock is held and the directory claimed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import secrets
 import sys
@@ -31,7 +35,10 @@ from omegaconf import OmegaConf
 
 from runner.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 LOCK_NAME = ".runner.lock"
+HYDRA_DIR = ".hydra"
 
 
 MAX_NAME = 200  # bytes of a directory name kept readable; file systems refuse names over 255
@@ -43,8 +50,14 @@ def unique_suffix() -> str:
 
 def short_dirname(name: str) -> str:
     """A sweep point's directory name from Hydra's ``override_dirname`` (module docstring): choices first,
-    paths as a hash, cut to ``MAX_NAME`` bytes with a hash of the whole (distinct names stay distinct)."""
-    items = _overrides(name)
+    paths as a hash, cut to ``MAX_NAME`` bytes with a hash of the whole (distinct names stay distinct);
+    the value of a credential-named override (``+db.password=...``) never becomes part of a directory name."""
+    from runner.output.secrets import is_secret_name
+
+    items = []
+    for item in _overrides(name):
+        key, sep, _ = item.partition("=")
+        items.append(f"{key}=redacted" if sep and is_secret_name(key.lstrip("+~")) else item)
     paths = [i for i in items if _is_path(i.partition("=")[2])]
     kept = sorted((i for i in items if i not in paths), key=lambda i: "." in i.partition("=")[0])  # stable
     if paths:
@@ -126,6 +139,7 @@ class CheckRunDir(Callback):
 @contextlib.contextmanager
 def hold(run_dir: Path):
     """Lock ``run_dir`` for this job; a ConfigError when another live job holds it (the kernel drops a dead one's)."""
+    run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -140,3 +154,53 @@ def hold(run_dir: Path):
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def other_job(run_dir: Path, keys: set[str]) -> dict | None:
+    """The record in ``run_dir`` when it belongs to another job (its job key is none of ``keys``), else None."""
+    from runner.cache_schema import read_json
+
+    existing, _ = read_json(Path(run_dir) / "results.json")
+    if not isinstance(existing, dict) or "job_key" not in existing:
+        return None  # no record (or not one a job wrote): nothing to lose
+    if existing.get("job_key") in keys or existing.get("config_key") in keys:
+        return None
+    return existing
+
+
+def claim(run_dir: Path, keys: set[str], overwrite: bool) -> None:
+    """Refuse ``run_dir`` when it holds another job's record, unless the user asked to replace it."""
+    existing = other_job(run_dir, keys)
+    if existing is None:
+        return
+    if overwrite:
+        log.warning("replacing the record of another job in %s (+overwrite=true)", run_dir)
+        return
+    raise ConfigError(
+        "hydra.run.dir",
+        f"{run_dir} holds the record of another job (job key {existing.get('job_key')}, "
+        f"status {existing.get('status')})",
+        "leave hydra.run.dir unset (each job gets its own directory), or add +overwrite=true to replace that record",
+    )
+
+
+def save_hydra_files(run_dir: Path, task_cfg, hidden: list[str]) -> None:
+    """Hydra's ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` (what Hydra itself writes before the
+    job can lock its directory), written with credential values redacted; nothing outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner.output.secrets import scrub_files
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    out = Path(run_dir) / HYDRA_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": task_cfg,
+        "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+        "overrides.yaml": hydra_cfg.overrides.task,
+    }
+    for name, node in files.items():
+        OmegaConf.save(node, out / name, resolve=False)
+    scrub_files(sorted(out.glob("*.yaml")), hidden)

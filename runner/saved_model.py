@@ -14,14 +14,14 @@ the run (another GGUF file, another hub revision).
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from runner.cache import write_json_atomic
-from runner.errors import ConfigError
+from runner.cache import safetensors_problem, write_json_atomic
+from runner.errors import ConfigError, environment_errno
 from runner.models import load_model, load_state, model_identity, set_trainable
 
 CHOICES = ("none", "trainable", "full")
@@ -46,12 +46,19 @@ def save_run_model(model, tokenizer, run_dir: Path, how: str, model_cfg, start: 
     out = Path(run_dir) / DIRECTORY
     out.mkdir(parents=True, exist_ok=True)
     trainable = changed_parameters(model, model_cfg.get("trainable_layers"))
-    if how == "trainable":
-        params = dict(model.named_parameters())
-        save_file({n: params[n].detach().cpu().contiguous() for n in trainable}, str(out / STATE_FILE))
-    else:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+    try:
+        if how == "trainable":
+            params = dict(model.named_parameters())
+            save_file({n: params[n].detach().cpu().contiguous() for n in trainable}, str(out / STATE_FILE))
+        else:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+    except Exception as exc:
+        code = environment_errno(exc)
+        if code is None:
+            raise
+        # safetensors reports a full disk without the file: name the directory that could not be written
+        raise OSError(code, os.strerror(code), str(out)) from exc
     description = {
         "save_model": how,
         "base": {"config": OmegaConf.to_container(model_cfg, resolve=True), "identity": model_identity(model_cfg)},
@@ -105,8 +112,9 @@ def load_run_model(run_dir: str | Path, cache_dir: str | Path | None = None):
 
 def saved_weights(run_dir: str | Path, key: str = "save_model") -> tuple[Path, dict]:
     """The directory holding a run's kept weights (a reused result points at the run that made them) and
-    its ``model.json``; a ConfigError naming ``key`` (the setting that gave the run) where it kept none."""
-    weights = _weights_dir(Path(run_dir))
+    its ``model.json``; a ConfigError naming ``key`` (the setting that gave the run) where it kept none, or where
+    a file of them is damaged (checked here, before anything loads: one line, not a loader's traceback)."""
+    weights = _weights_dir(Path(run_dir), key)
     described = weights / DIRECTORY / "model.json"
     if not described.is_file():
         raise ConfigError(
@@ -114,23 +122,46 @@ def saved_weights(run_dir: str | Path, key: str = "save_model") -> tuple[Path, d
             f"{run_dir} kept no weights (no {DIRECTORY}/model.json)",
             "run the job again with save_model=trainable (or full)",
         )
-    return weights, json.loads(described.read_text())
+    info = read_run_json(described, key)
+    for path in sorted((weights / DIRECTORY).glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            raise ConfigError(key, f"{path} is damaged ({problem})", _RERUN)
+    if info.get("save_model") == "trainable" and not (weights / DIRECTORY / STATE_FILE).is_file():
+        raise ConfigError(key, f"{weights / DIRECTORY / STATE_FILE} is missing", _RERUN)
+    return weights, info
 
 
-def _weights_dir(run_dir: Path) -> Path:
+_RERUN = "run the job that wrote it again (with save_model=trainable or full), or leave that run out"
+
+
+def read_run_json(path: Path, key: str) -> dict:
+    """A JSON object a finished run wrote (``results.json``, ``model.json``); a ConfigError naming ``key`` and the
+    file when it is truncated, not JSON or not an object."""
+    from runner.cache_schema import read_json
+
+    value, problem = read_json(path)
+    if problem is None and not isinstance(value, dict):
+        problem = f"holds {type(value).__name__}, not an object"
+    if problem:
+        raise ConfigError(key, f"{path} is damaged ({problem})", _RERUN)
+    return value
+
+
+def _weights_dir(run_dir: Path, key: str = "save_model") -> Path:
     """The run directory that holds the weights: a job answered by an identical finished one (its
     results.json copy says ``reused_from``) points at that run's directory."""
     if (run_dir / DIRECTORY / "model.json").is_file():
         return run_dir
     results = run_dir / "results.json"
-    reused = json.loads(results.read_text()).get("reused_from") if results.is_file() else None
-    return Path(reused).parent if reused else run_dir
+    reused = read_run_json(results, key).get("reused_from") if results.is_file() else None
+    return Path(reused).parent if isinstance(reused, str) and reused else run_dir
 
 
 def _run_cache_dir(run_dir: Path) -> Path:
     results = run_dir / "results.json"
     if results.is_file():
-        config = json.loads(results.read_text()).get("config", {})
+        config = read_run_json(results, "analysis.runs").get("config", {})
         cache = (config.get("paths") or {}).get("cache_dir")
         if cache:
             return Path(cache)

@@ -14,6 +14,7 @@ from runner import distributed, references
 from runner.attacks import run_attack
 from runner.benchmarks.base import Benchmark, build_benchmark
 from runner.cache import content_key
+from runner.cache_schema import evaluation_check
 from runner.components import build
 from runner.coreset import select_coreset
 from runner.data.qa import PromptFormat
@@ -178,6 +179,7 @@ def _finetuned_models(
     def evaluate_target() -> dict:  # the model unlearning starts from also gets the utility tasks
         return with_utility(evaluate(), model, bench, cfg)
 
+    check = evaluation_check(bench.summarize)  # a cached evaluation is trusted only if its metrics are numbers
     main = distributed.is_main_process()  # rank 0 evaluates; every rank fine-tunes (collective)
     evaluations = {}
     # the loaded weights, kept only while some reference must be built from them or restored after
@@ -187,7 +189,7 @@ def _finetuned_models(
     if "target" not in refs and main:
         key = content_key({"model": identity, "trainable_layers": cfg.model.trainable_layers, "eval": eval_key})
         evaluations["target"] = cached_json(
-            cache_dir / "evaluations" / f"{key}.json", evaluate_target, "the loaded model"
+            cache_dir / "evaluations" / f"{key}.json", evaluate_target, "the loaded model", check
         )
     try:
         for kind, ref in refs.items():
@@ -198,7 +200,7 @@ def _finetuned_models(
                     model, base_state, bench.encode, pad_id, run_dir, callbacks=list(callbacks), strategy=strategy
                 )
             if main:
-                evaluations[kind] = ref.evaluation(eval_key, evaluate_target if kind == "target" else evaluate)
+                evaluations[kind] = ref.evaluation(eval_key, evaluate_target if kind == "target" else evaluate, check)
     finally:
         for ref in refs.values():
             ref.entry.abandon()  # locks still held by entries this job was to build (none after a normal run)

@@ -34,7 +34,6 @@ results.json: ``metrics`` has one row per point (``t=0.00`` ...), ``evaluation``
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -47,12 +46,13 @@ from safetensors.torch import load_file
 from runner import distributed
 from runner.analysis.base import Analysis
 from runner.benchmarks.base import build_benchmark
+from runner.cache import safetensors_problem
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model, model_identity
 from runner.options import Range
 from runner.output.metrics import spec
-from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weights
+from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, read_run_json, saved_weights
 
 log = logging.getLogger(__name__)
 PLOT = "connectivity.png"
@@ -138,11 +138,17 @@ class Connectivity(Analysis):
                     f"the model {self.runs[0]} started from ({start}) is no longer in the cache",
                     "rerun the job with the same cache (it rebuilds the target), or analyse two runs",
                 )
+            if start is not None and (problem := safetensors_problem(Path(start))):
+                raise ConfigError(
+                    "analysis.against",
+                    f"the model {self.runs[0]} started from ({start}) is damaged ({problem})",
+                    "rerun the job with the same cache (it rebuilds the target), or analyse two runs",
+                )
 
     @staticmethod
     def _results(run: Path) -> dict:
         path = run / "results.json"
-        result = json.loads(path.read_text()) if path.is_file() else {}
+        result = read_run_json(path, "analysis.runs") if path.is_file() else {}
         if result.get("status") != "completed":
             raise ConfigError("analysis.runs", f"{run} is not a completed run ({path})", "analyse finished runs")
         result["_path"] = str(path)

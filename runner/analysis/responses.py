@@ -10,11 +10,11 @@ models reads them back and generates nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from runner.cache import content_key, write_json_atomic
+from runner.cache_schema import RESPONSES, count_problem, read_checked, set_aside_file
 from runner.data.qa import encode_prompt
 from runner.decoding.base import DecodingContext
 from runner.decoding.generate import generate
@@ -46,14 +46,14 @@ def responses(
     keyed = {k: v for k, v in settings.items() if k != "batch_size"}
     key = cache_key(identity, ids, keyed, precision)
     path = Path(cache_dir) / KIND / f"{key}.json"
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-            if len(stored["responses"]) == len(ids):
-                log.info("cache hit: %s responses (%s)", desc, path)
-                return stored["responses"], {"key": key, "cached": True, **stored["stats"]}
-        except (json.JSONDecodeError, KeyError, TypeError):
-            log.warning("unreadable responses cache entry %s: generating again", path)
+    if path.exists():  # trusted only with one response (token ids and text) per prompt
+        stored, problem = read_checked(
+            path, RESPONSES, lambda v: count_problem("responses", len(v["responses"]), len(ids))
+        )
+        if problem is None:
+            log.info("cache hit: %s responses (%s)", desc, path)
+            return stored["responses"], {"key": key, "cached": True, **stored["stats"]}
+        set_aside_file(path, f"{desc} responses", problem)
     run = generate(
         model,
         tokenizer,
@@ -68,5 +68,8 @@ def responses(
     )
     out = [{"ids": s[0].ids, "text": tokenizer.decode(s[0].ids, skip_special_tokens=True).strip()} for s in run.outputs]
     stats = dict(run.stats)
-    write_json_atomic(path, {"settings": keyed, "precision": precision, "responses": out, "stats": stats})
+    try:  # the cache only spares the next analysis the generation: a full or read-only one must not fail this
+        write_json_atomic(path, {"settings": keyed, "precision": precision, "responses": out, "stats": stats})
+    except OSError as exc:
+        log.warning("could not store %s responses in the cache (%s): %s", desc, exc.strerror or exc, path)
     return out, {"key": key, "cached": False, **stats}

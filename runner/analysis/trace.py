@@ -42,12 +42,12 @@ from omegaconf import OmegaConf
 from runner import distributed
 from runner.analysis import detect, hidden, prompts, responses, text_classifier
 from runner.analysis.base import Analysis
-from runner.cache import file_digest
+from runner.cache import file_digest, safetensors_problem
 from runner.data.qa import PromptFormat
 from runner.errors import ConfigError
 from runner.models import load_model, load_state, model_identity
 from runner.options import SEED, Range
-from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, saved_weights
+from runner.saved_model import DIRECTORY, STATE_FILE, load_run_model, read_run_json, saved_weights
 from runner.training import TRAIN_RANGES
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,12 @@ class TraceDetection(Analysis):
             raise ConfigError(
                 "analysis.models", f"the start model {self.start} is no longer in the cache", "rerun the run"
             )
+        if "start" in self.entries and self.start is not None and (problem := safetensors_problem(Path(self.start))):
+            raise ConfigError(
+                "analysis.models", f"the start model {self.start} is damaged ({problem})", "rerun the run"
+            )
         results = first_run / "results.json"
-        config = json.loads(results.read_text()).get("config", {}) if results.is_file() else {}
+        config = read_run_json(results, "analysis.models").get("config", {}) if results.is_file() else {}
         self.precision = config.get("precision", "fp32")
         if self.precision not in ("fp32", "bf16"):
             self.precision = "fp32"

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from runner import references
@@ -236,11 +238,13 @@ class MuseBenchmark(Benchmark):
         auc = s["privleak"]["auc"]
         # MUSE's own PrivLeak below (it honours privleak.retrain_auc); the rest of the family from here
         family = privacy.summarize(evaluation, baselines, with_privleak=False)
+        # null (with its declared reason, runner/output/metrics.py) rather than NaN: no retrain AUC, or one of 0
+        privleak = M.privleak(auc, float(retrain_auc)) if retrain_auc is not None else None
         return family | {
             "verbmem_forget": s["verbmem_forget"]["rouge_l_f1"],
             "knowmem_forget": s["knowmem_forget"]["rouge_l_f1"],
             "knowmem_retain": s["knowmem_retain"]["rouge_l_f1"],
-            "privleak": M.privleak(auc, float(retrain_auc)) if retrain_auc is not None else float("nan"),
+            "privleak": privleak if privleak is not None and math.isfinite(privleak) else None,
             "privleak_auc": auc,
         }
 

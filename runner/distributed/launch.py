@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from runner.distributed.ranks import env_int, free_port
 
@@ -35,15 +36,43 @@ _NOT_FOR_RANKS = (
 INTERRUPTED = 130  # launch_local's code when a signal stopped the ranks
 
 
-def launch_local(nproc: int, overrides: Iterable[str], run_dir: str, hydra_overrides: Iterable[str] = ()) -> int:
-    """Run this job as ``nproc`` local ranks (one process each, as torchrun --standalone would); returns the exit code.
+@dataclass(frozen=True)
+class RanksEnded:
+    """How a job's local ranks ended: ``code`` 0, ``INTERRUPTED``, or the code of the rank that failed first
+    (``rank``, its ``returncode``: negative for a signal, as ``subprocess`` reports it)."""
+
+    code: int
+    rank: int | None = None
+    returncode: int | None = None
+
+    @property
+    def signal(self) -> str | None:
+        """The name of the signal that ended the rank (``SIGABRT``); None when it exited with a code."""
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+    def how(self) -> str:
+        """``rank 1 was killed by SIGABRT`` / ``rank 0 exited with code 3``."""
+        if self.signal:
+            return f"rank {self.rank} was killed by {self.signal}"
+        return f"rank {self.rank} exited with code {self.returncode}"
+
+
+def launch_local(nproc: int, overrides: Iterable[str], run_dir: str, hydra_overrides: Iterable[str] = ()) -> RanksEnded:
+    """Run this job as ``nproc`` local ranks (one process each, as torchrun --standalone would); returns how they
+    ended (the exit code, and which rank failed first).
 
     The ranks get the job's own overrides, the command line's Hydra settings that shape the config
     (``hydra.searchpath``, ...), and ``hydra.run.dir`` so that they share the job's run directory;
     their environment is torchrun's (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR / MASTER_PORT on a free
     port). SIGTERM and SIGINT (Slurm's time-out, ``kill``, Ctrl-C) are passed on to every rank, which
-    records ``interrupted``; the code is then ``INTERRUPTED``. When one rank fails, the others are
-    stopped rather than left waiting at a collective. The ranks' own console lines are the only
+    records ``interrupted``; the code is then ``INTERRUPTED``. When one rank fails (an error, a crash,
+    a kill), the others are stopped rather than left waiting at a collective, and the rank that failed
+    first is reported: the job is then ``failed``, not interrupted (``job.record_rank_failure``). The ranks' own console lines are the only
     output: no launcher traceback.
     """
     kept_hydra = [o for o in hydra_overrides if not o.lstrip("+~").startswith(_NOT_FOR_RANKS)]
@@ -77,15 +106,15 @@ def launch_local(nproc: int, overrides: Iterable[str], run_dir: str, hydra_overr
                 p.wait()
 
 
-def _wait_ranks(procs: list, signalled: list, grace_s: float = 60.0) -> int:
-    failed_at = None
+def _wait_ranks(procs: list, signalled: list, grace_s: float = 60.0) -> RanksEnded:
+    failed_at, first = None, None
     while True:
         codes = [p.poll() for p in procs]
         if all(c is not None for c in codes):
             break
-        bad = [c for c in codes if c not in (None, 0)]
+        bad = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
         if bad and failed_at is None:  # a rank failed: the others would wait at their next collective
-            failed_at = time.monotonic()
+            failed_at, first = time.monotonic(), bad[0]
             for p in procs:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
@@ -95,6 +124,12 @@ def _wait_ranks(procs: list, signalled: list, grace_s: float = 60.0) -> int:
                     p.kill()
         time.sleep(0.2)
     if signalled:
-        return INTERRUPTED
-    first_bad = next((c for c in codes if c != 0), 0)
-    return INTERRUPTED if first_bad in (INTERRUPTED, -signal.SIGTERM, -signal.SIGINT) else first_bad
+        return RanksEnded(INTERRUPTED)
+    if first is None:  # they all ended between two looks: the first non-zero in rank order
+        first = next(((r, c) for r, c in enumerate(codes) if c != 0), None)
+    if first is None:
+        return RanksEnded(0)
+    rank, code = first
+    if code in (INTERRUPTED, -signal.SIGTERM, -signal.SIGINT):  # the ranks themselves got the job's signal
+        return RanksEnded(INTERRUPTED)
+    return RanksEnded(code, rank, code)

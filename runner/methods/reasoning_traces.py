@@ -29,8 +29,10 @@ import math
 import random
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from runner.cache import CacheEntry, content_key
+from runner.cache_schema import TRACES, count_problem, read_checked
 from runner.errors import ConfigError
 from runner.options import Range, check_number
 
@@ -118,8 +120,14 @@ def generate_traces(
     """The greedy continuation (token ids, cut at the first end-of-sequence token) of each prompt, from the cache
     when an entry with this key is complete; built and stored atomically otherwise."""
     key = trace_key(model_identity, prompts, settings, precision)
-    entry = CacheEntry(cache_dir, "r2mu_traces", key, f"reasoning traces of {len(prompts)} forget documents")
-    if entry.ready():
+    entry = CacheEntry(
+        cache_dir,
+        "r2mu_traces",
+        key,
+        f"reasoning traces of {len(prompts)} forget documents",
+        check=lambda path: _traces_problem(path, len(prompts)),
+    )
+    if entry.ready():  # checked: one continuation per document, token ids (see _traces_problem)
         return json.loads((entry.path / TRACES_FILE).read_text())["continuations"]
     try:
         building = entry.start()
@@ -130,6 +138,15 @@ def generate_traces(
         entry.abandon()  # the temporary directory goes; no entry is left behind
         raise
     return continuations
+
+
+def _traces_problem(entry: Path, documents: int) -> str | None:
+    """What is wrong with an entry's traces file, if anything: unreadable, not token ids, or built for a different
+    number of documents (an entry holding some documents' traces only)."""
+    value, problem = read_checked(
+        entry / TRACES_FILE, TRACES, lambda v: count_problem("traces", len(v["continuations"]), documents)
+    )
+    return f"{TRACES_FILE}: {problem}" if problem else None
 
 
 def _generate(model, tokenizer, prompts, settings: TraceSettings, precision: str) -> list[list[int]]:

@@ -22,6 +22,7 @@ class MetricSpec:
     name: str  # the key in results.json: metrics.<model>.<name>, or a dotted key of the record
     direction: str
     label: str
+    when_null: str = ""  # why the metric can be null (recorded as the null's reason); "" = it is always a number
 
     def __post_init__(self):
         if self.direction not in ARROWS:
@@ -30,6 +31,10 @@ class MetricSpec:
     @property
     def arrow(self) -> str:
         return ARROWS[self.direction]
+
+
+# a rate over the generated tokens a phase or window selects: none selected, no rate
+_NO_TOKENS = "no generated token falls in the positions this rate counts"
 
 
 def _declare(*specs: MetricSpec) -> dict[str, MetricSpec]:
@@ -92,7 +97,12 @@ METRICS = _declare(
     MetricSpec("verbmem_forget", "down", "VerbMem on D_f"),
     MetricSpec("knowmem_forget", "down", "KnowMem on D_f"),
     MetricSpec("knowmem_retain", "up", "KnowMem on D_r"),
-    MetricSpec("privleak", "zero", "PrivLeak"),
+    MetricSpec(
+        "privleak",
+        "zero",
+        "PrivLeak",
+        "no retrain AUC to compare with (benchmark.privleak.retrain_auc unset and no retain model), or one of 0",
+    ),
     MetricSpec("privleak_auc", "none", "PrivLeak AUC"),
     # reasoning benchmarks (runner/benchmarks/reasoning.py): accuracy is the score; lengths and
     # reflection statistics describe how the model answered, neither better up nor down
@@ -101,15 +111,15 @@ METRICS = _declare(
     MetricSpec("mean_length", "none", "Length (tokens)"),
     MetricSpec("mean_thinking_length", "none", "Thinking (tokens)"),
     MetricSpec("reflections_per_response", "none", "Reflections / answer"),
-    MetricSpec("reflection_rate", "none", "Reflection rate"),
+    MetricSpec("reflection_rate", "none", "Reflection rate", _NO_TOKENS),
     # where a run set benchmark.analysis: the rate by phase of CyclicReflex's wave and inside the window,
     # counted and expected (the sampler's probability of a reflection token)
-    MetricSpec("reflection_rate_peak_quarter", "none", "+A quarter"),
-    MetricSpec("reflection_rate_negative_half", "none", "-A half"),
-    MetricSpec("reflection_rate_in_window", "none", "In window"),
-    MetricSpec("reflection_prob_peak_quarter", "none", "+A quarter exp."),
-    MetricSpec("reflection_prob_negative_half", "none", "-A half exp."),
-    MetricSpec("reflection_prob_in_window", "none", "In window exp."),
+    MetricSpec("reflection_rate_peak_quarter", "none", "+A quarter", _NO_TOKENS),
+    MetricSpec("reflection_rate_negative_half", "none", "-A half", _NO_TOKENS),
+    MetricSpec("reflection_rate_in_window", "none", "In window", _NO_TOKENS),
+    MetricSpec("reflection_prob_peak_quarter", "none", "+A quarter exp.", _NO_TOKENS),
+    MetricSpec("reflection_prob_negative_half", "none", "-A half exp.", _NO_TOKENS),
+    MetricSpec("reflection_prob_in_window", "none", "In window exp.", _NO_TOKENS),
     # reasoning utility next to an unlearning benchmark (WMDP's benchmark.reasoning.utility): <suite>_<metric>
     *(spec for name, label in _SUITES.items() for spec in _utility_specs(name, label)),
     # a distillation job's student (runner/distill/job.py): what its training cost, and how much of
@@ -152,6 +162,17 @@ METRICS = _declare(
 def spec(name: str) -> MetricSpec | None:
     """The declared spec of a metric or dotted key; None for a number nobody declared."""
     return METRICS.get(name)
+
+
+def null_reason(name: str) -> str:
+    """Why metric ``name`` may be null ("" when it must be a number); a prefixed name (``math500_reflection_rate``,
+    as a benchmark with several suites reports it) is looked up by its longest declared suffix."""
+    parts = name.split("_")
+    for i in range(len(parts)):
+        found = METRICS.get("_".join(parts[i:]))
+        if found is not None:
+            return found.when_null
+    return ""
 
 
 def arrow(name: str) -> str:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from runner.cache import write_json_atomic
+from runner.errors import InvalidResult
+from runner.output.record_check import explain_nulls, record_problems
 from runner.output.secrets import scrub, secret_values
 
 log = logging.getLogger(__name__)
@@ -79,13 +81,14 @@ def _now() -> str:
 
 
 class RunRecord:
-    def __init__(self, run_dir: Path, job_key: str, config: dict):
+    def __init__(self, run_dir: Path, job_key: str, config: dict, config_key: str | None = None):
         self.path = Path(run_dir) / "results.json"
         self.current: str | None = None  # the stage in progress (or the last one), for a failure's record
         self.secrets = secret_values(config)
         self.data: dict = {
             "status": "running",
             "job_key": job_key,
+            "config_key": config_key or job_key,  # the config alone: the same job, before its inputs were read
             "started": _now(),
             "config": scrub(config, self.secrets),  # tokens and keys never reach the file (runner/output/secrets.py)
             "metrics": {},
@@ -105,6 +108,8 @@ class RunRecord:
         """Time a pipeline stage; the record is saved when it ends."""
         start = time.perf_counter()
         self.current = name
+        self.data["current_stage"] = name  # on disk too: a rank lost mid-stage is reported with it
+        self.save()
         try:
             yield
         finally:
@@ -112,6 +117,13 @@ class RunRecord:
             self.save()
 
     def finish(self, status: str, error: dict | None = None) -> None:
+        """End the record; ``completed`` only when every metric passes ``record_check`` (else InvalidResult)."""
+        if status == "completed":
+            nulls = explain_nulls(self.data.get("metrics"))  # the declared reasons of the nulls a metric may be
+            if nulls:
+                self.data["null_metrics"] = {**nulls, **self.data.get("null_metrics", {})}
+            if problems := record_problems(self.data):
+                raise InvalidResult(problems)
         self.data["status"] = status
         self.data["finished"] = _now()
         if error:

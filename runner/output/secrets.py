@@ -2,15 +2,21 @@
 
 Three rules decide what is a secret:
 - the value of a token-carrying environment variable (HF_TOKEN, WANDB_API_KEY, ...), wherever it appears;
-- a config value whose key names a credential (``api_key``, ``hf_token``, ``password``, ...);
-- a string shaped like a key: ``hf_...``, ``sk-...``, ``ghp_...``, W&B's 40-hex or ``wandb_v1_...``
-  keys, AWS access key ids, long base64 blobs mixing upper case, lower case and digits.
+- a config value whose key names a credential (``api_key``, ``hf_token``, ``password``, ...), whatever its
+  length or type (``+db.password=1234`` is parsed as a number and is still a password), wherever it appears;
+- a string in a known token format: ``hf_...``, ``sk-...``, ``ghp_...``, ``wandb_v1_...``, AWS access key ids.
+
+A string is never redacted merely because it looks random (a data directory named
+``TofuCopy2024Nov28Forget01Version2`` or a commit hash stays as is): the record must say what the run read.
 
 A name is a credential's when one of its words (split at ``_ . -``) is a credential word, so
-``DB_PASSWORD`` is and ``PWD`` / ``OLDPWD`` (the working directory) are not. A value found this way is
-searched for in other text only when it could be a real secret: at least ``MIN_SECRET_CHARS`` long
-and not an existing path (``SSH_AUTH_SOCK``'s socket, a key file's location), so ordinary paths and
-short words are never replaced inside other values.
+``DB_PASSWORD`` is and ``PWD`` / ``OLDPWD`` (the working directory) are not. A value under such a name
+that is an existing path (``SSH_AUTH_SOCK``'s socket, a key file's location) is not searched for in other
+text. Where a value is searched for, a long one (``MIN_SECRET_CHARS`` or more) is replaced wherever it
+occurs; a shorter one only where it stands as a whole word (not inside a longer word or number), so the
+password ``Hunter2pass`` goes from ``+db.password=Hunter2pass,logger=wandb`` while a 4-letter one does not
+eat every word containing those letters. Environment variables shorter than ``MIN_SECRET_CHARS`` are not
+searched for (``PWD``-like values and flags, not tokens).
 
 A secret is replaced by ``<redacted>``; the rest of the text is kept, so a URL with a token inside
 stays readable.
@@ -38,10 +44,9 @@ SECRET_ENV_VARS = (
     "AWS_SESSION_TOKEN",
 )
 _SECRET_NAME = re.compile(r"(^|[_.\-])(token|key|apikey|secret|password|passwd|credentials?|auth)($|[_.\-])", re.I)
-# shorter values are never searched for elsewhere: real tokens are 20+ characters, and "fp32" or "main" are not
+# environment values shorter than this are not tokens; config values under credential names are searched
+# for whatever their length, a short one as a whole word only
 MIN_SECRET_CHARS = 16
-# hashes that are not secrets and are worth keeping (a model revision pins the weights)
-_HASH_NAME = re.compile(r"revision|commit|sha|hash|checksum|digest", re.I)
 
 _KEY_SHAPES = re.compile(
     r"hf_[A-Za-z0-9]{20,}"  # Hugging Face
@@ -50,14 +55,6 @@ _KEY_SHAPES = re.compile(
     r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub
     r"|AKIA[0-9A-Z]{16}"  # AWS access key id
 )
-_LONG_HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{40,}(?![0-9a-fA-F])")  # W&B (classic), generic API keys
-# no "/" in the class: a path's segments are judged one by one
-_BASE64ISH = re.compile(r"(?<![A-Za-z0-9+=_\-])[A-Za-z0-9+_\-]{32,}={0,2}(?![A-Za-z0-9+=_\-])")
-
-
-def _looks_like_base64_key(s: str) -> bool:
-    # long, and mixing upper, lower and digits: a random key, not a word, a path or a number
-    return any(c.isupper() for c in s) and any(c.islower() for c in s) and sum(c.isdigit() for c in s) >= 4
 
 
 def is_secret_name(name: str) -> bool:
@@ -65,14 +62,16 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(str(name)))
 
 
-def could_be_secret(value) -> bool:
-    """Worth searching for in other text: long enough to be a token, and not a path on this machine."""
-    if not isinstance(value, str) or len(value) < MIN_SECRET_CHARS:
-        return False
+def _not_a_path(value: str) -> bool:
     try:
         return not Path(value).expanduser().exists()
     except (OSError, ValueError):  # too long for a path, or a NUL inside: not a path
         return True
+
+
+def could_be_secret(value, min_chars: int = MIN_SECRET_CHARS) -> bool:
+    """Worth searching for in other text: a non-empty string of at least ``min_chars``, not a path on this machine."""
+    return isinstance(value, str) and len(value) >= max(1, min_chars) and _not_a_path(value)
 
 
 def env_secrets() -> list[str]:
@@ -82,44 +81,55 @@ def env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def scrub_text(text: str, extra: list[str] | tuple = (), keep_hex: bool = False) -> str:
-    """``text`` with every secret value (environment, ``extra``, key-shaped strings) replaced."""
+def _replace(text: str, value: str) -> str:
+    if len(value) >= MIN_SECRET_CHARS:
+        return text.replace(value, REDACTED)
+    # a short one as a whole word: not inside a longer run of letters and digits
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", REDACTED, text)
+
+
+def scrub_text(text: str, extra: list[str] | tuple = ()) -> str:
+    """``text`` with every secret value (environment, ``extra``: the config's credential values) and every string
+    in a known token format replaced."""
     if not text:
         return text
-    extra = [v for v in extra if could_be_secret(v)]
+    extra = [v for v in extra if could_be_secret(v, 1)]
     for value in [*env_secrets(), *sorted(extra, key=len, reverse=True)]:
         if value and value in text:
-            text = text.replace(value, REDACTED)
-    text = _KEY_SHAPES.sub(REDACTED, text)
-    if not keep_hex:
-        text = _LONG_HEX.sub(REDACTED, text)
-    return _BASE64ISH.sub(lambda m: REDACTED if _looks_like_base64_key(m.group(0)) else m.group(0), text)
+            text = _replace(text, value)
+    return _KEY_SHAPES.sub(REDACTED, text)
 
 
-def scrub(obj, extra: list[str] | tuple = (), _name: str = ""):
+def scrub(obj, extra: list[str] | tuple = ()):
     """A copy of a JSON-like object with secrets replaced; keys are kept, their values redacted."""
     if isinstance(obj, dict):
         return {k: _scrub_item(k, v, extra) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [scrub(v, extra, _name) for v in obj]
+        return [scrub(v, extra) for v in obj]
     if isinstance(obj, str):
-        return scrub_text(obj, extra, keep_hex=bool(_HASH_NAME.search(_name)))
+        return scrub_text(obj, extra)
     return obj
 
 
+def _is_credential_value(value) -> bool:
+    # a number counts: Hydra parses `+db.password=1234` as an int; a flag or an empty value holds no secret
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != ""
+
+
 def _scrub_item(key, value, extra):
-    if is_secret_name(key) and isinstance(value, str) and value:
+    if is_secret_name(key) and _is_credential_value(value):
         return REDACTED
-    return scrub(value, extra, str(key))
+    return scrub(value, extra)
 
 
 def secret_values(obj) -> list[str]:
-    """The string values under credential-named keys of a config (to redact wherever else they appear)."""
+    """The values under credential-named keys of a config, as text (to redact wherever else they appear)."""
     found = []
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if is_secret_name(k) and could_be_secret(v):
-                found.append(v)
+            if is_secret_name(k) and _is_credential_value(v):
+                if could_be_secret(str(v), 1):
+                    found.append(str(v))
             else:
                 found.extend(secret_values(v))
     elif isinstance(obj, (list, tuple)):
@@ -149,7 +159,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = scrub_text(message, self.extra, keep_hex=True)  # log lines name cache hashes and commits
+        clean = scrub_text(message, self.extra)
         if clean != message:
             record.msg, record.args = clean, None
         return True
@@ -192,4 +202,4 @@ def _scrub_yaml_line(line: str, extra) -> str:
     if m and is_secret_name(m.group(2).lstrip("+~")):
         end = "\n" if line.endswith("\n") else ""
         return f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}{end}"
-    return scrub_text(line, extra, keep_hex=True)
+    return scrub_text(line, extra)

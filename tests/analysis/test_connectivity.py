@@ -152,3 +152,25 @@ def test_the_analysed_runs_are_part_of_the_job_key(tmp_path):
     before = job_key(cfg)
     (run / "results.json").write_text('{"status": "completed", "metrics": {"redone": 1}}')
     assert job_key(cfg) != before  # the run was redone: the analysis is not answered by its stale result
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("results.json", lambda p: p.write_text(p.read_text()[:300])),  # truncated
+        ("results.json", lambda p: p.write_text("[1, 2]")),  # JSON, not a record
+        ("model/model.json", lambda p: p.write_text(p.read_text()[:40])),
+        ("model/trainable.safetensors", lambda p: p.write_bytes(b"")),  # zero bytes
+        ("model/trainable.safetensors", lambda p: p.write_bytes(p.read_bytes()[:200])),
+    ],
+)
+def test_a_damaged_run_is_one_error_naming_the_file(tiny_cfg, tmp_path, two_runs, name, damage):
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(two_runs[1][0], run)
+    damage(run / name)
+    with pytest.raises(ConfigError, match="damaged") as err:
+        _analyse(tiny_cfg, tmp_path / "a", f"analysis.runs=[{run},{two_runs[2][0]}]")
+    assert err.value.key == "analysis.runs" and str(run / name) in str(err.value)
+    assert "Fix: run the job that wrote it again" in str(err.value)

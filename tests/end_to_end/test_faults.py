@@ -36,6 +36,7 @@ FAULTS_CONF = ROOT / "tests" / "fixtures" / "faults_conf"
 HF_SECRET = "hf_PlantedFaultTokenAbCdEfGhIjKlMnOp98765"
 WANDB_SECRET = "fedcba9876543210fedcba9876543210fedcba98"
 CONFIG_SECRET = "PlantedFaultSecret-5544332211"
+SHORT_SECRET = "Hunter2pass"
 
 
 def _env(**extra) -> dict:
@@ -168,6 +169,35 @@ def test_a_run_directory_held_by_a_live_job_is_refused(tiny_cfg, tmp_path):
     assert not (tmp_path / "results.json").exists()  # the other job's record is not touched
 
 
+@pytest.mark.parametrize("status", ["completed", "failed", "running"])
+def test_a_directory_holding_another_jobs_record_is_refused_and_left_as_is(tiny_cfg, tmp_path, status):
+    other = {"status": status, "job_key": "0123456789abcdef", "config_key": "fedcba9876543210", "metrics": {}}
+    (tmp_path / "results.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"hydra.run.dir.*holds the record of another job.*\+overwrite=true"):
+        job.run(tiny_cfg("seed=83"), tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == other and not (tmp_path / ".hydra").exists()
+    # a config that fails its checks there does not replace the record with its own failure either
+    with pytest.raises(ConfigError, match="seed"):
+        job.run(tiny_cfg("seed=-1"), tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == other
+
+
+def test_a_job_refused_a_held_directory_writes_nothing_there(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    live = {name: f"the live job's {name}\n" for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    for name, text in live.items():
+        (run_dir / ".hydra" / name).write_text(text)
+    with rundir.hold(run_dir):
+        out = _run(f"hydra.run.dir={run_dir}", "seed=84", timeout=200)
+    assert out.returncode == 1 and _errors(out.stderr) == [
+        f"error: config key `hydra.run.dir`: {run_dir} is in use by another running job. Fix: give each job its own "
+        "directory (leave hydra.run.dir unset: the default is unique per job)"
+    ]
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == live
+    assert not (run_dir / "results.json").exists()
+
+
 # ---- 2. secrets: paths are not secrets; planted secrets reach no file ------------------------------------
 
 
@@ -188,7 +218,7 @@ def test_working_directory_paths_are_kept_and_the_recorded_config_is_the_resolve
 
 
 def test_planted_secrets_reach_no_written_file_and_paths_under_the_working_directory_survive(warm, tmp_path):
-    data = tmp_path / "tofu"
+    data = tmp_path / "TofuCopy2024Nov28Forget01Version2"  # looks random; is a path the record must keep
     shutil.copytree(ROOT / "data" / "tofu", data)
     run_dir = tmp_path / "run"
     env = _env(HF_TOKEN=HF_SECRET, WANDB_API_KEY=WANDB_SECRET, PWD=str(tmp_path), OLDPWD=str(ROOT))
@@ -196,6 +226,7 @@ def test_planted_secrets_reach_no_written_file_and_paths_under_the_working_direc
         f"paths.cache_dir={warm['cache']}",
         f"benchmark.source={data}",
         f"+service.api_key={CONFIG_SECRET}",
+        f"+db.password={SHORT_SECRET}",  # short: searched for as a whole word, in every file
         f"hydra.run.dir={run_dir}",
         "seed=85",
         *QUICK,
@@ -203,15 +234,17 @@ def test_planted_secrets_reach_no_written_file_and_paths_under_the_working_direc
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    for needle in (HF_SECRET, WANDB_SECRET, CONFIG_SECRET):
+    for needle in (HF_SECRET, WANDB_SECRET, CONFIG_SECRET, SHORT_SECRET):
         assert needle not in out.stdout + out.stderr
         leaks = [p for p in run_dir.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
         assert leaks == [], leaks
     record = _record(run_dir)
-    assert record["config"]["benchmark"]["source"] == str(data)  # not `<redacted>/tofu`
+    assert record["config"]["benchmark"]["source"] == str(data)  # not `<redacted>/...`
+    assert record["config"]["db"]["password"] == secrets.REDACTED
     assert record["config"]["service"]["api_key"] == secrets.REDACTED
     saved = (run_dir / ".hydra" / "config.yaml").read_text()
-    assert f"source: {data}" in saved and saved.count(secrets.REDACTED) == 1  # the api key's line only
+    assert f"source: {data}" in saved and saved.count(secrets.REDACTED) == 2  # the api key's and password's lines
+    assert f"+db.password={secrets.REDACTED}" in (run_dir / ".hydra" / "hydra.yaml").read_text()  # override_dirname
     assert f"+service.api_key={secrets.REDACTED}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
 
 
@@ -268,7 +301,7 @@ def test_corrupt_cache_entries_are_named_set_aside_and_rebuilt(warm, tmp_path, c
             f"cache entry for {'TOFU target model' if path == target else 'tiny test model'} is corrupt" in caplog.text
         )
         assert f"{path} moved aside" in caplog.text
-    assert "cached evaluation of the retain model is corrupt" in caplog.text
+    assert "cache entry for the evaluation of the retain model is corrupt" in caplog.text
     used = [p for p in evaluations if f"{p} moved aside" in caplog.text]
     assert len(used) == 1 and list(retain.glob(f".{used[0].name}.corrupt-*"))
     assert "finetune_target" in record["training"] and "finetune_retain" not in record["training"]
@@ -276,6 +309,33 @@ def test_corrupt_cache_entries_are_named_set_aside_and_rebuilt(warm, tmp_path, c
     for entry in (target, retain, model):
         assert cache.verify(entry) is None  # rebuilt, with checksums
     assert json.loads(used[0].read_text())["suites"]  # computed again and stored
+
+
+def test_cache_entries_with_the_right_shape_but_wrong_content_are_rebuilt_never_recorded(warm, tmp_path, caplog):
+    cache_dir = _copy_cache(warm["cache"], tmp_path / "cache")
+    poisoned = {}
+    for meta in (cache_dir / "finetuned").glob("*/meta.json"):
+        kind = json.loads(meta.read_text())["kind"]
+        for path in meta.parent.glob("eval-*.json"):  # this job's, and other settings' (other tests')
+            evaluation = json.loads(path.read_text())
+            evaluation["suites"]["forget"]["prob"] = "abc" if kind == "retain" else None
+            path.write_text(json.dumps(evaluation))
+            poisoned[path] = kind
+    cfg = compose_cfg(*TINY, f"paths.cache_dir={cache_dir}", "seed=80")  # the warm job: every model a cache hit
+    (cache_dir / "jobs").mkdir()
+    key = json.loads(warm["record"].read_text())["job_key"]  # the same job (paths are not in the key)
+    (cache_dir / "jobs" / f"{key}.json").write_text('{"results": 12345}')
+    with caplog.at_level(logging.INFO):
+        record = job.run(cfg, tmp_path / "run")
+    assert record["status"] == "completed" and "reused_from" not in record
+    assert all(isinstance(v, float) for row in record["metrics"].values() for v in row.values())
+    warned = [r.getMessage() for r in caplog.records if "is corrupt" in r.getMessage()]
+    assert any("finished-job index is corrupt" in m for m in warned)
+    for kind in ("target", "retain"):
+        assert sum(f"evaluation of the {kind} model is corrupt" in m for m in warned) == 1, warned
+    with caplog.at_level(logging.INFO):  # the identical rerun reuses the sound record, recomputes nothing
+        again = job.run(compose_cfg(*TINY, f"paths.cache_dir={cache_dir}", "seed=80"), tmp_path / "again")
+    assert again["metrics"] == record["metrics"] and "identical job already completed" in caplog.text
 
 
 def test_partial_cache_entry_is_rebuilt(tmp_path, caplog):
@@ -427,6 +487,49 @@ def test_sigterm_to_two_ddp_ranks_records_interrupted_and_exits_130_without_trac
     assert _record(run_dir)["status"] == "interrupted"
 
 
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    """The process id of local rank ``rank`` started by ``launcher`` (its environment says RANK=rank)."""
+    for child in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split():
+        if f"RANK={rank}".encode() in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+            return int(child)
+    raise AssertionError(f"no rank {rank} under {launcher.pid}")
+
+
+def test_a_rank_that_dies_makes_the_job_failed_naming_the_rank_the_signal_and_the_stage(warm, tmp_path):
+    # rank 1 aborts (`terminate called without an active exception`); rank 0 killed by SIGKILL, which leaves a
+    # `running` record, is tests/distributed/test_rank_failure.py's (the same verdict, without two more ranks)
+    rank, signum = 1, signal.SIGABRT
+    run_dir = tmp_path / "run"
+    proc = _start(
+        tmp_path / "console",
+        f"paths.cache_dir={warm['cache']}",
+        "distributed=ddp",
+        "distributed.nproc_per_node=2",
+        "unlearn.batch_size=2",
+        "benchmark.finetune.batch_size=4",  # the one-process entries (2 ranks x 4 = 8): cache hits
+        "unlearn.max_steps=100000",
+        f"hydra.run.dir={run_dir}",
+        "seed=91",
+    )
+    _wait_for_stage(run_dir, "finetuned_models", proc)
+    stage = "unlearn"  # 100000 steps: the stage the ranks are in when one is lost
+    while _record(run_dir).get("current_stage") != stage:
+        assert proc.poll() is None, _console(tmp_path / "console")[1][-3000:]
+        time.sleep(0.2)
+    os.kill(_rank_pid(proc, rank), signum)  # a crash (abort), not a signal to the job
+    proc.wait(timeout=120)
+    _, err = _console(tmp_path / "console")
+    record = _record(run_dir)
+    assert proc.returncode == 1 and record["status"] == "failed", err[-3000:]
+    how = f"rank {rank} was killed by {signum.name} during stage `{stage}`"
+    # (a progress bar of the surviving rank may precede the line on its line)
+    assert [line[line.index("error: ") :] for line in err.splitlines() if "error: " in line] == [
+        f"error: {how}; the other ranks were stopped (see {run_dir})"
+    ]
+    assert record["error"]["rank"] == rank and record["error"]["signal"] == signum.name
+    assert record["error"]["stage"] == stage
+
+
 def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
     run_dir = tmp_path / "run"
     args = (f"paths.cache_dir={warm['cache']}", f"hydra.run.dir={run_dir}", "seed=90", "unlearn.max_steps=100000")
@@ -447,7 +550,11 @@ def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
     assert (out + err).count("results.json marked `interrupted`") == 1
     assert _record(run_dir)["status"] == "interrupted"
 
-    cfg = compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3")
+    # another job (fewer steps: another job key) is refused the directory, unless asked to replace the record
+    with pytest.raises(ConfigError, match="holds the record of another job"):
+        job.run(compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3"), run_dir)
+    assert _record(run_dir)["status"] == "interrupted"
+    cfg = compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3", "+overwrite=true")
     assert job.run(cfg, run_dir)["status"] == "completed"
     assert _record(run_dir)["status"] == "completed"
 

@@ -10,6 +10,7 @@ import pytest
 from runner.errors import ConfigError
 from runner.methods.reasoning_traces import (
     CUE,
+    TRACES_FILE,
     TraceSettings,
     cot_inputs,
     generate_traces,
@@ -86,6 +87,43 @@ def test_generation_is_cached_and_reused(tiny, tmp_path, caplog):
     assert key != trace_key({"model": "other"}, prompts, SETTINGS, "fp32")
     assert key != trace_key({"model": "tiny"}, prompts, TraceSettings(**{**SETTINGS.__dict__, "new_tokens": 7}), "fp32")
     assert key != trace_key({"model": "tiny"}, trace_prompts(tok, DOCS, SETTINGS, "<think>"), SETTINGS, "fp32")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "two_of_four",  # another build's entry, checksums rewritten to match: right shape, wrong count
+        "old_marker_truncated",  # a marker from before checksums and a cut-off traces.json
+        "strings_for_ids",
+    ],
+)
+def test_a_trace_entry_with_wrong_content_is_set_aside_and_rebuilt(tiny, tmp_path, caplog, damage):
+    import json
+
+    from runner.cache import MARKER, manifest
+
+    model, tok = tiny
+    prompts = trace_prompts(tok, DOCS, SETTINGS, None)
+    built = generate_traces(model, tok, prompts, SETTINGS, "fp32", tmp_path, {"model": "tiny"})
+    entry = tmp_path / "r2mu_traces" / trace_key({"model": "tiny"}, prompts, SETTINGS, "fp32")
+    traces = entry / TRACES_FILE
+    if damage == "two_of_four":
+        traces.write_text(json.dumps({"continuations": built[:2]}))
+        (entry / MARKER).write_text(json.dumps({"files": manifest(entry)}))
+    elif damage == "old_marker_truncated":
+        traces.write_text(traces.read_text()[:10])
+        (entry / MARKER).write_text("ok\n")
+    else:
+        traces.write_text(json.dumps({"continuations": [["a"] for _ in built]}))
+        (entry / MARKER).write_text(json.dumps({"files": manifest(entry)}))
+    caplog.set_level(logging.WARNING)
+    with CountingForward(model) as rebuild:
+        again = generate_traces(model, tok, prompts, SETTINGS, "fp32", tmp_path, {"model": "tiny"})
+    assert again == built and rebuild.calls > 0
+    assert [r.getMessage() for r in caplog.records if "is corrupt" in r.getMessage()][0].startswith(
+        "cache entry for reasoning traces of 4 forget documents is corrupt (traces.json"
+    )
+    assert list(entry.parent.glob(f".{entry.name}.corrupt-*"))
 
 
 def test_an_interrupted_generation_leaves_no_entry(tiny, tmp_path):

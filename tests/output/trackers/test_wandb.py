@@ -57,6 +57,7 @@ def test_wandb_offline_run_holds_config_curves_summary_and_no_secret(shared_cach
         "logger.mode=offline",
         "logger.tags=[smoke]",
         f"+service.api_key={CONFIG_SECRET}",
+        "+db.password=Hunter2pass",  # short: never in the offline run files either (its metadata holds argv)
         f"hydra.run.dir={run_dir}",
     ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -65,7 +66,7 @@ def test_wandb_offline_run_holds_config_curves_summary_and_no_secret(shared_cach
     assert results["status"] == "completed"
 
     # secrets: not in results.json, Hydra's saved config, the job log, the W&B files, nor the console
-    assert _files_holding(run_dir, HF_SECRET, WANDB_SECRET, CONFIG_SECRET) == []
+    assert _files_holding(run_dir, HF_SECRET, WANDB_SECRET, CONFIG_SECRET, "Hunter2pass") == []
     assert not any(s in out.stdout + out.stderr for s in (HF_SECRET, WANDB_SECRET, CONFIG_SECRET))
     assert results["config"]["service"]["api_key"] == secrets.REDACTED
     assert f"+service.api_key={secrets.REDACTED}" in results["overrides"]
