@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, saved_model
+from runner import attacks, coreset, distributed, evaluate, inputs, robustness, saved_model
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.precision import CHOICES as PRECISIONS
@@ -88,6 +88,7 @@ def validate(cfg: DictConfig) -> None:
     # not after hours of fine-tuning and unlearning
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
+    robustness.check_config(cfg.get("robustness_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
 
 

@@ -37,11 +37,11 @@ def check_config(cfg: DictConfig) -> None:
             "use decoding=greedy here, or a reasoning benchmark (benchmark=math500|gsm8k|aime24|aime25|amc23)",
         )
     if is_evaluation_only(cfg):
-        for group in ("coreset", "finetune_attack"):
-            if cfg.get(group) is not None:
+        for group in ("coreset", "finetune_attack", "robustness_attack"):
+            if cfg.get(group):
                 raise ConfigError(
                     group,
-                    f"method=none evaluates the loaded model, so {group}={cfg[group].get('name')} has nothing to act on",
+                    f"method=none evaluates the loaded model, so {group}={cfg[group].get('name') or ','.join(cfg[group])} has nothing to act on",
                     f"set {group}=none, or choose an unlearning method",
                 )
     elif uses_decoding:

@@ -1,5 +1,5 @@
 """The unlearning job (``task=unlearn``): model -> benchmark -> fine-tuned models -> [coreset] -> unlearn
--> [save weights] -> evaluate -> [attack -> evaluate] -> record. ``runner.job`` runs it inside the job's record.
+-> [save weights] -> evaluate -> [robustness battery] -> [attack -> evaluate] -> record. ``runner.job`` runs it inside the job's record.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from runner.finetuned import FinetunedModel, cached_json
 from runner.methods.base import Method, UnlearnData
 from runner.models import load_model, load_state, model_identity, set_trainable, trainable_state
 from runner.output.record import RunRecord
+from runner.robustness import ProbeContext, run_battery
+from runner.robustness import check_data as check_robustness_data
 from runner.saved_model import save_run_model
 from runner.unlearn import unlearn
 
@@ -50,9 +52,11 @@ def run_unlearning(
                 "precision": cfg.precision,
             }
         )
+        # the battery's checks that need the forget answers (prefill length, k, GCG targets), before any training
+        check_robustness_data(cfg.get("robustness_attack"), bench, tokenizer, bench.fmt, cfg.benchmark.max_length)
 
     with record.stage("finetuned_models"):
-        evaluations, start = _finetuned_models(
+        evaluations, start, refs = _finetuned_models(
             cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
         )
 
@@ -122,6 +126,10 @@ def run_unlearning(
     with record.stage("evaluate"):
         evaluations["unlearned"] = bench.evaluate(model, cfg.eval, cfg.precision)
 
+    if cfg.get("robustness_attack"):  # attacks that probe without training (runner/robustness/)
+        with record.stage("robustness"):
+            record.data["robustness"] = _robustness(cfg, model, tokenizer, bench, refs)
+
     if attack is not None:  # and evaluate again
         with record.stage("attack"):
             record.data["attack"] = attack(callbacks=list(callbacks))
@@ -131,6 +139,26 @@ def run_unlearning(
     record.data["metrics"] = {k: bench.summarize(v, baselines) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
+
+
+def _robustness(cfg, model, tokenizer, bench: Benchmark, refs: dict) -> dict:
+    """The battery on the unlearned model, then on the target and retain models as controls; the unlearned
+    weights are back in ``model`` afterwards."""
+    unlearned = trainable_state(model)
+    caps = getattr(bench, "max_new_tokens", {})
+    ctx = ProbeContext(
+        model=model,
+        tokenizer=tokenizer,
+        fmt=bench.fmt,
+        rows=bench.forget_rows,
+        precision=cfg.precision,
+        batch_size=cfg.eval.batch_size,
+        seed=cfg.seed,
+        max_new_tokens=caps.get("forget", 64) if isinstance(caps, dict) else 64,
+        max_length=cfg.benchmark.max_length,
+    )
+    controls = {kind: functools.partial(_load_cached, ref, model) for kind, ref in refs.items()}
+    return run_battery(cfg.robustness_attack, ctx, controls, restore=lambda: load_state(model, unlearned))
 
 
 def _finetuned_models(
@@ -147,8 +175,8 @@ def _finetuned_models(
 ) -> dict:
     """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
 
-    Returns evaluations in report order: "target" (the model unlearning starts from) first, and the
-    target's cached weights file (None without a target). On return the model holds the target's weights. A benchmark without a "target" model unlearns
+    Returns evaluations in report order: "target" (the model unlearning starts from) first, the
+    target's cached weights file (None without a target), and the fine-tuned models by kind. On return the model holds the target's weights. A benchmark without a "target" model unlearns
     the loaded model itself, whose evaluation is cached under its identity.
     """
     identity = model_identity(cfg.model)
@@ -193,7 +221,7 @@ def _finetuned_models(
         _load_cached(refs["target"], model)
     elif refs:
         load_state(model, base_state)
-    return evaluations, (str(refs["target"].state_path) if "target" in refs else None)
+    return evaluations, (str(refs["target"].state_path) if "target" in refs else None), refs
 
 
 def _load_cached(ref: FinetunedModel, model) -> None:
