@@ -40,7 +40,9 @@ the UnlearnDiffAtk-style baseline on the diffusion model (tiny offline pipeline 
 overrides of task=diffusion_attack choose another), the concept denoising loss with no, random and
 attack tokens, with and without the subspace defence, and the tokens' orthogonality.
 ``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
-``--sections precision eval methods mcq gen distill cost answers diffusion r2mu`` picks what runs (all by default).
+GCG section (scripts/bench_gcg.py): seconds per GCG step and peak memory against one forward + backward of a
+candidate batch; targets <= 1.5x. ``--sections gcg``.
+``--sections precision eval methods mcq gen distill cost answers diffusion r2mu gcg`` picks what runs (all by default).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.bench_cost import answers_section, cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
+from scripts.bench_gcg import gcg_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
 
@@ -494,6 +497,7 @@ SECTIONS = {
     "answers": answers_section,
     "diffusion": diffusion_section,
     "r2mu": r2mu_section,
+    "gcg": gcg_section,
 }
 
 
@@ -521,6 +525,9 @@ def main() -> None:
     )
     ap.add_argument("--diffusion-steps", type=int, default=100, help="attack steps in the diffusion section")
     ap.add_argument("--diffusion-tokens", type=int, default=3, help="attack tokens (K) in the diffusion section")
+    ap.add_argument("--gcg-width", type=int, default=64, help="GCG candidates per step in the GCG section")
+    ap.add_argument("--gcg-batch", type=int, default=32, help="GCG candidates per forward pass")
+    ap.add_argument("--gcg-steps", type=int, default=3, help="GCG steps timed (their mean per step)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
