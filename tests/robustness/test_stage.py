@@ -9,7 +9,7 @@ import torch
 from runner import config
 from runner.errors import ConfigError
 from runner.models import load_state
-from runner.robustness import RobustnessAttack, check_config, recovery, run_battery
+from runner.robustness import RobustnessAttack, recovery, run_battery
 from runner.robustness.gcg import GcgAttack
 from runner.robustness.in_context import InContextAttack
 from runner.robustness.prefill import PrefillAttack
@@ -50,7 +50,10 @@ def test_the_default_job_runs_no_battery():
         (["robustness_attack=quantize", "robustness_attack.quantize.bits=[8,3]"], "robustness_attack.quantize.bits"),
         (["robustness_attack=in_context", "robustness_attack.in_context.k=[0]"], "robustness_attack.in_context.k"),
         (["robustness_attack=gcg", "robustness_attack.gcg.search_width=0"], "robustness_attack.gcg.search_width"),
-        (["robustness_attack=[prefill,gcg]", "robustness_attack.prefill.fraction=[0.5]"], "robustness_attack.prefill.tokens"),
+        (
+            ["robustness_attack=[prefill,gcg]", "robustness_attack.prefill.fraction=[0.5]"],
+            "robustness_attack.prefill.tokens",
+        ),
     ],
 )
 def test_bad_options_fail_config_validation_naming_the_key(overrides, key):
