@@ -88,7 +88,9 @@ def run_battery(node, ctx: ProbeContext, controls: dict, restore) -> dict:
             if load is not None:
                 load()
             probe = ProbeContext(**{**ctx.__dict__, "model_kind": kind})
-            clean[kind] = {a.name: clean_value(probe, a.questions) for a in attacks}
+            # attacks that ask the same number of questions share one clean pass
+            by_count = {n: clean_value(probe, n) for n in sorted({a.questions for a in attacks})}
+            clean[kind] = {a.name: by_count[a.questions] for a in attacks}
             for attack in attacks:
                 started = time.perf_counter()
                 raw[(kind, attack.name)] = attack.run(probe)
