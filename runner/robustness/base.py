@@ -25,6 +25,7 @@ from runner.metrics.tofu import rouge_l_recall
 
 KEY = "robustness_attack"
 METRIC = "forget_rouge_recall"  # what every point's ``value`` is
+UNCAPPED = 1 << 30  # a max_length that cuts nothing: a whole answer's tokens
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from runner.errors import ConfigError
-from runner.robustness.base import ProbeContext, QAProbe, answer_rouge, as_list, evaluated, split_answer
+from runner.robustness.base import UNCAPPED, ProbeContext, QAProbe, answer_rouge, as_list, evaluated, split_answer
 
 
 class PrefillAttack(QAProbe):
@@ -44,7 +44,7 @@ class PrefillAttack(QAProbe):
         if self.tokens is None:
             return
         for i, r in enumerate(evaluated(rows, self.questions)):
-            n_answer = len(split_answer(tokenizer, fmt, r["question"], r["answer"], max_length)[1])
+            n_answer = len(split_answer(tokenizer, fmt, r["question"], r["answer"], UNCAPPED)[1])
             longest = max(self.tokens)
             if longest >= n_answer:
                 raise ConfigError(
@@ -58,10 +58,11 @@ class PrefillAttack(QAProbe):
         """Prompt + forced answer tokens for each evaluated row, and the rest of each gold answer as text."""
         prompts, rests = [], []
         for r in evaluated(ctx.rows, self.questions):
-            prompt, answer = split_answer(ctx.tokenizer, ctx.fmt, r["question"], r["answer"], ctx.max_length)
+            # the whole answer, not cut at max_length: the reference is the rest of the gold answer, all of it
+            prompt, answer = split_answer(ctx.tokenizer, ctx.fmt, r["question"], r["answer"], UNCAPPED)
             n = self.forced(setting, len(answer))
             prompts.append(prompt + answer[:n])
-            rests.append(ctx.tokenizer.decode(answer[n:], skip_special_tokens=True).strip())
+            rests.append(r["answer"] if n == 0 else ctx.tokenizer.decode(answer[n:], skip_special_tokens=True).strip())
         return prompts, rests
 
     def run(self, ctx: ProbeContext) -> list[dict]:

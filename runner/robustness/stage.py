@@ -95,6 +95,14 @@ def run_battery(node, ctx: ProbeContext, controls: dict, restore) -> dict:
                 started = time.perf_counter()
                 raw[(kind, attack.name)] = attack.run(probe)
                 seconds[f"{attack.name}.{kind}"] = time.perf_counter() - started
+                values = ", ".join(f"{p['setting']}: {p['value']:.3f}" for p in raw[(kind, attack.name)])
+                log.info(
+                    "robustness %s on the %s model (clean %.3f): %s",
+                    attack.name,
+                    kind,
+                    clean[kind][attack.name],
+                    values,
+                )
     finally:
         restore()
     points = []

@@ -18,7 +18,9 @@ def test_the_prompt_ends_with_the_forced_answer_tokens_and_the_rest_is_the_refer
         for row, prompt, rest in zip(ROWS[:2], prompts, rests, strict=True):
             question, answer = split_answer(ctx.tokenizer, ctx.fmt, row["question"], row["answer"], 96)
             assert prompt == question + answer[:n]  # the question's tokens, then exactly n answer tokens
-            assert rest == ctx.tokenizer.decode(answer[n:], skip_special_tokens=True).strip()
+            assert rest == (
+                row["answer"] if n == 0 else ctx.tokenizer.decode(answer[n:], skip_special_tokens=True).strip()
+            )
     assert attack.prompts(ctx, 0)[1][0] == ROWS[0]["answer"]  # no prefix: the whole answer is the reference
 
 
