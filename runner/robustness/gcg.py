@@ -121,13 +121,12 @@ class GcgAttack(QAProbe):
         if self.mode == "universal":
             train = self.gcg_rows(ctx, self.training_rows(ctx.rows))
             runs = [optimise(ctx, train, init, self, checkpoints)]
-            suffix_at = lambda step: [runs[0].suffix_at[step]] * len(rows)  # noqa: E731 - one suffix for every row
         else:
             runs = [optimise(ctx, [g], init, self, checkpoints) for g in attacked]
-            suffix_at = lambda step: [run.suffix_at[step] for run in runs]  # noqa: E731
         points = []
         for step in checkpoints:
-            suffixes = suffix_at(step)
+            # universal: the one suffix after every held-out question; individual: each question its own
+            suffixes = [runs[0 if self.mode == "universal" else i].suffix_at[step] for i in range(len(rows))]
             point = {
                 "setting": f"{self.mode}, {step} steps",
                 "strength": step,

@@ -64,7 +64,7 @@ class QuantizeAttack(QAProbe):
             finally:
                 del quantized
                 gc.collect()
-            label = f"{'nf4' if self.backend == 'bitsandbytes' and bits == 4 else f'int{bits}'}"
+            label = "nf4" if self.backend == "bitsandbytes" and bits == 4 else f"int{bits}"
             points.append({"setting": label, "strength": bits, "value": sum(scores) / len(scores)})
         return points
 
