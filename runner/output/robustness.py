@@ -26,9 +26,11 @@ STRENGTH = {"quantize": "weight bits", "prefill": "answer tokens forced", "in_co
 
 def method_label(run: dict) -> str:
     """The method, and the coreset share where one was used (the coreset comparison's rows)."""
-    choices = run.get("choices") or {}
-    label = str(choices.get("method") or "?")
-    ratio = ((run.get("config") or {}).get("coreset") or {}).get("ratio")
+    choices, config = run.get("choices") or {}, run.get("config") or {}
+    # a run started from Python (not the command line) has no Hydra choices: the method's module then (npo)
+    target = (config.get("method") or {}).get("_target_", "?.?")
+    label = str(choices.get("method") or target.split(".")[-2])
+    ratio = (config.get("coreset") or {}).get("ratio")
     return (
         f"{label} (coreset {ratio:g})" if ratio is not None and choices.get("coreset") not in (None, "none") else label
     )

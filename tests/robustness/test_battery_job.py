@@ -58,7 +58,9 @@ def test_the_battery_runs_end_to_end_and_reports(tiny_cfg, tmp_path):
     text = (tmp_path / "report" / "report_robustness_battery.md").read_text()
     for attack in ("quantize", "prefill", "in_context", "gcg_universal", "finetune:relearn"):
         assert f"| {attack} |" in text  # one table, the fine-tuning attack included
-    assert "## GCG suffixes" in text and text.count("| npo | gcg") == 2  # the individual suffix at each step
+    suffixes = text.split("## GCG suffixes")[1]
+    assert suffixes.count("| npo | gcg |") == 2  # the individual suffix at each checkpoint step
+    assert suffixes.count("| npo | gcg_universal |") == 1
 
 
 def test_a_prefill_longer_than_an_answer_stops_before_any_fine_tuning(tiny_cfg, tmp_path):
