@@ -97,3 +97,16 @@ def test_points_compare_with_the_target_under_the_same_attack_and_the_weights_co
         assert p["target_after"] == p["controls"]["target"]["value"]
         assert p["recovery"] == recovery(p["after"], p["unlearned"], p["target_after"])
     assert all(torch.equal(p, unlearned[n]) for n, p in model.named_parameters())
+
+
+def test_the_robustness_sweep_runs_five_methods_under_the_whole_battery():
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    params = OmegaConf.load(ROOT / "sweeps" / "robustness.yaml").hydra.sweeper.params
+    assert params.method.split(",") == ["ga", "npo", "rmu", "simnpo", "ilu"] and params.robustness_attack == "battery"
+    for method in params.method.split(","):
+        cfg = compose_cfg(f"method={method}", "robustness_attack=battery")
+        config.validate(cfg)
+        assert cfg.benchmark.name == "tofu" and len(build_attacks(cfg.robustness_attack)) == 5
