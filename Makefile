@@ -39,7 +39,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) scripts/bench.py $(BENCH_ARGS) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

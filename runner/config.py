@@ -5,7 +5,18 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner import attacks, coreset, distributed, evaluate, inputs, lm_eval_utility, references, saved_model, threads
+from runner import (
+    attacks,
+    coreset,
+    distributed,
+    evaluate,
+    inputs,
+    lm_eval_utility,
+    references,
+    robustness,
+    saved_model,
+    threads,
+)
 from runner.cache import content_key
 from runner.errors import ConfigError
 from runner.options import SEED, Range, check_components, check_number
@@ -59,6 +70,7 @@ def validate(cfg: DictConfig) -> None:
     # not after hours of fine-tuning and unlearning
     coreset.check_config(cfg.get("coreset"), cfg.seed)
     attacks.check_config(cfg.get("finetune_attack"))
+    robustness.check_config(cfg.get("robustness_attack"))
     evaluate.check_config(cfg)  # evaluation-only jobs (method=none) and where decoding= applies
     references.check_config(cfg)  # benchmark.target / retain / retain_logs (runner/references.py)
     lm_eval_utility.check_config(cfg)  # every utility.lm_eval task is known and its data loads

@@ -45,11 +45,11 @@ def check_config(cfg: DictConfig) -> None:
     if is_evaluation_only(cfg):
         if cfg.get("task", "unlearn") == "unlearn":  # analyse / distill jobs have no method either
             _check_no_finetuned_models(cfg)
-        for group in ("coreset", "finetune_attack"):
-            if cfg.get(group) is not None:
+        for group in ("coreset", "finetune_attack", "robustness_attack"):
+            if cfg.get(group):
                 raise ConfigError(
                     group,
-                    f"method=none evaluates the loaded model, so {group}={cfg[group].get('name')} has nothing to act on",
+                    f"method=none evaluates the loaded model, so {group}={cfg[group].get('name') or ','.join(cfg[group])} has nothing to act on",
                     f"set {group}=none, or choose an unlearning method",
                 )
     elif uses_decoding or _evaluates_only(cfg.benchmark):

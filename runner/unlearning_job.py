@@ -1,5 +1,5 @@
 """The unlearning job (``task=unlearn``): model -> benchmark -> fine-tuned models -> [coreset] -> unlearn
--> [save weights] -> evaluate -> [attack -> evaluate] -> record. ``runner.job`` runs it inside the job's record.
+-> [save weights] -> evaluate -> [robustness battery] -> [attack -> evaluate] -> record. ``runner.job`` runs it inside the job's record.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from runner.job_evaluation import evaluation_key, summarize, with_utility
 from runner.methods.base import Method, UnlearnData
 from runner.models import load_state, set_trainable, trainable_state
 from runner.output.record import RunRecord
+from runner.robustness import ProbeContext, run_battery
+from runner.robustness import check_data as check_robustness_data
 from runner.saved_model import save_run_model
 from runner.unlearn import unlearn
 
@@ -51,6 +53,8 @@ def run_unlearning(
             record.data["references"] = references.record_entry(bench)
         pad_id = tokenizer.pad_token_id
         eval_key = evaluation_key(cfg, bench)
+        # the battery's checks that need the forget answers (prefill length, k, GCG targets), before any training
+        check_robustness_data(cfg.get("robustness_attack"), bench, tokenizer, bench.fmt, cfg.benchmark.max_length)
 
     if distributed.is_main_process():
         note = cost_note(bench, distributed.device(), evaluations=len(bench.finetuned_models) + 1)
@@ -58,7 +62,7 @@ def run_unlearning(
             log.warning(note)
     # named for what it does: fine-tune the reference models, or (WMDP: nothing to fine-tune) evaluate the loaded model
     with record.stage("finetuned_models" if bench.finetuned_models else "evaluate_loaded_model"):
-        evaluations, start = _finetuned_models(
+        evaluations, start, refs = _finetuned_models(
             cfg, model, bench, pad_id, eval_key, cache_dir, run_dir, record, strategy, callbacks
         )
 
@@ -128,6 +132,10 @@ def run_unlearning(
     with record.stage("evaluate"):
         evaluations["unlearned"] = with_utility(bench.evaluate(model, cfg.eval, cfg.precision), model, bench, cfg)
 
+    if cfg.get("robustness_attack"):  # attacks that probe without training (runner/robustness/)
+        with record.stage("robustness"):
+            record.data["robustness"] = _robustness(cfg, model, tokenizer, bench, refs)
+
     if attack is not None:  # and evaluate again
         with record.stage("attack"):
             record.data["attack"] = attack(callbacks=list(callbacks))
@@ -137,6 +145,26 @@ def run_unlearning(
     record.data["metrics"] = {k: summarize(bench, v, baselines) for k, v in evaluations.items()}
     record.data["evaluation"] = {k: v["suites"] for k, v in evaluations.items()}
     record.data["per_example"] = {k: v["per_example"] for k, v in evaluations.items()}
+
+
+def _robustness(cfg, model, tokenizer, bench: Benchmark, refs: dict) -> dict:
+    """The battery on the unlearned model, then on the target and retain models as controls; the unlearned
+    weights are back in ``model`` afterwards."""
+    unlearned = trainable_state(model)
+    caps = getattr(bench, "max_new_tokens", {})
+    ctx = ProbeContext(
+        model=model,
+        tokenizer=tokenizer,
+        fmt=bench.fmt,
+        rows=bench.forget_rows,
+        precision=cfg.precision,
+        batch_size=cfg.eval.batch_size,
+        seed=cfg.seed,
+        max_new_tokens=caps.get("forget", 64) if isinstance(caps, dict) else 64,
+        max_length=cfg.benchmark.max_length,
+    )
+    controls = {kind: functools.partial(_load_cached, ref, model) for kind, ref in refs.items()}
+    return run_battery(cfg.robustness_attack, ctx, controls, restore=lambda: load_state(model, unlearned))
 
 
 def _finetuned_models(
@@ -153,11 +181,12 @@ def _finetuned_models(
 ) -> dict:
     """Build (or load from the cache) the benchmark's fine-tuned models and evaluate each once.
 
-    Returns evaluations in report order: "target" (the model unlearning starts from) first, and the
-    target's cached weights file (None without a target). On return the model holds the target's weights. A benchmark without a "target" model unlearns
-    the loaded model itself, whose evaluation is cached under its identity; so does a job given a ready
-    target (``benchmark.target``: the loaded weights are its). A ready retain model (``benchmark.retain``)
-    is loaded beside the model for its evaluation only (runner/references.py).
+    Returns evaluations in report order: "target" (the model unlearning starts from) first, the
+    target's cached weights file (None without a target), and the fine-tuned models by kind. On return the
+    model holds the target's weights. A benchmark without a "target" model unlearns the loaded model itself,
+    whose evaluation is cached under its identity; so does a job given a ready target (``benchmark.target``:
+    the loaded weights are its). A ready retain model (``benchmark.retain``) is loaded beside the model for
+    its evaluation only (runner/references.py).
     """
     identity = references.job_model_identity(cfg)
     refs = {
@@ -212,7 +241,7 @@ def _finetuned_models(
         _load_cached(refs["target"], model)
     elif refs:
         load_state(model, base_state)
-    return evaluations, (str(refs["target"].state_path) if "target" in refs else None)
+    return evaluations, (str(refs["target"].state_path) if "target" in refs else None), refs
 
 
 def _load_cached(ref: FinetunedModel, model) -> None:

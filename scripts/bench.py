@@ -43,7 +43,9 @@ attack tokens, with and without the subspace defence, and the tokens' orthogonal
 ``--sections diffusion``; ``--diffusion-steps``, ``--diffusion-tokens``.
 Alternating section (scripts/bench_methods.py): each method's step against GradDiff's in one process, one step
 of each in turn, so the load of a busy host cancels in the ratios. ``--sections alternating``.
-``--sections precision eval eval_scoring methods alternating mcq gen distill cost answers diffusion r2mu`` picks what runs
+GCG section (scripts/bench_gcg.py): seconds per GCG step and peak memory against one forward + backward of a
+candidate batch; targets <= 1.5x. ``--sections gcg``.
+``--sections precision eval eval_scoring methods alternating mcq gen distill cost answers diffusion r2mu gcg`` picks what runs
 (all by default).
 """
 
@@ -84,6 +86,7 @@ from scripts.bench_cost import cost_section, curve_point, model_sizes  # noqa: E
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
 from scripts.bench_eval import eval_section  # noqa: E402
+from scripts.bench_gcg import gcg_section  # noqa: E402
 from scripts.bench_generation import speed as generation_speed  # noqa: E402
 from scripts.bench_methods import alternating_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
@@ -412,6 +415,7 @@ SECTIONS = {
     "answers": answers_section,
     "diffusion": diffusion_section,
     "r2mu": r2mu_section,
+    "gcg": gcg_section,
 }
 
 
@@ -442,6 +446,9 @@ def main() -> None:
     )
     ap.add_argument("--diffusion-steps", type=int, default=100, help="attack steps in the diffusion section")
     ap.add_argument("--diffusion-tokens", type=int, default=3, help="attack tokens (K) in the diffusion section")
+    ap.add_argument("--gcg-width", type=int, default=64, help="GCG candidates per step in the GCG section")
+    ap.add_argument("--gcg-batch", type=int, default=32, help="GCG candidates per forward pass")
+    ap.add_argument("--gcg-steps", type=int, default=3, help="GCG steps timed (their mean per step)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)

@@ -32,6 +32,7 @@ GROUPS = [
     "benchmark",
     "coreset",
     "finetune_attack",
+    "robustness_attack",
     "distributed",
     "logger",
     "experiment",
@@ -73,7 +74,7 @@ def test_every_distillation_option_composes_under_task_distill(group, option):
 
 
 def test_groups_have_the_options_later_work_builds_on():
-    for group in ("coreset", "finetune_attack", "distributed", "logger"):
+    for group in ("coreset", "finetune_attack", "robustness_attack", "distributed", "logger"):
         assert "none" in _options(group)
     assert {"smollm2-135m", "tiny", "llama2-7b-chat", "zephyr-7b-beta", "phi-1.5"} <= set(_options("model"))
     assert {"ga", "graddiff", "npo"} <= set(_options("method"))

@@ -18,7 +18,10 @@ from runner.output.render import to_csv, to_latex, to_markdown
 from runner.output.table import build_table
 
 # a model family's own report output (files beside the table), by the preset's ``sections``
-SECTIONS = {"diffusion_images": "runner.diffusion.report.images_section"}
+SECTIONS = {
+    "diffusion_images": "runner.diffusion.report.images_section",
+    "robustness": "runner.output.robustness.robustness_section",
+}
 
 
 def _section(name: str):
