@@ -98,6 +98,21 @@ class Choice:
             raise ConfigError(key, f"`{value}` is not one of {names}", fix or f"use one of {names}")
 
 
+@dataclass(frozen=True)
+class NumberOrWord:
+    """A number in ``number``, or one of a few words (``max_new_tokens: auto``). A mapping (one value per
+    suite, say) is left to the component, which checks each entry when it is built."""
+
+    number: Range
+    words: tuple
+
+    def check(self, key: str, value, fix: str = "") -> None:
+        if isinstance(value, Mapping) or (isinstance(value, str) and value in self.words):
+            return
+        words = " or ".join(self.words)
+        self.number.check(key, value, fix or f"set {key}={self.number.example or words}, or {words}")
+
+
 # the ranges most options take
 POSITIVE = Range(low=0, low_open=True)
 NON_NEGATIVE = Range(low=0)

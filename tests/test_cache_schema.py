@@ -30,6 +30,14 @@ GOOD_EVALUATION = {
 }
 
 
+@pytest.fixture(scope="module")
+def tofu_summarize(tiny_tokenizer, shared_cache):
+    """TOFU's summarize, bound to a real (tiny) benchmark: what the job's evaluation check calls."""
+    from tests.conftest import build_offline
+
+    return build_offline(TofuBenchmark, tiny_tokenizer, shared_cache, "tofu_smoke_tiny").summarize
+
+
 def _damaged(path: list, value) -> dict:
     evaluation = json.loads(json.dumps(GOOD_EVALUATION))
     node = evaluation
@@ -88,7 +96,9 @@ def test_a_null_metric_with_its_reason_is_completed(tmp_path):
         (["per_example"], None),
     ],
 )
-def test_a_cached_evaluation_with_wrong_content_is_set_aside_and_computed_again(tmp_path, caplog, damage):
+def test_a_cached_evaluation_with_wrong_content_is_set_aside_and_computed_again(
+    tmp_path, caplog, damage, tofu_summarize
+):
     path = tmp_path / "eval-k.json"
     path.write_text(json.dumps(_damaged(*damage)))
     computed = []
@@ -98,7 +108,7 @@ def test_a_cached_evaluation_with_wrong_content_is_set_aside_and_computed_again(
         return GOOD_EVALUATION
 
     with caplog.at_level(logging.WARNING):
-        result = cached_json(path, compute, "the retain model", evaluation_check(TofuBenchmark.summarize))
+        result = cached_json(path, compute, "the retain model", evaluation_check(tofu_summarize))
     assert result == GOOD_EVALUATION and computed == [1]
     assert json.loads(path.read_text()) == GOOD_EVALUATION
     assert len(list(tmp_path.glob(".eval-k.json.corrupt-*"))) == 1
@@ -106,10 +116,10 @@ def test_a_cached_evaluation_with_wrong_content_is_set_aside_and_computed_again(
     assert len(lines) == 1 and "evaluation of the retain model is corrupt" in lines[0].getMessage()
 
 
-def test_a_sound_cached_evaluation_is_reused(tmp_path):
+def test_a_sound_cached_evaluation_is_reused(tmp_path, tofu_summarize):
     path = tmp_path / "eval-k.json"
     path.write_text(json.dumps(GOOD_EVALUATION))
-    got = cached_json(path, lambda: pytest.fail("recomputed"), "x", evaluation_check(TofuBenchmark.summarize))
+    got = cached_json(path, lambda: pytest.fail("recomputed"), "x", evaluation_check(tofu_summarize))
     assert got == GOOD_EVALUATION
 
 

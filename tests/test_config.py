@@ -171,6 +171,7 @@ OFFLINE_BENCHMARKS = {
     "wmdp": ["experiment=wmdp_smoke_tiny"],
     "muse": ["experiment=muse_smoke_tiny"],
     "text_loss": ["experiment=task_arithmetic_smoke_tiny"],
+    "mmlu": ["experiment=tofu_smoke_tiny", "method=none", "benchmark=mmlu", "benchmark.per_subject=2"],
     "gsm8k": REASONING_TINY,
     "math500": [*REASONING_TINY, "benchmark=math500"],
     **{

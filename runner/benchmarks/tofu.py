@@ -25,7 +25,7 @@ from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.decoding.generate import greedy_generate
 from runner.errors import ConfigError
 from runner.metrics import tofu as M
-from runner.options import Choice, Range, check_number
+from runner.options import Choice, NumberOrWord, Range, check_number
 from runner.retain_logs import read_retain_logs
 from runner.scoring import score_answer_sets
 
@@ -38,6 +38,10 @@ class TofuBenchmark(Benchmark):
     option_ranges = {
         "forget_split": Choice(tofu_data.FORGET_SPLITS),
         "max_length": Range(low=1, whole=True, example="256"),
+        # a count for every suite, `auto` (gold-derived caps) or one per suite (checked in _answer_caps)
+        "max_new_tokens": NumberOrWord(Range(low=1, whole=True, example="200"), ("auto",)),
+        "holdout.seed": Range(low=0, whole=True, example="0"),
+        "mia.k": Range(low=0, high=1, low_open=True, example="0.4"),
         "subset.forget": Range(low=1, whole=True, optional=True, example="null (all)"),
         "subset.retain": Range(low=1, whole=True, optional=True, example="40"),
         "subset.eval_rows": Range(low=1, whole=True, optional=True, example="40"),

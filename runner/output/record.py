@@ -65,6 +65,14 @@ FIELDS = {
     "diffusion": "task=diffusion_attack: the attack's tokens, the defence, per-row detail and the utility checks",
     "connectivity": "analysis=connectivity: the endpoints, the parameters interpolated and the loss along the path",
     "trace": "analysis=trace: the models compared, the prompt sets, the generations and the classifier's scores",
+    "current_stage": "the stage the job was in when the record was last written (a lost rank's failure names it)",
+    "config_key": "hash of the resolved config alone (the job key before its input files were read): tells this job's directory from another's",
+    "null_metrics": "row.metric -> why that metric is null rather than a number",
+    "generation": "each generating call: compiled or eager and why, compile seconds, tokens and tokens/s",
+    "threads": "the intra-op threads torch used and how they were chosen (threads=auto)",
+    "answer_letters": "multiple-choice suites: how often each answer letter was predicted",
+    "references": "benchmark.target / retain / retain_logs: the ready models and the log the job used",
+    "robustness": "robustness_attack: each attack's settings, its score on the unlearned model and the controls, recovery",
 }
 
 

@@ -115,7 +115,15 @@ def test_cli_tofu_preset_prints_markdown_and_draws_the_pareto_plot(sweep):
     md = (sweep / "report_tofu.md").read_text()
     assert md.strip() in out.stdout
     rows = _markdown_rows(md)
-    assert rows["Method"] == ["Forget Quality ↑", "Model Utility ↑", "Forget Prob. ↓", "Forget ROUGE ↓"]
+    assert rows["Method"] == [
+        "Forget Quality ↑",
+        "Model Utility ↑",
+        "Forget Prob. ↓",
+        "Forget ROUGE ↓",
+        "PrivLeak →0",
+        "Extraction Strength ↓",
+        "MIA Min-K% AUC",
+    ]
     mean, std = _expected(sweep, "ga", "forget_quality")
     assert rows["GA"][0].strip("*") == f"{mean:.2e} ± {std:.2e}"
     _assert_image(sweep / "report_tofu_pareto.png", (640, 400))

@@ -98,4 +98,4 @@ def test_a_sweep_point_directory_never_holds_a_credential_value():
     from runner.rundir import short_dirname
 
     name = short_dirname("+db.password=Hunter2pass,method=npo,seed=1")
-    assert name == "+db.password=redacted,method=npo,seed=1"
+    assert name == "method=npo,seed=1,+db.password=redacted"  # choices first (runner/rundir.py)

@@ -91,7 +91,13 @@ def test_wandb_offline_run_holds_config_curves_summary_and_no_secret(shared_cach
     assert curves[-1]["unlearn/step"] == results["training"]["unlearn"]["steps"]
     # per-example results as a W&B Table: one row per model, suite and example
     table_meta = next(h["per_example"] for h in stored["history"] if "per_example" in h)
-    n_rows = sum(len(s["prob"]) for model in results["per_example"].values() for s in model.values())
+    # a suite's rows: its longest per-example list (the holdout suite has MIA scores, no probability)
+    n_rows = sum(
+        max(len(v) for v in s.values() if isinstance(v, list))
+        for model in results["per_example"].values()
+        for s in model.values()
+        if isinstance(s, dict) and any(isinstance(v, list) for v in s.values())
+    )
     assert table_meta["_type"] == "table-file" and table_meta["nrows"] == n_rows
     table = json.loads((wandb_dirs[0] / "files" / table_meta["path"]).read_text())
     assert table["columns"][:3] == ["model", "suite", "index"] and len(table["data"]) == n_rows
