@@ -546,7 +546,7 @@ def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     out, err = _console(tmp_path / "second")
-    assert proc.returncode == 130 and _errors(err) == []
+    assert proc.returncode == 130 and _errors(err) == [], (out + err)[-3000:]
     assert (out + err).count("results.json marked `interrupted`") == 1
     assert _record(run_dir)["status"] == "interrupted"
 
