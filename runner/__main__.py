@@ -59,15 +59,23 @@ def main(cfg: DictConfig) -> None:
                 raise RankFailed(job.record_rank_failure(run_dir, ended))
             return
         job.run(cfg, run_dir, choices=choices, overrides=overrides)
-    except (ConfigError, TrainingDiverged, InvalidResult, RankFailed) as exc:
-        _fail(str(exc), sweep)
     except (KeyboardInterrupt, JobInterrupted):
         sys.exit(130)  # the job logged its one line (results.json marked `interrupted`)
     except Exception as exc:
+        if _signal_received():  # an error raised while a signal stopped the job is the signal's doing
+            sys.exit(130)
+        if isinstance(exc, (ConfigError, TrainingDiverged, InvalidResult, RankFailed)):
+            _fail(str(exc), sweep)
+            return
         problem = environment_problem(exc)
         if problem is None:  # a bug: the traceback is worth having
             raise
         _fail(problem, sweep)
+
+
+def _signal_received() -> bool:
+    job = sys.modules.get("runner.job")  # not imported yet: no job ran, so no job's signal
+    return job is not None and job.signal_received()
 
 
 def _fail(message: str, sweep: bool) -> None:

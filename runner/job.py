@@ -136,6 +136,13 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         record.finish_quietly("failed", {"message": str(exc), "problems": exc.problems, "stage": "record"})
         raise
     except Exception as exc:
+        if signal_received():  # raised while the signal unwound the stage (a library's cleanup): still the signal
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)
+            record.finish_quietly("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
+            if main:
+                log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
+            raise JobInterrupted(f"signal {_SIGNALLED[0]}") from exc
         error = {"message": str(exc), "type": type(exc).__name__, "stage": record.current}
         record.finish_quietly("failed", error | {"traceback": traceback.format_exc()})
         raise
@@ -294,16 +301,25 @@ def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dic
     return None
 
 
+# the signal this process's job received (the handler's first call); set, the job ends `interrupted` even when
+# what propagates is another error raised while the stage unwound
+_SIGNALLED: list[int] = []
+
+
+def signal_received() -> bool:
+    return bool(_SIGNALLED)
+
+
 def _install_sigterm():
     """SIGTERM (Slurm's time-out, `kill`) and SIGINT (Ctrl-C) become one exception, so the record can say
     `interrupted`; a repeat (Slurm signals every process, a launcher forwards the same signal) is ignored
     instead of cutting the record's write short."""
-    fired = []
+    _SIGNALLED.clear()
 
     def handler(signum, frame):
-        if fired:
+        if _SIGNALLED:
             return
-        fired.append(signum)
+        _SIGNALLED.append(signum)
         raise JobInterrupted(f"signal {signum}")
 
     signal.signal(signal.SIGINT, handler)

@@ -26,7 +26,7 @@ import torch
 from omegaconf import OmegaConf
 
 from runner import cache, job, report, rundir, training
-from runner.errors import ConfigError, TrainingDiverged
+from runner.errors import ConfigError, JobInterrupted, TrainingDiverged
 from runner.output import secrets
 from runner.output.preset import load_preset
 from runner.output.report import write_report
@@ -557,6 +557,26 @@ def test_kill_9_then_sigterm_then_a_rerun_in_the_same_directory(warm, tmp_path):
     cfg = compose_cfg(*TINY, args[0], "seed=90", "unlearn.max_steps=3", "+overwrite=true")
     assert job.run(cfg, run_dir)["status"] == "completed"
     assert _record(run_dir)["status"] == "completed"
+
+
+def test_an_error_raised_while_a_signal_unwinds_a_stage_is_still_an_interruption(tiny_cfg, tmp_path, monkeypatch):
+    # a library whose cleanup fails as the signal's exception passes through it (the exit status was 1, the
+    # record `failed`): the job received SIGTERM, so it is `interrupted`, exit 130
+    from runner import unlearning_job
+
+    def unlearn_then_cleanup_fails(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the job's handler raises here, inside the stage
+            time.sleep(5)
+        finally:
+            raise RuntimeError("a library's cleanup failed while the stage unwound")
+
+    monkeypatch.setattr(unlearning_job, "unlearn", unlearn_then_cleanup_fails)
+    with pytest.raises(JobInterrupted) as caught:
+        job.run(tiny_cfg("method=ga", "seed=94"), tmp_path)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert _record(tmp_path)["status"] == "interrupted" and _record(tmp_path)["error"]["message"].startswith("stopped")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the job's handler is gone again
 
 
 # ---- the machine: full and read-only file systems --------------------------------------------------------
