@@ -464,8 +464,8 @@ def _console(log: Path) -> tuple[str, str]:
     return Path(f"{log}.out").read_text(), Path(f"{log}.err").read_text()
 
 
-def test_sigterm_to_two_ddp_ranks_records_interrupted_and_exits_130_without_traceback(warm, tmp_path):
-    run_dir = tmp_path / "run"
+def _start_two_ranks(warm: dict, tmp_path: Path, run_dir: Path, seed: int) -> subprocess.Popen:
+    """A 2-rank DDP job of endless unlearning, returned once its reference models are done (cache hits)."""
     proc = _start(
         tmp_path / "console",
         f"paths.cache_dir={warm['cache']}",
@@ -475,9 +475,15 @@ def test_sigterm_to_two_ddp_ranks_records_interrupted_and_exits_130_without_trac
         "benchmark.finetune.batch_size=4",  # the one-process entries (2 ranks x 4 = 8): cache hits
         "unlearn.max_steps=100000",
         f"hydra.run.dir={run_dir}",
-        "seed=89",
+        f"seed={seed}",
     )
     _wait_for_stage(run_dir, "finetuned_models", proc)
+    return proc
+
+
+def test_sigterm_to_two_ddp_ranks_records_interrupted_and_exits_130_without_traceback(warm, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _start_two_ranks(warm, tmp_path, run_dir, seed=89)
     proc.send_signal(signal.SIGTERM)  # while the ranks unlearn
     proc.wait(timeout=120)
     out, err = _console(tmp_path / "console")
@@ -500,18 +506,7 @@ def test_a_rank_that_dies_makes_the_job_failed_naming_the_rank_the_signal_and_th
     # `running` record, is tests/distributed/test_rank_failure.py's (the same verdict, without two more ranks)
     rank, signum = 1, signal.SIGABRT
     run_dir = tmp_path / "run"
-    proc = _start(
-        tmp_path / "console",
-        f"paths.cache_dir={warm['cache']}",
-        "distributed=ddp",
-        "distributed.nproc_per_node=2",
-        "unlearn.batch_size=2",
-        "benchmark.finetune.batch_size=4",  # the one-process entries (2 ranks x 4 = 8): cache hits
-        "unlearn.max_steps=100000",
-        f"hydra.run.dir={run_dir}",
-        "seed=91",
-    )
-    _wait_for_stage(run_dir, "finetuned_models", proc)
+    proc = _start_two_ranks(warm, tmp_path, run_dir, seed=91)
     stage = "unlearn"  # 100000 steps: the stage the ranks are in when one is lost
     while _record(run_dir).get("current_stage") != stage:
         assert proc.poll() is None, _console(tmp_path / "console")[1][-3000:]
