@@ -16,22 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.data.files import read_jsonl, read_parquet
+from runner.data.files import read_jsonl, read_parquet, resolve_path
 from runner.errors import ConfigError
 
 SUFFIXES = (".parquet", ".jsonl")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve_path(path: str | Path) -> Path:
-    """``path`` as given (relative to the working directory), else relative to the project root if it exists there.
-
-    So configs may name project files (``tests/fixtures/hub``) whatever directory the job runs in.
-    """
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
-        return PROJECT_ROOT / p
-    return p
 
 
 @dataclass(frozen=True)
