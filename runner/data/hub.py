@@ -160,6 +160,15 @@ def _load_local(root: Path, split: Split, key: str, fetch_hint: str) -> list[dic
     return read_rows(path, key)
 
 
+def from_hub(load: Callable, key: str, what: str, fix: str):
+    """``load()``, a read from the hub; its failure becomes one ConfigError naming ``key``: "could not ``what``
+    from the hub", the exception's type and text, and ``fix``."""
+    try:
+        return load()
+    except Exception as exc:  # datasets raises many types for "no network" / "no access"
+        raise ConfigError(key, f"could not {what} from the hub ({type(exc).__name__}: {exc})", fix) from exc
+
+
 def _load_hub(split: Split, key: str) -> list[dict]:
     from datasets import load_dataset
 
