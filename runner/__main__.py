@@ -39,14 +39,13 @@ def main(cfg: DictConfig) -> None:
     run_dir = hydra_cfg.runtime.output_dir
     choices, overrides = dict(hydra_cfg.runtime.choices), list(hydra_cfg.overrides.task)
     try:
-        from runner import config as config_checks
-        from runner import job
+        from runner import job, job_kinds
 
         try:
             nproc = distributed.build_strategy(cfg.get("distributed")).nproc_per_node  # checks the strategy's options
             self_launch = distributed.should_self_launch(nproc)
             if self_launch:  # every check before any rank starts: one message, not one per rank
-                config_checks.validate(cfg)
+                job_kinds.validate(cfg)
         except ConfigError as exc:
             if distributed.is_main_process():
                 job.record_failure(cfg, run_dir, exc, choices, overrides)

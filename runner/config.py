@@ -1,4 +1,6 @@
-"""Checks on the composed config that Hydra's schema cannot express, and the job's identity."""
+"""Checks on the composed config that cross its groups (Hydra's schema cannot express them), and the job's identity.
+
+Each job kind runs the checks it needs from here and its own (runner/job_kinds.py)."""
 
 from __future__ import annotations
 
@@ -51,18 +53,18 @@ def _check_numbers(cfg: DictConfig) -> None:
                 check_number(f"{block}.{name}", node.get(name), allowed)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Every check that needs no data and no model: runs before any stage, in the launcher too."""
+def check_every_job(cfg: DictConfig) -> None:
+    """The checks every job kind shares (the kind's own follow: runner/job_kinds.py ``validate``)."""
     check_number("seed", cfg.get("seed"), JOB_RANGES["seed"])
     threads.check_config(cfg.get("threads", "auto"))
-    if cfg.get("task") == "diffusion_attack":  # the diffusion family's own checks (runner/diffusion/job.py)
-        from runner.diffusion.job import check_config as check_diffusion
 
-        _check_precision(cfg)
-        return check_diffusion(cfg)
+
+def check_language_model_job(cfg: DictConfig) -> None:
+    """The checks of a language-model job (unlearning, evaluation only, distillation, analysis): the groups
+    it composes (model, benchmark, method, trainer blocks, coreset, attacks, references, utility) together."""
     _check_numbers(cfg)
     check_components(cfg)  # every component's declared option ranges (runner/options.py)
-    _check_precision(cfg)
+    check_precision(cfg)
     _check_generation(cfg)
     saved_model.check(OmegaConf.select(cfg, "save_model", default="none"))
     check_strategy(cfg)
@@ -83,7 +85,7 @@ def _check_generation(cfg: DictConfig) -> None:
     engine.check_config(cfg.get("generation"))
 
 
-def _check_precision(cfg: DictConfig) -> None:
+def check_precision(cfg: DictConfig) -> None:
     if cfg.precision not in PRECISIONS:
         raise ConfigError(
             "precision", f"`{cfg.precision}` is not supported", "use auto (bf16 where native, else fp32), fp32 or bf16"
@@ -112,11 +114,12 @@ def check_strategy(cfg: DictConfig) -> None:
         )
 
 
-def job_key(cfg: DictConfig) -> str:
-    """The config (less where it reports) and the content identity of every input it reads (runner/inputs.py)."""
+def job_key(cfg: DictConfig, read: list[inputs.Input]) -> str:
+    """The config (less where it reports) and the content identity of every input it reads (``read``, as the job's
+    kind declares them: runner/job_kinds.py; digests: runner/inputs.py)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     plain = {k: v for k, v in resolved.items() if k not in NOT_IN_JOB_KEY}
-    return content_key({**plain, "_inputs": inputs.identity(cfg)})
+    return content_key({**plain, "_inputs": inputs.identity(read)})
 
 
 def config_key(cfg: DictConfig) -> str:

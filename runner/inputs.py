@@ -1,7 +1,8 @@
 """What a job reads, and its content identity: part of the job key, computed before any expensive stage.
 
-A benchmark, a method and a fine-tuning attack each declare their inputs (``inputs(cfg)``, a list
-of ``Input``): local files, or hub data sets. ``identity(cfg)`` turns them into digests:
+A benchmark, a method, a fine-tuning attack, an analysis and a model each declare their inputs (a
+list of ``Input``: local files, or hub data sets); each job kind gathers those of its components
+(``inputs(cfg)`` in runner/job_kinds.py), and ``identity(inputs)`` turns them into digests:
 
 - a local file: the SHA-256 of its bytes (edit one line of a data file and the job key changes, so
   an identical-looking rerun recomputes instead of reusing the stale result). JSON Lines, text and
@@ -28,7 +29,7 @@ from pathlib import Path
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from runner.data.files import open_data, parse_json_line, read_parquet
+from runner.data.files import open_data, parse_json_line, read_parquet, resolve_path
 from runner.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -128,40 +129,13 @@ def _label(inp: Input) -> str:
         return str(path)
 
 
-# ---- who reads what ---------------------------------------------------------------------------------
+# ---- who reads what: each job kind asks its components (runner/job_kinds.py) ---------------------------------
 
 
-def declared(cfg: DictConfig) -> list[Input]:
-    """Every input of the job described by ``cfg``: benchmark, method, attack, model, traces, analysed runs."""
-    found = []
-    found += _declared_by(cfg.get("benchmark"), "benchmark")
-    found += _declared_by(cfg.get("method"), "method", scan_fallback=False)
-    from runner.attacks import attack_inputs
+def declared_by(node, prefix: str, scan_fallback: bool = True) -> list[Input]:
+    """The inputs the component ``node`` declares (its class's ``inputs(node)``), found through its ``_target_``.
 
-    found += attack_inputs(cfg.get("finetune_attack"))
-    found += model_inputs(cfg.model) if cfg.get("model") is not None else []
-    if cfg.get("traces") is not None:  # a distillation job's chains of thought
-        from runner.distill.traces import inputs as trace_inputs
-
-        found += trace_inputs(cfg.traces)
-    # an analysis reads finished runs: their directories (files, sizes, times) are part of its job key,
-    # so an analysis of a run that was since redone is not answered by the stale result
-    found += _declared_by(cfg.get("analysis"), "analysis")
-    # a diffusion job: its prompt files, image folders, local checkpoints and classifier directories
-    for group in ("diffusion_model", "concept", "detector", "defense"):
-        if cfg.get(group) is not None:
-            found += scan(cfg[group], group)
-    if (cfg.get("diffusion_model") or {}).get("source") == "tiny":  # the tiny pipeline's shipped vocabulary
-        from runner.diffusion.pipeline import TINY_TOKENIZER_DIR
-
-        found += [
-            Input.file("diffusion_model.tiny", TINY_TOKENIZER_DIR / n, format="bytes")
-            for n in ("vocab.json", "merges.txt")
-        ]
-    return found
-
-
-def _declared_by(node, prefix: str, scan_fallback: bool = True) -> list[Input]:
+    Without a declaration, a scan of its config (``scan_fallback``); without a ``_target_``, none."""
     if node is None or "_target_" not in node:
         return []
     try:
@@ -186,8 +160,6 @@ def scan(node, prefix: str) -> list[Input]:
             for v in value:
                 walk(v, key)
         elif isinstance(value, str) and value and not value.startswith("${"):
-            from runner.data.hub import resolve_path
-
             try:
                 path = resolve_path(value)
                 if path.exists() and path.resolve() != Path("/"):
@@ -199,16 +171,6 @@ def scan(node, prefix: str) -> list[Input]:
     return found
 
 
-def model_inputs(model_cfg) -> list[Input]:
-    if model_cfg.get("source") == "gguf":
-        from runner.models import gguf_path
-
-        return [Input.file("model.gguf_file", gguf_path(model_cfg), format="bytes")]
-    if model_cfg.get("source") == "hub" and model_cfg.get("id") and Path(str(model_cfg.id)).expanduser().is_dir():
-        return [Input.file("model.id", str(model_cfg.id))]
-    return []  # a hub id: named (and pinned, where model.revision is set) by the config itself
-
-
-def identity(cfg: DictConfig) -> dict:
-    """{label: digest} of every input; raises ConfigError on a malformed data file."""
-    return {_label(inp): fingerprint(inp) for inp in declared(cfg)}
+def identity(read: list[Input]) -> dict:
+    """{label: digest} of every input in ``read``; raises ConfigError on a malformed data file."""
+    return {_label(inp): fingerprint(inp) for inp in read}

@@ -1,5 +1,6 @@
 """One job, whatever its kind: config checks, the record, reuse of an identical finished job, signals and
-failures around the kind's own pipeline (unlearning, evaluation only, distillation, analysis)."""
+failures around the kind's own pipeline (unlearning, evaluation only, distillation, analysis, diffusion attack:
+runner/job_kinds.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from runner import config as config_checks
-from runner import distributed, evaluate, rundir, threads
+from runner import distributed, job_kinds, rundir, threads
 from runner import precision as precision_choice
-from runner.analysis.job import run_analysis
 from runner.cache import clean_stale, write_json_atomic
 from runner.cache_schema import JOB_INDEX, read_checked, set_aside_file
 from runner.decoding import engine as generation_engine
-from runner.distill.job import run_distillation, settle_full_trace_ratio
 from runner.errors import ConfigError, InvalidResult, JobInterrupted, TrainingDiverged
 from runner.metrics.mcq import CONSTANT_LETTER_SHARE, answer_letters
 from runner.output import tracking
@@ -27,7 +26,6 @@ from runner.output.console import constant_letter_warnings, letters_table, metri
 from runner.output.record import RunRecord, read_results
 from runner.output.record_check import record_problems
 from runner.output.secrets import install_log_filter, scrub_overrides, secret_values
-from runner.unlearning_job import run_unlearning
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +48,20 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     hidden = _hide_secrets(cfg)
     as_composed = copy.deepcopy(cfg)  # Hydra's .hydra/config.yaml, written once the directory is claimed
     try:
-        config_checks.validate(cfg)
+        kind = job_kinds.kind_of(cfg)
+        job_kinds.validate(cfg)
         # `auto` becomes fp32 or bf16 for this device before anything keys on it: every stage, cache and
         # the job key see the precision really used
         chosen_precision = precision_choice.resolve(cfg.precision, distributed.device())
         if main:
             log.info("precision: %s (asked %s; %s)", chosen_precision["used"], cfg.precision, chosen_precision["why"])
         cfg.precision = chosen_precision["used"]
-        settle_full_trace_ratio(cfg)
-        evaluate.settle_training_data(cfg)
+        kind.settle(cfg)
         cache_dir = _cache_dir(cfg)
-        if cfg.get("task") != "diffusion_attack":  # its `generation` node is the image sampler's
+        if kind.language_model:  # a diffusion job's `generation` node is its image sampler's
             generation_engine.configure(cfg.get("generation"), cache_dir)
         chosen_threads = threads.apply(cfg.get("threads", "auto"))
-        key = config_checks.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
+        key = job_kinds.job_key(cfg)  # reads (and checks) every input file: before any expensive stage
         same_job = {key, config_checks.config_key(as_composed)}
     except ConfigError as exc:
         if main:  # a sweep point that fails its checks still leaves a record (a † row in the report)
@@ -112,7 +110,8 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _install_sigterm()
-        _pipeline(cfg, run_dir, cache_dir, record, strategy, tracker.callbacks)
+        distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
+        kind.run(cfg, run_dir, cache_dir, record, strategy, tracker.callbacks)  # the kind's own pipeline
         letters = answer_letters(record.data.get("per_example"))
         if letters:  # multiple-choice suites: a constant-letter answerer must not pass for a score
             record.data["answer_letters"] = letters
@@ -256,24 +255,6 @@ class _RankRecord(RunRecord):
 
     def save(self) -> None:
         pass
-
-
-def _pipeline(
-    cfg: DictConfig, run_dir: Path, cache_dir: Path, record: RunRecord, strategy: distributed.Strategy, callbacks=()
-) -> None:
-    """The job kind's own pipeline (DESIGN.md, "Growing past unlearning")."""
-    distributed.seed_process(cfg.seed)  # seed + rank: each rank draws its own
-    if cfg.get("task") == "analyse":  # finished runs -> their models -> analysis -> record (runner/analysis/)
-        return run_analysis(cfg, run_dir, cache_dir, record)
-    if cfg.get("task") == "diffusion_attack":  # pipeline -> attack -> [defence] -> generate (runner/diffusion/)
-        from runner.diffusion.job import run_diffusion_attack
-
-        return run_diffusion_attack(cfg, run_dir, cache_dir, record)
-    if cfg.get("task") == "distill":  # model -> traces -> condense -> fine-tune -> evaluate (runner/distill/job.py)
-        return run_distillation(cfg, run_dir, cache_dir, record, strategy, callbacks)
-    if evaluate.is_evaluation_only(cfg):  # method=none: model -> benchmark -> evaluate -> record (runner/evaluate.py)
-        return evaluate.evaluate_only(cfg, cache_dir, record)
-    return run_unlearning(cfg, run_dir, cache_dir, record, strategy, callbacks)  # runner/unlearning_job.py
 
 
 def _finished_job(cache_dir: Path, key: str, run_dir: Path | None = None) -> dict | None:

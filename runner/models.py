@@ -65,6 +65,18 @@ def _model_path(model_cfg, cache_dir) -> str | Path:
     raise ConfigError("model.source", f"unknown source `{source}`", "use hub, gguf or tiny")
 
 
+def inputs(model_cfg) -> list:
+    """What the model node reads, for the job key (runner/inputs.py): a GGUF file (hashed), a local model
+    directory (listed); a hub id is named (and pinned, where model.revision is set) by the config itself."""
+    from runner.inputs import Input
+
+    if model_cfg.get("source") == "gguf":
+        return [Input.file("model.gguf_file", gguf_path(model_cfg), format="bytes")]
+    if model_cfg.get("source") == "hub" and model_cfg.get("id") and Path(str(model_cfg.id)).expanduser().is_dir():
+        return [Input.file("model.id", str(model_cfg.id))]
+    return []
+
+
 def model_identity(model_cfg) -> dict:
     """What determines the base weights; part of every cache key built on this model."""
     if model_cfg.source == "gguf":

@@ -57,20 +57,16 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 # every method that trains on a per-step loss (task_vector's cost is a plain fine-tune: GA-like)
 DEFAULT_METHODS = [
     *("ga", "graddiff", "npo", "simnpo", "idkdpo", "wga", "undial", "rmu", "blur", "ilu"),
     *("ceu", "satimp", "pdu", "dpo", "altpo"),
 ]
-# the options a method needs to run at all on the bench's batch (the first forget01 rows)
-METHOD_OVERRIDES = {"dpo": ["method.alternates=tests/fixtures/tofu_forget01_alternates.jsonl"]}
 # (method, reference, quantity, bound): the targets the issues set
 TARGETS = [
     ("npo", "graddiff", "step_s", 1.15),
@@ -79,9 +75,10 @@ TARGETS = [
     ("blur", "graddiff", "step_s", 2.3),
     ("ilu", "npo", "step_s", 4.0),
 ]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.bench_answers import answers as answers_section  # noqa: E402
+from scripts.bench_common import METHOD_OVERRIDES, ROOT, PeakRSS, compose_config, rss_mb, timed, unlearn_data  # noqa: E402
 from scripts.bench_cost import cost_section, curve_point, model_sizes  # noqa: E402
 from scripts.bench_diffusion import diffusion_section  # noqa: E402
 from scripts.bench_distill import distill_section  # noqa: E402
@@ -92,75 +89,36 @@ from scripts.bench_methods import alternating_section  # noqa: E402
 from scripts.bench_r2mu import r2mu_section  # noqa: E402
 
 
-def _rss_mb() -> float:
-    """Current resident set size (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRSS(threading.Thread):
-    """Samples the resident set every few milliseconds; ``peak`` is the highest seen."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = _rss_mb(), True
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, _rss_mb())
-            time.sleep(0.002)
-
-
 def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[str], baseline: bool = False) -> dict:
     """One method's step as the one-process trainer runs it: padding-free forward passes, each loss part
     back-propagated on its own, fused AdamW. ``baseline``: the path before those (padded batch, one
     backward of the summed loss, the per-tensor AdamW loop), for the cost section's side by side."""
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.benchmarks.base import build_benchmark
     from runner.components import build
     from runner.data.qa import IGNORE, PromptFormat
-    from runner.methods.base import Method, UnlearnData
-    from runner.models import load_model, model_identity, set_trainable
+    from runner.methods.base import Method
+    from runner.models import load_model, set_trainable
     from runner.packing import padded_forward
     from runner.precision import resolve
     from runner.scoring import autocast
     from runner.training import backward_by_parts, collate_pairs
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"method={method}", *METHOD_OVERRIDES.get(method, []), *overrides])
+    cfg = compose_config(f"method={method}", *METHOD_OVERRIDES.get(method, []), *overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.precision = resolve(cfg.precision, device)["used"]  # as a job does: auto -> fp32 | bf16
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
     set_trainable(model, cfg.model.trainable_layers)
     bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
-    forget = bench.encode(bench.forget_rows)[:batch]
-    retain = bench.encode(bench.retain_rows)[:batch]
-    pairs = [{"forget": f, "retain": r} for f, r in zip(forget, retain, strict=True)]
+    data = unlearn_data(cfg, model, tokenizer, bench, batch, cfg.precision)
+    pairs = [{"forget": f, "retain": r} for f, r in zip(data.forget, data.retain, strict=True)]
     batch_t = collate_pairs(tokenizer.pad_token_id)(pairs)
 
     model.to(device)
     batch_t = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch_t.items()}
     loss_obj = build(cfg.method, Method, "method")
-    data = UnlearnData(
-        model,
-        forget,
-        retain,
-        bench.encode,
-        tokenizer.pad_token_id,
-        batch,
-        cfg.precision,
-        0,
-        bench.forget_rows[:batch],
-        tokenizer=tokenizer,
-        fmt=PromptFormat.from_cfg(cfg.model.prompt),
-        cache_dir=Path(cfg.paths.cache_dir).resolve(),  # AltPO's alternates: generated once, then from the cache
-        model_identity=model_identity(cfg.model),
-    )
     loss_obj.select_trainable(model)
     loss_obj.prepare(data)
     model.train()
@@ -170,16 +128,8 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
     padding = padded_forward if baseline else contextlib.nullcontext
     masks = [batch_t[side]["attention_mask"] for side in ("forget", "retain")]
     labels = [batch_t[side]["labels"][:, 1:] != IGNORE for side in ("forget", "retain")]
-    rss_before = _rss_mb()
-    sampler = PeakRSS()
-    sampler.start()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def step():
         with autocast(cfg.precision, device), padding():
             if loss_obj.fills_gradients:  # methods that build their own update (BLUR)
                 loss_obj.backward(model, batch_t, 1.0)
@@ -190,13 +140,14 @@ def measure(method: str, steps: int, batch: int, warmup: int, overrides: list[st
                 backward(model, batch_t, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    sampler.running = False
-    sampler.join()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else sampler.peak - rss_before
+
+    rss_before = rss_mb()
+    sampler = PeakRSS()
+    sampler.start()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = [timed(step, device) for _ in range(warmup + steps)][warmup:]
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else sampler.stop() - rss_before
     return {
         "method": method,
         "step_s": statistics.median(times),
@@ -243,7 +194,6 @@ def eval_scoring_section(args) -> None:
     """The default TOFU evaluation: scoring every prompt+answer sequence vs each prompt once (KV cache),
     and greedy answers under the old fixed caps vs caps derived from the gold answers."""
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.benchmarks.base import build_benchmark
     from runner.benchmarks.tofu import SUITES
@@ -253,8 +203,7 @@ def eval_scoring_section(args) -> None:
     from runner.precision import resolve
     from runner.scoring import score_answer_sets, score_sequences
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
+    cfg = compose_config(*args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve(cfg.precision, device)["used"]
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
@@ -309,7 +258,6 @@ def mcq_section(args) -> None:
     import tempfile
 
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.metrics import mcq as mcq_metrics
     from runner.models import load_model
@@ -320,8 +268,7 @@ def mcq_section(args) -> None:
     except ImportError:
         print("\nMCQ: lm-eval-harness is not installed (pip install -e '.[lmeval]'); runner-only numbers skipped")
         return
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
+    cfg = compose_config(*args.overrides)
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -464,12 +411,9 @@ def main() -> None:
         print(json.dumps(curve_point(batch, length, args.steps, args.warmup, args.checkpointing, args.overrides)))
         return
     if args.sizes:  # child process: the model's parameter counts
-        from hydra import compose, initialize_config_dir
-
         from runner.models import load_model
 
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=args.overrides)
+        cfg = compose_config(*args.overrides)
         print(json.dumps(model_sizes(load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())[0])))
         return
     for name in args.sections:

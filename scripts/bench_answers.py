@@ -11,14 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _compose(args, *extra):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[*extra, *args.overrides])
+from scripts.bench_common import compose_config
 
 
 def _timed(fn):
@@ -38,7 +31,7 @@ def answers(args) -> None:
     from runner.models import load_model
     from runner.precision import resolve
 
-    cfg = _compose(args)
+    cfg = compose_config(*args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve(cfg.precision, device)["used"]
     cache = Path(cfg.paths.cache_dir).resolve()
@@ -87,7 +80,7 @@ def answers(args) -> None:
     for name, s in seconds.items():
         print(f"  {name}: {s:.1f} s ({base / s:.2f}x model.generate)")
 
-    gcfg = _compose(args, "method=none", "benchmark=gsm8k", f"benchmark.subset={args.gsm8k_problems}")
+    gcfg = compose_config("method=none", "benchmark=gsm8k", f"benchmark.subset={args.gsm8k_problems}")
     gcfg.benchmark.max_new_tokens = args.gen_tokens
     suite = ReasoningSuite(gcfg.benchmark, tokenizer, fmt)
     walls = {}

@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.bench_common import ROOT, PeakRSS, compose_config, rss_mb, timed
+
 FLOOR_TARGET = 0.8  # the issue's target: a step at >= 80% of the real-token floor
 
 
@@ -65,15 +66,12 @@ def floor_seconds(sizes: dict, real_tokens: int, scored_tokens: int, gflops: flo
 def curve_point(batch: int, length: int, steps: int, warmup: int, checkpointing: bool, overrides: list[str]) -> dict:
     """One NLL step on ``batch`` windows of ``length`` WikiText tokens, every parameter trainable (child process)."""
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.data.wikitext import load_paragraphs
     from runner.models import load_model, set_trainable
     from runner.scoring import mean_nll
-    from scripts.bench import PeakRSS, _rss_mb
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
+    cfg = compose_config(*overrides)
     torch.manual_seed(0)
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
     set_trainable(model, None)
@@ -87,25 +85,23 @@ def curve_point(batch: int, length: int, steps: int, warmup: int, checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, fused=True)
-    before = _rss_mb()
+    before = rss_mb()
     sampler = PeakRSS()
     sampler.start()
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
+
+    def step():
         mean_nll(model, data).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    sampler.running = False
-    sampler.join()
+
+    times = [timed(step, windows.device) for _ in range(warmup + steps)][warmup:]
+    peak = sampler.stop()
     return {
         "batch": batch,
         "length": length,
         "checkpointing": checkpointing,
         "step_s": statistics.median(times),
-        "peak_mb": sampler.peak - before,
+        "peak_mb": peak - before,
         "tokens": batch * length,
         "scored": batch * (length - 1),
         **model_sizes(model),

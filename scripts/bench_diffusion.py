@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.bench_common import PeakRSS, compose_config, rss_mb
 
 
 def _setup(overrides: list[str]):
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.diffusion import concept
     from runner.diffusion.base import AttackContext
@@ -37,8 +35,7 @@ def _setup(overrides: list[str]):
     from runner.diffusion.prompts import PromptEncoder
     from runner.precision import resolve
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["task=diffusion_attack", *overrides])
+    cfg = compose_config("task=diffusion_attack", *overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.precision = resolve(cfg.precision, device)["used"]
     pipe = load_pipeline(cfg.diffusion_model, device, cfg.generation.scheduler)
@@ -59,9 +56,7 @@ def _setup(overrides: list[str]):
 def _timed_fit(attack, ctx, device):
     import torch
 
-    from scripts.bench import PeakRSS, _rss_mb
-
-    before = _rss_mb()
+    before = rss_mb()
     sampler = PeakRSS()
     sampler.start()
     if device.type == "cuda":
@@ -80,8 +75,7 @@ def _timed_fit(attack, ctx, device):
         result = attack.fit(ctx)
     finally:
         ctx.loss.loss = original
-        sampler.running = False
-        sampler.join()
+        sampler.stop()
     end = time.perf_counter()
     steps = [b - a for a, b in zip(stamps, [*stamps[1:], end], strict=True)][1:]  # the first step warms up
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else sampler.peak - before

@@ -14,12 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.bench_common import compose_config
 
 
 def _setup(n_traces: int, overrides: list[str]):
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.data.qa import PromptFormat
     from runner.distill.job import ResponseEncoder
@@ -27,8 +26,7 @@ def _setup(n_traces: int, overrides: list[str]):
     from runner.models import load_model
     from runner.precision import resolve
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["task=distill", f"traces.subset={n_traces}", *overrides])
+    cfg = compose_config("task=distill", f"traces.subset={n_traces}", *overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.precision = resolve(cfg.precision, device)["used"]
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())

@@ -13,12 +13,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from scripts.bench_common import compose_config
+
 TARGET = 1.35
 
 
 def eval_section(args) -> None:
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.benchmarks import privacy
     from runner.benchmarks.base import build_benchmark
@@ -29,10 +30,8 @@ def eval_section(args) -> None:
     from runner.precision import resolve
     from runner.scoring import score_answer_sets
 
-    root = Path(__file__).resolve().parents[1]
-    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
-        gold_caps_cfg = compose("config", overrides=[*args.overrides, "benchmark.max_new_tokens=auto"])
+    cfg = compose_config(*args.overrides)
+    gold_caps_cfg = compose_config(*args.overrides, "benchmark.max_new_tokens=auto")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve(cfg.precision, device)["used"]
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())

@@ -20,21 +20,20 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run on its own as the section's child process
+
+from scripts.bench_common import ROOT, PeakRSS, compose_config, rss_mb  # noqa: E402
 
 
 def _setup(overrides: list[str]):
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.benchmarks.base import build_benchmark
     from runner.data.qa import PromptFormat
     from runner.models import load_model, set_trainable
     from runner.precision import resolve
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
+    cfg = compose_config(*overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.precision = resolve(cfg.precision, device)["used"]
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir).resolve())
@@ -51,7 +50,6 @@ def child(kind: str, width: int, batch: int, steps: int, overrides: list[str]) -
     from runner.robustness.gcg import GcgAttack
     from runner.robustness.gcg_step import candidate_losses, optimise
     from runner.scoring import autocast
-    from scripts.bench import PeakRSS, _rss_mb
 
     cfg, model, tokenizer, bench, device = _setup(overrides)
     attack = GcgAttack(steps=[steps], search_width=width, top_k=64, batch_size=batch, questions=1, filter_ids=False)
@@ -62,7 +60,7 @@ def child(kind: str, width: int, batch: int, steps: int, overrides: list[str]) -
     init = tokenizer(attack.init, add_special_tokens=False)["input_ids"][:1] * attack.suffix_length
     suffixes = torch.tensor([init] * batch, device=device)
     candidate_losses(model, row, suffixes[:1], 1, cfg.precision)  # warm-up outside the measurement
-    before, sampler = _rss_mb(), PeakRSS()
+    before, sampler = rss_mb(), PeakRSS()
     sampler.start()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -79,8 +77,7 @@ def child(kind: str, width: int, batch: int, steps: int, overrides: list[str]) -
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    sampler.running = False
-    sampler.join()
+    sampler.stop()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else sampler.peak - before
     return {
         "kind": kind,

@@ -14,18 +14,21 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run on its own as the memory check's child process
+    sys.path.insert(0, str(ROOT))
+
+from scripts.bench_common import PeakRSS, compose_config  # noqa: E402
+
 PEAK_TARGET = 1.2  # static cache peak / dynamic cache peak
 
 
 def _setup(args, batch: int):
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.benchmarks.reasoning import ReasoningSuite
     from runner.data.qa import PromptFormat
@@ -33,8 +36,7 @@ def _setup(args, batch: int):
     from runner.models import load_model
     from runner.precision import resolve
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["method=none", "benchmark=gsm8k", *args.overrides])
+    cfg = compose_config("method=none", "benchmark=gsm8k", *args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.precision = resolve(cfg.precision, device)["used"]
     engine.configure(cfg.generation, Path(cfg.paths.cache_dir).resolve())
@@ -196,36 +198,24 @@ def _measure_memory(kind: str, batch: int, tokens: int, overrides: list[str]) ->
 
     args = type("A", (), {"overrides": overrides})
     cfg, model, tokenizer, fmt, prompts, device = _setup(args, batch)
-    base, peak, stop = _rss(), [0.0], threading.Event()
-
-    def sample():
-        while not stop.wait(0.002):
-            peak[0] = max(peak[0], _rss())
-
-    watcher = threading.Thread(target=sample, daemon=True)
+    sampler = PeakRSS()
+    base = sampler.peak
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
-    watcher.start()
+    sampler.start()
     bar = TokenBar(batch, tokens, kind)
     with torch.inference_mode():
         decode_batch(
             model, prompts, tokenizer.pad_token_id, tokens, argmax, set(), static=kind == "static", compile=False,
             leave=True, bar=bar, precision=cfg.precision,
         )  # fmt: skip
-    stop.set()
-    watcher.join()
+    peak = sampler.stop()
     bar.close()
-    top = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak[0]
+    top = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak
     return {"kind": kind, "peak_mb": top - base}
-
-
-def _rss() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "--memory":
-        sys.path.insert(0, str(ROOT))
         print(json.dumps(_measure_memory(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:])))

@@ -12,30 +12,25 @@ holds every method); the ``methods`` section has it.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
+
+from scripts.bench_common import METHOD_OVERRIDES, compose_config, timed, unlearn_data
 
 
 def alternating_section(args) -> None:
     import torch
-    from hydra import compose, initialize_config_dir
 
     from runner.benchmarks.base import build_benchmark
     from runner.components import build
     from runner.data.qa import PromptFormat
-    from runner.methods.base import Method, UnlearnData
-    from runner.models import load_model, model_identity, set_trainable
+    from runner.methods.base import Method
+    from runner.models import load_model, set_trainable
     from runner.precision import resolve
     from runner.scoring import autocast
     from runner.training import backward_by_parts, collate_pairs
-    from scripts.bench import METHOD_OVERRIDES, ROOT
 
     methods = list(dict.fromkeys(["graddiff", *args.methods]))
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfgs = {
-            m: compose("config", overrides=[f"method={m}", *METHOD_OVERRIDES.get(m, []), *args.overrides])
-            for m in methods
-        }
+    cfgs = {m: compose_config(f"method={m}", *METHOD_OVERRIDES.get(m, []), *args.overrides) for m in methods}
     cfg = cfgs["graddiff"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve(cfg.precision, device)["used"]
@@ -46,17 +41,11 @@ def alternating_section(args) -> None:
     model.to(device)
     fmt = PromptFormat.from_cfg(cfg.model.prompt)
     bench = build_benchmark(cfg.benchmark, tokenizer, fmt)
-    forget = bench.encode(bench.forget_rows)[: args.batch]
-    retain = bench.encode(bench.retain_rows)[: args.batch]
+    data = unlearn_data(cfg, model, tokenizer, bench, args.batch, precision)
     batch = collate_pairs(tokenizer.pad_token_id)(
-        [{"forget": f, "retain": r} for f, r in zip(forget, retain, strict=True)]
+        [{"forget": f, "retain": r} for f, r in zip(data.forget, data.retain, strict=True)]
     )
     batch = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch.items()}
-    data = UnlearnData(
-        model, forget, retain, bench.encode, tokenizer.pad_token_id, args.batch, precision, 0,
-        bench.forget_rows[: args.batch], tokenizer=tokenizer, fmt=fmt, cache_dir=cache,
-        model_identity=model_identity(cfg.model),
-    )  # fmt: skip
     built = {}
     for m in methods:
         method = build(cfgs[m].method, Method, "method")
@@ -67,16 +56,13 @@ def alternating_section(args) -> None:
     model.train()
 
     def step(method) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with autocast(precision, device):
-            backward_by_parts(method.loss_parts)(model, batch, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        def once():
+            with autocast(precision, device):
+                backward_by_parts(method.loss_parts)(model, batch, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return timed(once, device)
 
     for method in built.values():  # warm-up
         for _ in range(args.warmup):

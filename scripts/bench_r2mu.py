@@ -12,10 +12,10 @@ median of timed steps, the two methods taking turns. Target: R²MU's step at mos
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.bench_common import ROOT, compose_config, timed, unlearn_data
+
 TARGET = 2.2
 FIXTURES = [
     "benchmark=wmdp",
@@ -23,13 +23,6 @@ FIXTURES = [
     f"benchmark.bio_forget_corpus={ROOT / 'tests' / 'fixtures' / 'bio_forget_corpus.jsonl'}",
     "benchmark.questions=[bio]",
 ]
-
-
-def _compose(*overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def _timed_steps(methods: dict, model, batches: dict, steps: int, warmup: int, precision: str, device) -> dict:
@@ -46,17 +39,16 @@ def _timed_steps(methods: dict, model, batches: dict, steps: int, warmup: int, p
     model.train()
     for i in range(warmup + steps):
         for name, method in methods.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            with autocast(precision, device):  # as the one-process trainer steps: each loss part back-propagated alone
-                backward_by_parts(method.loss_parts)(model, batches[name], 1.0)
-            opts[name].step()
-            opts[name].zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+
+            def step(name=name, method=method):
+                with autocast(precision, device):  # as the one-process trainer steps: each loss part alone
+                    backward_by_parts(method.loss_parts)(model, batches[name], 1.0)
+                opts[name].step()
+                opts[name].zero_grad(set_to_none=True)
+
+            seconds = timed(step, device)
             if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -66,13 +58,13 @@ def r2mu_section(args) -> None:
     from runner.benchmarks.base import build_benchmark
     from runner.components import build
     from runner.data.qa import PromptFormat, collate_qa
-    from runner.methods.base import Method, UnlearnData
-    from runner.models import load_model, model_identity
+    from runner.methods.base import Method
+    from runner.models import load_model
     from runner.precision import resolve
 
     n = args.batch
-    r2mu_cfg = _compose("method=r2mu", *FIXTURES, "method.traces.new_tokens=100", *args.overrides)
-    rmu_cfg = _compose("method=rmu", *FIXTURES, *args.overrides)
+    r2mu_cfg = compose_config("method=r2mu", *FIXTURES, "method.traces.new_tokens=100", *args.overrides)
+    rmu_cfg = compose_config("method=rmu", *FIXTURES, *args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve(r2mu_cfg.precision, device)["used"]
     cache = Path(str(r2mu_cfg.paths.cache_dir)).resolve()
@@ -80,22 +72,7 @@ def r2mu_section(args) -> None:
     model.to(device)
     fmt = PromptFormat.from_cfg(r2mu_cfg.model.prompt)
     bench = build_benchmark(r2mu_cfg.benchmark, tokenizer, fmt)
-    forget, retain = bench.encode(bench.forget_rows)[:n], bench.encode(bench.retain_rows)[:n]
-    data = UnlearnData(
-        model,
-        forget,
-        retain,
-        bench.encode,
-        tokenizer.pad_token_id,
-        n,
-        precision,
-        0,
-        bench.forget_rows[:n],
-        tokenizer=tokenizer,
-        fmt=fmt,
-        cache_dir=cache,
-        model_identity=model_identity(r2mu_cfg.model),
-    )
+    data = unlearn_data(r2mu_cfg, model, tokenizer, bench, n, precision)
     methods = {"rmu": build(rmu_cfg.method, Method, "method"), "r2mu": build(r2mu_cfg.method, Method, "method")}
     for method in methods.values():  # each as a job prepares it: its trainable set, then its caches
         method.select_trainable(model)
@@ -106,7 +83,12 @@ def r2mu_section(args) -> None:
         rows = [examples[i % len(examples)] for i in range(n)]
         return {k: v.to(device) for k, v in collate_qa(rows, tokenizer.pad_token_id).items()}
 
-    batch = {"forget": part(forget), "retain": part(retain), "trace": part(r2mu.trace_train), "cot": part(r2mu.cot)}
+    batch = {
+        "forget": part(data.forget),
+        "retain": part(data.retain),
+        "trace": part(r2mu.trace_train),
+        "cot": part(r2mu.cot),
+    }
     batches = {"rmu": {k: batch[k] for k in ("forget", "retain")}, "r2mu": batch}
     seconds = _timed_steps(methods, model, batches, args.steps, args.warmup, precision, device)
     tokens = {name: int(b["attention_mask"].sum()) for name, b in batch.items()}

@@ -31,22 +31,53 @@ def tiny_cfg(shared_cache):
     return make
 
 
-def random_llama(**config):
-    """A seeded random-weight LlamaForCausalLM for unit tests: tiny defaults, any LlamaConfig field overridable."""
+# the random test models' sizes: a few thousand parameters, two heads sharing nothing
+TINY_SIZES = {
+    "vocab_size": 50,
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32,
+}
+
+
+def _random_model(config_cls, model_cls, config: dict):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    sizes = dict(
-        vocab_size=50,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    return LlamaForCausalLM(LlamaConfig(**{**sizes, **config}))
+    return model_cls(config_cls(**{**TINY_SIZES, **config}))
+
+
+def random_llama(**config):
+    """A seeded random-weight LlamaForCausalLM for unit tests: tiny defaults, any LlamaConfig field overridable."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _random_model(LlamaConfig, LlamaForCausalLM, config)
+
+
+def random_qwen2(**config):
+    """The same for Qwen2 (biases on the attention projections: parameter positions differ from Llama's)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return _random_model(Qwen2Config, Qwen2ForCausalLM, config)
+
+
+def load_tiny(cache_dir: Path) -> tuple:
+    """(cfg, model, tokenizer) of the tiny test model (experiment=tofu_smoke_tiny), built in ``cache_dir``."""
+    from runner.models import load_model
+
+    cfg = compose_cfg(*TINY, f"paths.cache_dir={cache_dir}")
+    return (cfg, *load_model(cfg.model, Path(cfg.paths.cache_dir)))
+
+
+def tiny_parts(tiny: tuple, model=None) -> dict:
+    """The model (``tiny``'s, or ``model``), tokenizer and prompt format an attack's or probe's context takes."""
+    from runner.data.qa import PromptFormat
+
+    cfg, own, tokenizer = tiny
+    return {"model": model or own, "tokenizer": tokenizer, "fmt": PromptFormat.from_cfg(cfg.model.prompt)}
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +184,34 @@ def build_offline(cls, tokenizer, cache, experiment, *overrides):
     bench = build_benchmark(cfg.benchmark, tokenizer, PromptFormat.from_cfg(cfg.model.prompt))
     assert type(bench) is cls
     return bench
+
+
+@pytest.fixture
+def muse_offline(tiny_tokenizer, shared_cache):
+    """The MUSE benchmark of experiment=muse_smoke_tiny (the fixtures) under ``overrides``."""
+    from runner.benchmarks.muse import MuseBenchmark
+
+    def make(*overrides: str):
+        return build_offline(MuseBenchmark, tiny_tokenizer, shared_cache, "muse_smoke_tiny", *overrides)
+
+    return make
+
+
+# RMU's settings for the tiny model's two layers, strong enough to move it in a few steps
+RMU_TINY_OPTIONS = ["method.layer=1", "method.trainable_layers=[0,1]", "method.steering_coeff=20", "method.alpha=10"]
+RMU_TINY = ["method=rmu", *RMU_TINY_OPTIONS]
+# the methods a benchmark's pipeline test runs on the tiny model: a gradient method, a preference one, RMU
+PIPELINE_METHODS = {"ga": ["method=ga"], "npo": ["method=npo"], "rmu": RMU_TINY}
+
+
+def run_report(*args: str, timeout: int = 300):
+    """``python -m runner.report ARGS`` from the project root, its output captured as text."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "runner.report", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture

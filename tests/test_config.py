@@ -270,7 +270,7 @@ DIFFUSION_REQUIRED = {  # what an option leaves to the user: named before anythi
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in DIFFUSION_GROUPS for o in _options(g)])
 def test_every_diffusion_option_composes_and_passes_its_checks(group, option):
-    from runner.config import validate
+    from runner.job_kinds import validate
 
     cfg = compose_cfg("task=diffusion_attack", f"{group}={option}")
     OmegaConf.to_container(cfg, resolve=True)

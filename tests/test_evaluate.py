@@ -9,11 +9,11 @@ import pytest
 
 from runner import job
 from runner.benchmarks.reasoning import ReasoningSuite
-from runner.config import validate
 from runner.data.qa import PromptFormat
 from runner.decoding.processors import triangular_wave
 from runner.errors import ConfigError
 from runner.evaluate import is_evaluation_only
+from runner.job_kinds import validate
 from runner.models import load_model
 from tests.conftest import compose_cfg
 

@@ -17,8 +17,8 @@ import torch
 pytest.importorskip("lm_eval")
 
 from runner import lm_eval_utility  # noqa: E402
-from runner.config import validate  # noqa: E402
 from runner.errors import ConfigError  # noqa: E402
+from runner.job_kinds import validate  # noqa: E402
 from runner.models import load_model  # noqa: E402
 from tests.conftest import ROOT, compose_cfg  # noqa: E402
 

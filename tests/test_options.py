@@ -12,8 +12,8 @@ import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from runner.config import validate
 from runner.errors import ConfigError
+from runner.job_kinds import validate
 from runner.options import COUNT, FRACTION, POSITIVE, Choice, Range, check_number, declared_ranges
 from tests.conftest import CONF_DIR, TINY, compose_cfg
 

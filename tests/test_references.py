@@ -15,10 +15,10 @@ import torch
 from scipy.stats import ks_2samp
 
 from runner import job, references
-from runner.config import validate
 from runner.data import tofu as tofu_data
 from runner.data.qa import IGNORE, PromptFormat, encode_qa
 from runner.errors import ConfigError
+from runner.job_kinds import validate
 from runner.models import load_model
 from tests.conftest import ROOT, compose_cfg
 from tests.test_retain_logs import ou_tofu_log

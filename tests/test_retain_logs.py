@@ -123,17 +123,13 @@ def test_a_missing_log_file_is_named(tmp_path):
         read_retain_logs(str(tmp_path / "nope.json"), TOFU)
 
 
-def test_muse_privleak_uses_the_logged_retain_auc_and_builds_no_retain_model(tiny_tokenizer, shared_cache, tmp_path):
-    from runner.benchmarks.muse import MuseBenchmark
-    from tests.conftest import build_offline
+def test_muse_privleak_uses_the_logged_retain_auc_and_builds_no_retain_model(muse_offline, tmp_path):
 
     # open-unlearning's retain AUC 0.6 is MUSE's 0.4 (the other orientation)
     log = write(
         tmp_path, {"forget_knowmem_ROUGE": {"agg_value": 0.3}, "mia_min_k": {"agg_value": 0.6}}, "MUSE_EVAL.json"
     )
-    bench = build_offline(
-        MuseBenchmark, tiny_tokenizer, shared_cache, "muse_smoke_tiny", f"benchmark.retain_logs={log}"
-    )
+    bench = muse_offline(f"benchmark.retain_logs={log}")
     assert list(bench.finetuned_models) == ["target"]  # the log stands in for the retain model
     suites = {
         "verbmem_forget": {"rouge_l_f1": 0},
@@ -143,13 +139,6 @@ def test_muse_privleak_uses_the_logged_retain_auc_and_builds_no_retain_model(tin
     got = bench.summarize({"suites": {**suites, "privleak": {"auc": 0.1}}}, {})
     assert got["privleak"] == pytest.approx((0.1 - 0.4) / 0.4 * 100)  # -75
     # without a retain model, build_references=false takes the log instead of privleak.retrain_auc
-    bench = build_offline(
-        MuseBenchmark,
-        tiny_tokenizer,
-        shared_cache,
-        "muse_smoke_tiny",
-        "benchmark.build_references=false",
-        f"benchmark.retain_logs={log}",
-    )
+    bench = muse_offline("benchmark.build_references=false", f"benchmark.retain_logs={log}")
     assert bench.finetuned_models == {}
     assert bench.summarize({"suites": {**suites, "privleak": {"auc": 0.5}}}, {})["privleak"] == pytest.approx(25.0)

@@ -15,7 +15,9 @@ prompt format (``model.prompt.question``) wraps it at generation time.
 from __future__ import annotations
 
 import os
+from itertools import islice
 
+from runner.data.hub import from_hub
 from runner.errors import ConfigError
 
 RELEVANCE = {"tofu": "forget-relevant", "wmdp": "forget-relevant", "mmlu": "irrelevant", "ultrachat": "irrelevant"}
@@ -89,15 +91,12 @@ def _ultrachat(cfg) -> list[dict]:
     from datasets import load_dataset
 
     n = int(cfg.get("n") or 200)
-    try:  # streamed: the first n prompts, not the 200k-row split
-        stream = load_dataset(ULTRACHAT[0], split=ULTRACHAT[1], streaming=True)
-        rows = [r for _, r in zip(range(n), stream, strict=False)]
-    except Exception as exc:  # datasets raises many types for "no network"
-        raise ConfigError(
-            "analysis.prompts.sets",
-            f"could not read {ULTRACHAT[0]} {ULTRACHAT[1]} from the hub ({type(exc).__name__}: {exc})",
-            "run with network, or leave ultrachat out of analysis.prompts.sets",
-        ) from exc
+    rows = from_hub(  # streamed: the first n prompts, not the 200k-row split
+        lambda: list(islice(load_dataset(ULTRACHAT[0], split=ULTRACHAT[1], streaming=True), n)),
+        "analysis.prompts.sets",
+        f"read {ULTRACHAT[0]} {ULTRACHAT[1]}",
+        "run with network, or leave ultrachat out of analysis.prompts.sets",
+    )
     bad = [i for i, r in enumerate(rows) if not isinstance(r.get("prompt"), str)]
     if bad or not rows:
         raise ConfigError("analysis.prompts.sets", f"{ULTRACHAT[0]} rows lack a `prompt` string", "check the data set")

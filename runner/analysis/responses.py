@@ -16,9 +16,7 @@ from pathlib import Path
 from runner.cache import content_key, write_json_atomic
 from runner.cache_schema import RESPONSES, count_problem, read_checked, set_aside_file
 from runner.data.qa import encode_prompt
-from runner.decoding.base import DecodingContext
-from runner.decoding.generate import generate
-from runner.decoding.strategies import Decoding
+from runner.decoding.generate import greedy_run
 
 log = logging.getLogger(__name__)
 KIND = "responses"
@@ -54,17 +52,9 @@ def responses(
             log.info("cache hit: %s responses (%s)", desc, path)
             return stored["responses"], {"key": key, "cached": True, **stored["stats"]}
         set_aside_file(path, f"{desc} responses", problem)
-    run = generate(
-        model,
-        tokenizer,
-        ids,
-        Decoding(name="greedy"),
-        DecodingContext(tokenizer),
-        int(settings["max_new_tokens"]),
-        int(settings["batch_size"]),
-        precision,
-        desc=desc,
-        repetition_penalty=float(settings["repetition_penalty"]),
+    sizes = (int(settings["max_new_tokens"]), int(settings["batch_size"]))
+    run = greedy_run(
+        model, tokenizer, ids, *sizes, precision, desc=desc, repetition_penalty=float(settings["repetition_penalty"])
     )
     out = [{"ids": s[0].ids, "text": tokenizer.decode(s[0].ids, skip_special_tokens=True).strip()} for s in run.outputs]
     stats = dict(run.stats)

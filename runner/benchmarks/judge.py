@@ -23,9 +23,7 @@ from omegaconf import OmegaConf
 
 from runner import distributed
 from runner.data.qa import PromptFormat
-from runner.decoding.base import DecodingContext
-from runner.decoding.generate import generate
-from runner.decoding.strategies import Decoding
+from runner.decoding.generate import greedy_run
 from runner.errors import ConfigError
 from runner.options import Range, check_number
 
@@ -105,17 +103,7 @@ def run_judge(cfg, prompts: list[str], cache_dir: Path | None, precision: str, k
     try:
         model.to(distributed.device())
         ids = [prompt_ids(tokenizer, node, p) for p in prompts]
-        run = generate(
-            model,
-            tokenizer,
-            ids,
-            Decoding(name="greedy"),
-            DecodingContext(tokenizer),
-            int(cfg.max_new_tokens),
-            int(cfg.batch_size),
-            precision,
-            desc="judge",
-        )
+        run = greedy_run(model, tokenizer, ids, int(cfg.max_new_tokens), int(cfg.batch_size), precision, desc="judge")
         return [tokenizer.decode(samples[0].ids, skip_special_tokens=True).strip() for samples in run.outputs]
     finally:  # never keep the judge next to the model being unlearned
         del model

@@ -15,6 +15,18 @@ from pathlib import Path
 from runner.errors import ConfigError
 
 REPAIR = "repair or re-download the file (UTF-8 text, one JSON object per line)"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_path(path: str | Path) -> Path:
+    """``path`` as given (relative to the working directory), else relative to the project root if it exists there.
+
+    So configs may name project files (``tests/fixtures/hub``) whatever directory the job runs in.
+    """
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        return PROJECT_ROOT / p
+    return p
 
 
 def _decode(raw: bytes, path: Path, line: int, key: str) -> str:

@@ -16,22 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.data.files import read_jsonl, read_parquet
+from runner.data.files import read_jsonl, read_parquet, resolve_path
 from runner.errors import ConfigError
 
 SUFFIXES = (".parquet", ".jsonl")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve_path(path: str | Path) -> Path:
-    """``path`` as given (relative to the working directory), else relative to the project root if it exists there.
-
-    So configs may name project files (``tests/fixtures/hub``) whatever directory the job runs in.
-    """
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
-        return PROJECT_ROOT / p
-    return p
 
 
 @dataclass(frozen=True)
@@ -170,6 +158,15 @@ def _load_local(root: Path, split: Split, key: str, fetch_hint: str) -> list[dic
             f"download it on a machine with network{fetch_hint or ' with scripts/fetch_data.py'}, or use source=hub",
         )
     return read_rows(path, key)
+
+
+def from_hub(load: Callable, key: str, what: str, fix: str):
+    """``load()``, a read from the hub; its failure becomes one ConfigError naming ``key``: "could not ``what``
+    from the hub", the exception's type and text, and ``fix``."""
+    try:
+        return load()
+    except Exception as exc:  # datasets raises many types for "no network" / "no access"
+        raise ConfigError(key, f"could not {what} from the hub ({type(exc).__name__}: {exc})", fix) from exc
 
 
 def _load_hub(split: Split, key: str) -> list[dict]:

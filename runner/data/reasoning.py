@@ -11,9 +11,10 @@ stores floats) becomes its shortest exact string (27.0 -> "27").
 from __future__ import annotations
 
 from runner.data import hub
+from runner.data.files import PROJECT_ROOT
 from runner.errors import ConfigError
 
-PROJECT_DATA = hub.PROJECT_ROOT / "data"
+PROJECT_DATA = PROJECT_ROOT / "data"
 FETCH_HINT = " with scripts/fetch_data.py reasoning"
 
 

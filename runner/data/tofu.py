@@ -12,6 +12,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from runner.data.files import read_jsonl
+from runner.data.hub import from_hub
 from runner.errors import ConfigError
 
 HUB_ID = "locuslab/TOFU"
@@ -55,14 +56,12 @@ def load_config(name: str, source: str) -> Dataset:
 def _load_hub(name: str) -> Dataset:
     from datasets import load_dataset
 
-    try:
-        return load_dataset(HUB_ID, name, split="train")
-    except Exception as exc:  # datasets raises many types for "no network"
-        raise ConfigError(
-            "benchmark.source",
-            f"could not load `{HUB_ID}` config `{name}` from the hub ({type(exc).__name__}: {exc})",
-            "check the network, or run offline with benchmark.source=local (forget01 ships with the project)",
-        ) from exc
+    return from_hub(
+        lambda: load_dataset(HUB_ID, name, split="train"),
+        "benchmark.source",
+        f"load `{HUB_ID}` config `{name}`",
+        "check the network, or run offline with benchmark.source=local (forget01 ships with the project)",
+    )
 
 
 def check_columns(ds: Dataset, name: str, columns: tuple[str, ...]) -> None:

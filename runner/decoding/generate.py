@@ -191,26 +191,27 @@ class _GenerationCall:
         return False
 
 
-def greedy_generate(
-    model,
-    tokenizer,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    batch_size: int,
-    precision: str,
-    desc: str,
-    strip: bool = True,
-) -> list[str]:
+def greedy_generate(model, tokenizer, prompts: list[list[int]], *settings, strip: bool = True) -> list[str]:
     """Greedy continuation of each prompt up to the tokenizer's EOS, decoded without special tokens (the
     unlearning benchmarks' answers: TOFU, MUSE, the GSM8K attack).
 
+    ``settings``: ``max_new_tokens, batch_size, precision, desc``, as :func:`greedy_ids` takes them.
     ``strip=False`` keeps surrounding whitespace, for callers that cut the text at stop strings first.
     The tokens are those of ``model.generate`` (greedy, the same left-padded batches); see
     ``greedy_ids`` for how finished rows stop costing anything.
     """
-    ids = greedy_ids(model, tokenizer, prompts, max_new_tokens, batch_size, precision, desc)
+    ids = greedy_ids(model, tokenizer, prompts, *settings)
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return [t.strip() for t in texts] if strip else texts
+
+
+def greedy_run(model, tokenizer, prompts: list[list[int]], *settings, **options) -> GenerationRun:
+    """:func:`generate` with greedy decoding: one continuation of each prompt, ended by any of the model's end
+    tokens (``greedy_ids`` stops at the tokenizer's EOS alone). ``settings``: ``max_new_tokens, batch_size,
+    precision``; ``options``: generate's keywords (``desc``, ``repetition_penalty``)."""
+    return generate(
+        model, tokenizer, prompts, Decoding(name="greedy"), DecodingContext(tokenizer), *settings, **options
+    )
 
 
 @torch.inference_mode()

@@ -61,6 +61,25 @@ def _no_missing(cfg, group: str) -> None:
     walk(node, group)
 
 
+def inputs(cfg: DictConfig) -> list:
+    """What a diffusion job reads, for its job key: the prompt files, image folders, local checkpoints and
+    classifier directories its groups name, and the tiny pipeline's shipped vocabulary."""
+    from runner.inputs import Input, scan
+
+    found = []
+    for group in ("diffusion_model", "concept", "detector", "defense"):
+        if cfg.get(group) is not None:
+            found += scan(cfg[group], group)
+    if (cfg.get("diffusion_model") or {}).get("source") == "tiny":
+        from runner.diffusion.pipeline import TINY_TOKENIZER_DIR
+
+        found += [
+            Input.file("diffusion_model.tiny", TINY_TOKENIZER_DIR / n, format="bytes")
+            for n in ("vocab.json", "merges.txt")
+        ]
+    return found
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every diffusion check that needs no model: the model node, the concept, the generation settings,
     and the attack, defence and detector built (their constructors check their options)."""

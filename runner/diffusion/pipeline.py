@@ -137,22 +137,17 @@ def _hub_pipeline(node):
             str(node.id), safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32, **kwargs
         ),
     )
-    swap = node.get("text_encoder")
-    if swap is not None and swap.get("id"):
-        sub = {"subfolder": swap.subfolder} if swap.get("subfolder") else {}
-        pipe.text_encoder = _fetch(
-            f"the text encoder `{swap.id}` {sub}",
-            "diffusion_model.text_encoder.id",
-            lambda: CLIPTextModel.from_pretrained(str(swap.id), torch_dtype=torch.float32, **sub),
-        )
-    swap = node.get("unet")
-    if swap is not None and swap.get("id"):
-        sub = {"subfolder": swap.subfolder} if swap.get("subfolder") else {}
-        pipe.unet = _fetch(
-            f"the UNet `{swap.id}` {sub}",
-            "diffusion_model.unet.id",
-            lambda: UNet2DConditionModel.from_pretrained(str(swap.id), torch_dtype=torch.float32, **sub),
-        )
+    # an unlearned text encoder or UNet laid over the pipeline's own (AdvUnlearn, ESD checkpoints)
+    for part, cls, label in (("text_encoder", CLIPTextModel, "text encoder"), ("unet", UNet2DConditionModel, "UNet")):
+        swap = node.get(part)
+        if swap is not None and swap.get("id"):
+            sub = {"subfolder": swap.subfolder} if swap.get("subfolder") else {}
+            loaded = _fetch(
+                f"the {label} `{swap.id}` {sub}",
+                f"diffusion_model.{part}.id",
+                lambda cls=cls, swap=swap, sub=sub: cls.from_pretrained(str(swap.id), torch_dtype=torch.float32, **sub),
+            )
+            setattr(pipe, part, loaded)
     return pipe
 
 

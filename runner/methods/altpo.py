@@ -26,7 +26,7 @@ import torch
 from runner.cache import CacheEntry, content_key
 from runner.errors import ConfigError
 from runner.methods.dpo import DPO
-from runner.options import Range
+from runner.options import COUNT, Range, check_number
 
 log = logging.getLogger(__name__)
 INSTRUCTION = (
@@ -104,8 +104,7 @@ class AltPO(DPO):
     ):
         super().__init__(alternates=None, beta=beta, alpha=alpha, gamma=gamma)
         for name, value in (("samples", samples), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"method.{name}", f"must be a whole number >= 1, got {value!r}", "e.g. 1, 200, 8")
+            check_number(f"method.{name}", value, COUNT, "e.g. 1, 200, 8")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ConfigError("method.temperature", f"must be > 0, got {temperature!r}", "1.0, as open-unlearning")
         if not isinstance(instruction, str) or not instruction.strip():

@@ -30,7 +30,8 @@ from runner.data.qa import collate_qa
 from runner.errors import ConfigError
 from runner.methods.base import sum_parts
 from runner.methods.reasoning_traces import cot_inputs, load_cot
-from runner.methods.rmu import RMU, rmu_forget_loss, rmu_retain_loss
+from runner.methods.rmu import RMU
+from runner.methods.rmu_losses import rmu_forget_loss, rmu_retain_loss
 from runner.options import Range
 from runner.training import PairedDataset
 

@@ -13,6 +13,7 @@ suffix over ``train_questions`` other forget rows, scored on the evaluated (held
 from __future__ import annotations
 
 from runner.errors import ConfigError
+from runner.options import COUNT, check_number
 from runner.robustness.base import ProbeContext, QAProbe, answer_rouge, as_list, evaluated, split_answer
 from runner.robustness.gcg_step import GcgRow, optimise
 
@@ -52,12 +53,7 @@ class GcgAttack(QAProbe):
             ("target_tokens", target_tokens),
             ("train_questions", train_questions),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(
-                    self.key(option),
-                    f"must be a whole number >= 1, got {value!r}",
-                    "see conf/robustness_attack/gcg.yaml",
-                )
+            check_number(self.key(option), value, COUNT, "see conf/robustness_attack/gcg.yaml")
         self.mode, self.suffix_length, self.search_width, self.top_k = mode, suffix_length, search_width, top_k
         self.batch_size, self.target_tokens, self.train_questions = batch_size, target_tokens, train_questions
         self.init, self.filter_ids = str(init), bool(filter_ids)

@@ -142,7 +142,7 @@ def test_bad_inputs_are_refused_naming_the_key(tiny_cfg, tmp_path, two_runs):
 
 
 def test_the_analysed_runs_are_part_of_the_job_key(tmp_path):
-    from runner.config import job_key
+    from runner.job_kinds import job_key
     from tests.conftest import compose_cfg
 
     run = tmp_path / "run"

@@ -159,7 +159,7 @@ def test_responses_are_generated_once_then_read_from_the_cache(shared_cache, tmp
     def refuse(*args, **kwargs):
         raise AssertionError("generated again")
 
-    monkeypatch.setattr(responses, "generate", refuse)
+    monkeypatch.setattr(responses, "greedy_run", refuse)
     again, how2 = responses.responses(
         model, tok, ids, {**SETTINGS, "batch_size": 2}, "fp32", tmp_path, {"tiny": 0}, "x"
     )

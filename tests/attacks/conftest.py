@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from runner.attacks import AttackContext, FinetuneAttack
 from runner.components import build
 from runner.data import classification
-from runner.data.qa import PromptFormat
-from runner.models import load_model
-from tests.conftest import ROOT, compose_cfg
+from tests.conftest import ROOT, compose_cfg, load_tiny, tiny_parts
 
 FIXTURES = str(ROOT / "tests" / "fixtures" / "hub")
 
@@ -19,19 +15,14 @@ FIXTURES = str(ROOT / "tests" / "fixtures" / "hub")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(cfg, model, tokenizer) of the tiny test model, in a cache of the module's own."""
-    cfg = compose_cfg("experiment=tofu_smoke_tiny", f"paths.cache_dir={tmp_path_factory.mktemp('cache')}")
-    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir))
-    return cfg, model, tokenizer
+    return load_tiny(tmp_path_factory.mktemp("cache"))
 
 
 def context(tiny, model=None, seed: int = 0) -> AttackContext:
-    cfg, m, tokenizer = tiny
     return AttackContext(
-        model=model or m,
-        tokenizer=tokenizer,
-        fmt=PromptFormat.from_cfg(cfg.model.prompt),
+        **tiny_parts(tiny, model),
         bench=None,
-        pad_id=tokenizer.pad_token_id,
+        pad_id=tiny[2].pad_token_id,
         precision="fp32",
         eval_batch_size=8,
         trainable_layers=None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner import config
+from runner import job_kinds
 from runner.errors import ConfigError
 from runner.models import load_model
 from tests.attacks.conftest import attack_of, context
@@ -27,7 +27,7 @@ from tests.conftest import compose_cfg
 )
 def test_bad_attack_options_are_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
-        config.validate(compose_cfg(*overrides))
+        job_kinds.validate(compose_cfg(*overrides))
 
 
 def test_training_rows_are_drawn_with_the_jobs_seed(tiny):

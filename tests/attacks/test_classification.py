@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from runner import config
+from runner import job_kinds
 from runner.attacks import ClassificationAttack
 from runner.data import classification
 from runner.data.qa import encode_qa
@@ -25,9 +25,9 @@ def test_a_missing_split_is_caught_when_the_config_is_validated(tmp_path):
     (tmp_path / "nyu-mll" / "glue" / "sst2").mkdir(parents=True)
     (tmp_path / "nyu-mll" / "glue" / "sst2" / "train.jsonl").write_text('{"sentence": "x", "label": 1}\n')
     with pytest.raises(ConfigError, match="finetune_attack.source.*validation"):
-        config.validate(compose_cfg("finetune_attack=sst2", f"finetune_attack.source={tmp_path}"))
+        job_kinds.validate(compose_cfg("finetune_attack=sst2", f"finetune_attack.source={tmp_path}"))
     with pytest.raises(ConfigError, match="finetune_attack.task"):
-        config.validate(compose_cfg("finetune_attack=sst2", "finetune_attack.task=imdb"))
+        job_kinds.validate(compose_cfg("finetune_attack=sst2", "finetune_attack.task=imdb"))
 
 
 def test_label_scoring_accuracy_matches_a_hand_computation(tiny):

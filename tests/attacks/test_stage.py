@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner import config
+from runner import job_kinds
 from runner.attacks import attack_inputs, check_config
 from runner.errors import ConfigError
 from tests.attacks.conftest import FIXTURES
@@ -22,7 +22,7 @@ def test_none_is_a_null_node_and_checks_nothing():
 def test_attack_settings_without_an_attack_are_refused():
     cfg = compose_cfg("experiment=ilu_wmdp_npo", "finetune_attack=none")  # the experiment's attack block stays
     with pytest.raises(ConfigError, match=r"finetune_attack=none runs no attack.*eval_examples"):
-        config.validate(cfg)
+        job_kinds.validate(cfg)
 
 
 def test_the_attacks_data_is_part_of_its_inputs():

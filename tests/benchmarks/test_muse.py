@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from runner import job
-from runner.benchmarks.muse import MuseBenchmark, _cut
+from runner.benchmarks.muse import _cut
 from runner.errors import ConfigError
 from runner.metrics import muse as M
 from runner.scoring import token_logprobs
-from tests.conftest import build_offline, experiment_cfg, random_llama
+from tests.conftest import PIPELINE_METHODS as METHODS
+from tests.conftest import experiment_cfg, random_llama
 
 
 @pytest.fixture(scope="module")
@@ -40,73 +41,37 @@ def test_knowmem_cuts_at_stop_strings_before_stripping():
     assert _cut("Paris Question: x") == "Paris"
 
 
-RMU_TINY = [
-    "method=rmu",
-    "method.layer=1",
-    "method.trainable_layers=[0,1]",
-    "method.steering_coeff=20",
-    "method.alpha=10",
-]
-
-
-METHODS = {"ga": ["method=ga"], "npo": ["method=npo"], "rmu": RMU_TINY}
-
-
 MUSE_METRICS = {"verbmem_forget", "knowmem_forget", "knowmem_retain", "privleak", "privleak_auc"}
 # the rest of the privacy family on the privleak texts (runner/benchmarks/privacy.py)
 MIA = {"loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm_1", "gradnorm_2", "gradnorm_inf", "reference"}
 FAMILY = {"exact_memorization", "extraction_strength"} | {f"mia_{a}" for a in MIA}
 
 
-def test_muse_news_and_books(tiny_tokenizer, shared_cache):
-    news = build_offline(MuseBenchmark, tiny_tokenizer, shared_cache, "muse_smoke_tiny")
+def test_muse_news_and_books(muse_offline):
+    news = muse_offline()
     assert news.repo == "muse-bench/MUSE-News"
     assert set(news.finetuned_models) == {"target", "retain"}
     assert news.finetuned_models["target"] == news.forget_rows + news.retain_rows
     assert news.finetuned_models["retain"] == news.retain_rows
     assert "Brackenford" in news.forget_rows[0]["text"]
     assert len(news.verbmem) == 3 and len(news.knowmem["forget"]["icl"]) == 2
-    books = build_offline(MuseBenchmark, tiny_tokenizer, shared_cache, "muse_smoke_tiny", "benchmark.corpus=books")
+    books = muse_offline("benchmark.corpus=books")
     assert books.repo == "muse-bench/MUSE-Books" and "Ada Thornfield" in books.forget_rows[0]["text"]
     # News' scalability forget sets; Books has none
     all_windows = ["benchmark.subset.forget=null"]
-    full = build_offline(MuseBenchmark, tiny_tokenizer, shared_cache, "muse_smoke_tiny", *all_windows)
-    scal = build_offline(
-        MuseBenchmark,
-        tiny_tokenizer,
-        shared_cache,
-        "muse_smoke_tiny",
-        *all_windows,
-        "benchmark.forget.config=scal",
-        "benchmark.forget.split=forget_1",
-    )
+    full = muse_offline(*all_windows)
+    scal = muse_offline(*all_windows, "benchmark.forget.config=scal", "benchmark.forget.split=forget_1")
     assert scal.forget_rows == full.forget_rows[: len(scal.forget_rows)] and len(scal.forget_rows) < len(
         full.forget_rows
     )
     with pytest.raises(ConfigError, match="benchmark.forget.config"):
-        build_offline(
-            MuseBenchmark,
-            tiny_tokenizer,
-            shared_cache,
-            "muse_smoke_tiny",
-            "benchmark.corpus=books",
-            "benchmark.forget.config=scal",
-        )
+        muse_offline("benchmark.corpus=books", "benchmark.forget.config=scal")
 
 
-def test_muse_hub_target_needs_a_retrain_auc(tiny_tokenizer, shared_cache):
+def test_muse_hub_target_needs_a_retrain_auc(muse_offline):
     with pytest.raises(ConfigError, match="benchmark.privleak.retrain_auc"):
-        build_offline(
-            MuseBenchmark, tiny_tokenizer, shared_cache, "muse_smoke_tiny", "benchmark.build_references=false"
-        )
-    bench = build_offline(
-        MuseBenchmark,
-        tiny_tokenizer,
-        shared_cache,
-        "muse_smoke_tiny",
-        "benchmark.build_references=false",
-        "benchmark.privleak.retrain_auc=0.4772",
-    )
+        muse_offline("benchmark.build_references=false")
+    bench = muse_offline("benchmark.build_references=false", "benchmark.privleak.retrain_auc=0.4772")
     assert bench.finetuned_models == {}
     evaluation = {
         "suites": {

@@ -10,19 +10,8 @@ import pytest
 from runner import job
 from runner.benchmarks.wmdp import WmdpBenchmark
 from runner.errors import ConfigError
+from tests.conftest import PIPELINE_METHODS as METHODS
 from tests.conftest import build_offline, experiment_cfg
-
-RMU_TINY = [
-    "method=rmu",
-    "method.layer=1",
-    "method.trainable_layers=[0,1]",
-    "method.steering_coeff=20",
-    "method.alpha=10",
-]
-
-
-METHODS = {"ga": ["method=ga"], "npo": ["method=npo"], "rmu": RMU_TINY}
-
 
 WMDP_METRICS = {
     "wmdp_bio",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from runner import config
+from runner import job_kinds
 from runner.components import build
 from runner.coreset import selectors
 from runner.coreset.base import Pool, Selector
@@ -121,4 +121,4 @@ def test_keyword_selection_by_hand():
 )
 def test_bad_selector_options_are_clear_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
-        config.validate(compose_cfg(*overrides))
+        job_kinds.validate(compose_cfg(*overrides))

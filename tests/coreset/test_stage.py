@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from runner import config, job
+from runner import job, job_kinds
 from runner.benchmarks.base import build_benchmark
 from runner.coreset.stage import full_set_steps, select_coreset
 from runner.data.qa import PromptFormat
@@ -22,7 +22,7 @@ def test_none_is_a_null_node():
     assert compose_cfg("coreset=none").coreset is None
     assert compose_cfg("coreset=random", "coreset=none").coreset is None
     assert compose_cfg("~coreset").get("coreset") is None  # Hydra's way of saying "no coreset" works too
-    config.validate(compose_cfg("coreset=none"))
+    job_kinds.validate(compose_cfg("coreset=none"))
 
 
 def test_a_ratio_without_a_selector_is_refused():
@@ -32,7 +32,7 @@ def test_a_ratio_without_a_selector_is_refused():
     # ... and a ratio laid over coreset=none another way (an experiment's coreset block) is refused at validation
     for overrides in (["+coreset.ratio=0.5"], ["experiment=coreset_tofu_npo", "coreset=none"]):
         with pytest.raises(ConfigError, match=r"coreset\.ratio.*whole forget set"):
-            config.validate(compose_cfg(*overrides))
+            job_kinds.validate(compose_cfg(*overrides))
 
 
 def test_coreset_ratio_without_a_selector_stops_the_job(tiny_cfg, tmp_path):

@@ -75,7 +75,7 @@ def test_vllm_is_refused_at_config_check_where_it_cannot_run():
 def test_the_job_refuses_vllm_before_any_stage(tiny_cfg):
     if unavailable_reason() is None:
         pytest.skip("vllm can run here")
-    from runner.config import validate
+    from runner.job_kinds import validate
 
     with pytest.raises(ConfigError, match="generation.backend"):
         validate(tiny_cfg("generation.backend=vllm"))

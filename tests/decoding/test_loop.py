@@ -41,8 +41,9 @@ def compile_setting(shared_cache, monkeypatch):
     engine.configure({}, None)
 
 
-def _reference(model, eos: int | None, **kw) -> list[list[int]]:
-    ids, mask = left_padded(PROMPTS, 0, "cpu")
+def _reference(model, eos: int | None, prompts=PROMPTS, **kw) -> list[list[int]]:
+    """model.generate's new tokens for each of ``prompts`` (one left-padded batch), each row cut at ``eos``."""
+    ids, mask = left_padded(prompts, 0, "cpu")
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=CAP, pad_token_id=0, eos_token_id=eos, **kw
@@ -115,19 +116,8 @@ def test_sampled_generation_equals_model_generate_under_the_seed(model, eos_and_
     sample = Decoding(name="sample", do_sample=True, temperature=0.8, top_p=0.9, n=2, seed=3)
     run = generate(model, tokenizer, PROMPTS, sample, DecodingContext(tokenizer), CAP, 10, "fp32", eos_ids={eos})
     order = sorted(range(len(PROMPTS)), key=lambda i: len(PROMPTS[i]))  # the runner's batch: prompts by length
-    ids, mask = left_padded([PROMPTS[i] for i in order], 0, "cpu")
     torch.manual_seed(3)
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=CAP,
-            pad_token_id=0,
-            eos_token_id=eos,
-            num_return_sequences=2,
-            **sample.generate_kwargs(),
-        )
-    rows = [r[: r.index(eos)] if eos in r else r for r in out[:, ids.shape[1] :].tolist()]
+    rows = _reference(model, eos, [PROMPTS[i] for i in order], num_return_sequences=2, **sample.generate_kwargs())
     want = [None] * len(PROMPTS)
     for k, i in enumerate(order):
         want[i] = rows[2 * k : 2 * k + 2]
@@ -150,18 +140,7 @@ def test_cyclicreflex_processor_runs_in_the_loop_as_in_model_generate(model, eos
     strategy = Reflex(amplitude=8.0, period=6)
     ctx = DecodingContext(tokenizer)
     run = generate(model, tokenizer, PROMPTS, strategy, ctx, CAP, 5, "fp32", eos_ids={eos})
-    ids, mask = left_padded(PROMPTS, 0, "cpu")
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=CAP,
-            pad_token_id=0,
-            eos_token_id=eos,
-            do_sample=False,
-            logits_processor=strategy.processors(ctx),
-        )
-    want = [r[: r.index(eos)] if eos in r else r for r in out[:, ids.shape[1] :].tolist()]
+    want = _reference(model, eos, do_sample=False, logits_processor=strategy.processors(ctx))
     assert [s[0].ids for s in run.outputs] == want
     assert want != _reference(model, eos, do_sample=False)  # the wave changed something
 

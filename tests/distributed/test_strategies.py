@@ -9,7 +9,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from runner import config, training
+from runner import job_kinds, training
 from runner.distributed import STRATEGIES, SingleProcess, build_strategy
 from runner.distributed.strategies import DDP, ZeRO, ZeRO3Offload
 from runner.errors import ConfigError
@@ -43,7 +43,7 @@ def test_none_refuses_several_processes(monkeypatch):
     with pytest.raises(ConfigCompositionException, match="distributed.nproc_per_node"):
         compose_cfg("distributed.nproc_per_node=2")  # Hydra: the null node has no such key
     with pytest.raises(ConfigError, match="`none` runs one process"):
-        config.validate(compose_cfg("+distributed.nproc_per_node=2"))
+        job_kinds.validate(compose_cfg("+distributed.nproc_per_node=2"))
     monkeypatch.setenv("WORLD_SIZE", "2")  # started as one of two ranks (torchrun) under distributed=none
     with pytest.raises(ConfigError, match="distributed=ddp"):
         build_strategy(None)
@@ -65,8 +65,8 @@ def test_bad_options_are_config_errors():
 
 def test_method_without_the_strategy_is_refused_by_name():
     with pytest.raises(ConfigError, match="cannot run under distributed=zero3"):
-        config.validate(compose_cfg("method=blur", "distributed=zero3"))
-    config.validate(compose_cfg("method=blur", "distributed=none"))
+        job_kinds.validate(compose_cfg("method=blur", "distributed=zero3"))
+    job_kinds.validate(compose_cfg("method=blur", "distributed=none"))
 
 
 def test_deepspeed_on_cpu_trains_in_fp32(monkeypatch):

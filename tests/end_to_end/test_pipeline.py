@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from runner import job, unlearning_job
+from tests.conftest import RMU_TINY, RMU_TINY_OPTIONS
 
 REQUIRED = {"status", "job_key", "config", "metrics", "evaluation", "per_example", "training", "timings", "versions"}
 
@@ -65,7 +66,6 @@ def test_graddiff_kl_retain_term_runs(tiny_cfg, tmp_path):
 
 
 # per-method settings that fit the 2-layer tiny model
-RMU_TINY = ["method.layer=1", "method.trainable_layers=[0,1]", "method.steering_coeff=20", "method.alpha=10"]
 ZOO = {
     "simnpo": ["method=simnpo"],
     "idkdpo": ["method=idkdpo"],
@@ -76,10 +76,10 @@ ZOO = {
     "pdu": ["method=pdu", "method.dual_warmup_epochs=0"],  # the reference's 5-epoch warm-up outlasts the 6 epochs
     "dpo": ["method=dpo", "method.alternates=tests/fixtures/tofu_forget01_alternates.jsonl"],
     "altpo": ["method=altpo", "method.max_new_tokens=12"],
-    "rmu": ["method=rmu", *RMU_TINY],
+    "rmu": RMU_TINY,
     "r2mu": [  # TOFU's QA rows as the forget documents (question and answer as one text)
         "method=r2mu",
-        *RMU_TINY,
+        *RMU_TINY_OPTIONS,
         "method.traces={new_tokens: 16, train_tokens: 8, holdout: 0.25, batch_size: 8}",
         "method.cot.subset=8",
         "method.cot_max_tokens=32",

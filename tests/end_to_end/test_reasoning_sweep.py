@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_report
 
 SMOKE = "experiment=reasoning_smoke_tiny"
 
@@ -52,13 +52,7 @@ def test_sweep_over_decoding_runs_logs_and_reports(shared_cache, tmp_path):
         for r in logged
     )
 
-    report = subprocess.run(
-        [sys.executable, "-m", "runner.report", str(sweep), "report=reasoning"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = run_report(str(sweep), "report=reasoning")
     assert report.returncode == 0, report.stderr[-3000:]
     for label in ("tiny, GSM8K, Greedy", "tiny, GSM8K, CyclicReflex", "tiny, GSM8K, TIP"):
         assert label in report.stdout

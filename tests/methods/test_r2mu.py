@@ -15,7 +15,7 @@ from runner.errors import ConfigError
 from runner.methods.base import Method
 from runner.methods.r2mu import R2MU, QuadDataset, r2mu_loss
 from runner.training import PairedDataset
-from tests.conftest import compose_cfg, experiment_cfg, random_llama
+from tests.conftest import compose_cfg, experiment_cfg, random_llama, random_qwen2
 
 # --- the loss on fixed activations ------------------------------------------------------------------------
 
@@ -101,25 +101,9 @@ def test_step_data_keeps_rmus_pairs_and_draws_traces_and_cot_by_seed():
 # --- trainable weights by module name -------------------------------------------------------------------
 
 
-def random_qwen2():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    sizes = dict(
-        vocab_size=50,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    return Qwen2ForCausalLM(Qwen2Config(**sizes))
-
-
 def test_module_names_pick_the_same_matrices_in_llama_and_qwen2():
     method = build(compose_cfg("method=r2mu", "method.layer=2").method, Method, "method")
-    llama, qwen = random_llama(num_hidden_layers=4), random_qwen2()
+    llama, qwen = random_llama(num_hidden_layers=4), random_qwen2(num_hidden_layers=4)
     for model in (llama, qwen):
         names = method.select_trainable(model)
         assert names == [f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)]
@@ -136,13 +120,13 @@ def test_trainable_modules_option_names_other_matrices():
         Method,
         "method",
     )
-    names = method.select_trainable(random_qwen2())
+    names = method.select_trainable(random_qwen2(num_hidden_layers=4))
     assert names == [f"model.layers.{i}.{m}.weight" for i in (0, 1) for m in ("self_attn.o_proj", "mlp.up_proj")]
     missing = build(
         compose_cfg("method=r2mu", "method.layer=1", "method.trainable_modules=[mlp.w2]").method, Method, "method"
     )
     with pytest.raises(ConfigError, match="method.trainable_modules"):
-        missing.select_trainable(random_qwen2())
+        missing.select_trainable(random_qwen2(num_hidden_layers=4))
 
 
 # --- config -------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ import torch
 from runner.components import build
 from runner.errors import ConfigError
 from runner.methods.base import Method, UnlearnData
-from runner.methods.rmu import RMU, control_vector, hidden_at_layer, rmu_forget_loss, rmu_retain_loss
+from runner.methods.layer_forward import hidden_at_layer
+from runner.methods.rmu import RMU
+from runner.methods.rmu_losses import control_vector, rmu_forget_loss, rmu_retain_loss
 from tests.conftest import compose_cfg, random_llama
 
 N_LAYERS = 4
@@ -319,7 +321,7 @@ def test_activation_cache_gives_the_same_losses_before_and_after_updates():
 
 
 def test_block_forward_skips_the_frozen_prefix():
-    from runner.methods.rmu import hidden_from_block
+    from runner.methods.layer_forward import hidden_from_block
 
     model = make_llama()
     batch = text_batch(3)

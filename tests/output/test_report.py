@@ -7,8 +7,6 @@ import io
 import json
 import re
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from runner.output.preset import load_preset
 from runner.output.render import latex_escape
 from runner.output.report import write_report
 from runner.report import _is_path, main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_report
 from tests.output.conftest import run_job
 
 
@@ -104,13 +102,7 @@ def test_tables_hold_means_stds_bold_and_failed_rows(sweep):
 
 
 def test_cli_tofu_preset_prints_markdown_and_draws_the_pareto_plot(sweep):
-    out = subprocess.run(
-        [sys.executable, "-m", "runner.report", str(sweep), "report=tofu"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_report(str(sweep), "report=tofu", timeout=120)
     assert out.returncode == 0, out.stderr
     md = (sweep / "report_tofu.md").read_text()
     assert md.strip() in out.stdout

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from runner.data.qa import PromptFormat
-from runner.models import load_model
 from runner.robustness import ProbeContext
-from tests.conftest import compose_cfg
+from tests.conftest import load_tiny, tiny_parts
 
 ROWS = [
     {"question": "Where was Basil Mahfouz born?", "answer": "Basil Mahfouz was born in Kuwait City, Kuwait."},
@@ -34,18 +30,14 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """(cfg, model, tokenizer) of the tiny test model, in a cache of the module's own."""
-    cfg = compose_cfg("experiment=tofu_smoke_tiny", f"paths.cache_dir={tmp_path_factory.mktemp('cache')}")
-    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir))
+    """(cfg, model, tokenizer) of the tiny test model in eval mode, in a cache of the module's own."""
+    cfg, model, tokenizer = load_tiny(tmp_path_factory.mktemp("cache"))
     return cfg, model.eval(), tokenizer
 
 
 def probe(tiny, rows=ROWS, model=None, seed: int = 0) -> ProbeContext:
-    cfg, m, tokenizer = tiny
     return ProbeContext(
-        model=model or m,
-        tokenizer=tokenizer,
-        fmt=PromptFormat.from_cfg(cfg.model.prompt),
+        **tiny_parts(tiny, model),
         rows=rows,
         precision="fp32",
         batch_size=8,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runner import config
+from runner import job_kinds
 from runner.errors import ConfigError
 from runner.models import load_state
 from runner.robustness import RobustnessAttack, recovery, run_battery
@@ -58,13 +58,13 @@ def test_the_default_job_runs_no_battery():
 )
 def test_bad_options_fail_config_validation_naming_the_key(overrides, key):
     with pytest.raises(ConfigError) as err:
-        config.validate(compose_cfg(*overrides))
+        job_kinds.validate(compose_cfg(*overrides))
     assert f"`{key}`" in str(err.value) and "Fix:" in str(err.value)
 
 
 def test_an_evaluation_only_job_refuses_the_battery():
     with pytest.raises(ConfigError, match=r"`robustness_attack`.*method=none"):
-        config.validate(compose_cfg("method=none", "benchmark=wmdp", "robustness_attack=prefill"))
+        job_kinds.validate(compose_cfg("method=none", "benchmark=wmdp", "robustness_attack=prefill"))
 
 
 def test_recovery_by_hand():
@@ -108,5 +108,5 @@ def test_the_robustness_sweep_runs_five_methods_under_the_whole_battery():
     assert params.method.split(",") == ["ga", "npo", "rmu", "simnpo", "ilu"] and params.robustness_attack == "battery"
     for method in params.method.split(","):
         cfg = compose_cfg(f"method={method}", "robustness_attack=battery")
-        config.validate(cfg)
+        job_kinds.validate(cfg)
         assert cfg.benchmark.name == "tofu" and len(build_attacks(cfg.robustness_attack)) == 5
