@@ -64,14 +64,17 @@ def _node(value) -> dict:
 class TraceDetection(Analysis):
     name = "trace"
     option_ranges = {
-        "seed": SEED,
+        # how many prompts of each set; `seed` draws the folds and the probes' initialisation
         "prompts.tofu.n": Range(low=1, whole=True, optional=True, example="40 (null: all)"),
+        "seed": SEED,
         "prompts.wmdp.n": Range(low=1, whole=True, optional=True, example="100"),
         "prompts.mmlu.per_subject": Range(low=1, whole=True, example="20"),
         "prompts.ultrachat.n": Range(low=1, whole=True, example="200"),
+        # the two models' responses
         "generation.max_new_tokens": Range(low=1, whole=True, example="96"),
         "generation.repetition_penalty": Range(low=0, low_open=True, example="1.1 (the paper's)"),
         "generation.batch_size": Range(low=1, whole=True, example="32"),
+        # the classifiers' train / test split and training
         "split.folds": Range(low=1, whole=True, example="5 (>= 2: cross-validation; 1: one split)"),
         "split.test_fraction": Range(low=0, high=1, low_open=True, high_open=True, example="0.3"),
         "classifier.max_length": Range(low=1, whole=True, example="512"),

@@ -29,13 +29,13 @@ class GcgAttack(QAProbe):
         mode: str = "individual",
         steps=(10, 20),
         suffix_length: int = 10,
+        init: str = "x",
         search_width: int = 64,
         top_k: int = 64,
+        filter_ids: bool = True,
         batch_size: int = 32,
         target_tokens: int = 16,
         train_questions: int = 4,
-        init: str = "x",
-        filter_ids: bool = True,
         questions: int = 4,
     ):
         super().__init__(name, questions)
