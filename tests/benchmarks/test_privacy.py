@@ -13,7 +13,6 @@ from runner.benchmarks import privacy
 from runner.data.qa import IGNORE
 from tests.conftest import random_llama
 
-
 # rows of different lengths (so a vmap call pads them), a QA row and a whole-text row (MUSE's kind)
 GRADNORM_ROWS = [
     {"input_ids": [1, 5, 6, 7, 8], "labels": [IGNORE, IGNORE, 6, 7, 8]},
