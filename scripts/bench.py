@@ -17,8 +17,8 @@ timed runs counts.
 
 Precision section: one NPO step in fp32 and in bf16 autocast, and what ``precision=auto`` picks
 on this machine (it must not be the slower of the two by more than noise). Evaluation section:
-the default TOFU evaluation stage before and after the privacy family and open-unlearning's 200-token
-answers, alternating (scripts/bench_eval.py; target <= 1.35x; ``--eval-rounds``). ``--sections eval_scoring``:
+the default TOFU evaluation stage before, with the privacy family at the same answer caps (target
+<= 1.35x) and as default (200-token answers), alternating (scripts/bench_eval.py; ``--eval-rounds``). ``--sections eval_scoring``:
 its scoring (every prompt+answer sequence vs each prompt once, from its KV cache) and greedy answers
 (old fixed caps vs caps derived from the gold answers).
 

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 # attacks scored from the shared pass, then the ones that cost a pass of their own or another model
 SHARED_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 GRADNORM_P = {"1": 1.0, "2": 2.0, "inf": math.inf}
-GRADNORM_ROWS = 4  # rows per vmap call when the caller sets none: each holds a gradient copy of the model
 
 
 def row_scores(stats: list[dict], texts: list[str], k: float, strict: bool) -> dict[str, list[float]]:
@@ -49,7 +48,7 @@ def row_scores(stats: list[dict], texts: list[str], k: float, strict: bool) -> d
 
 
 def gradnorm_scores(
-    model, encoded: list[dict], norms: list[str], precision: str, rows_per_call: int = GRADNORM_ROWS
+    model, encoded: list[dict], norms: list[str], precision: str, rows_per_call: int
 ) -> dict[str, list[float]]:
     """open-unlearning's GradNorm per row and p: minus the mean over parameter tensors of ``||grad mean NLL||_p``.
 
