@@ -428,6 +428,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS), help="what to measure")
     ap.add_argument("--eval-rounds", type=int, default=2, help="alternating before / after runs in the eval section")
+    ap.add_argument(
+        "--eval-arms", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"], help="eval section arms"
+    )
     ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
     ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")
