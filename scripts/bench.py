@@ -17,8 +17,8 @@ timed runs counts.
 
 Precision section: one NPO step in fp32 and in bf16 autocast, and what ``precision=auto`` picks
 on this machine (it must not be the slower of the two by more than noise). Evaluation section:
-the default TOFU evaluation stage before and after the privacy family and open-unlearning's 200-token
-answers, alternating (scripts/bench_eval.py; target <= 1.35x; ``--eval-rounds``). ``--sections eval_scoring``:
+the default TOFU evaluation stage before, with the privacy family at the same answer caps (target
+<= 1.35x) and as default (200-token answers), alternating (scripts/bench_eval.py; ``--eval-rounds``). ``--sections eval_scoring``:
 its scoring (every prompt+answer sequence vs each prompt once, from its KV cache) and greedy answers
 (old fixed caps vs caps derived from the gold answers).
 
@@ -375,6 +375,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS), help="what to measure")
     ap.add_argument("--eval-rounds", type=int, default=2, help="alternating before / after runs in the eval section")
+    ap.add_argument(
+        "--eval-arms", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"], help="eval section arms"
+    )
     ap.add_argument("--mcq-questions", type=int, default=48, help="MMLU questions in the MCQ section")
     ap.add_argument("--mcq-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
     ap.add_argument("--mcq-precision", choices=["fp32", "bf16"], default="fp32")

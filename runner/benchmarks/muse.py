@@ -70,6 +70,7 @@ class MuseBenchmark(Benchmark):
         "knowmem.icl_examples": Range(low=0, whole=True, optional=True, example="null"),
         "privleak.k": Range(low=0, high=1, low_open=True, example="0.4 (MUSE's 40%)"),
         "privleak.retrain_auc": Range(low=0, high=1, optional=True, example="0.5393"),
+        "mia.gradnorm_batch": Range(low=1, whole=True, example="2"),
     }
 
     @classmethod
@@ -209,7 +210,9 @@ class MuseBenchmark(Benchmark):
             scores[part] = [M.min_k_score(s["logprob"], k) for s in stats]
             family[part] = privacy.row_scores(stats, self.privleak[part], k, strict)
             if gradnorm:
-                family[part] |= privacy.gradnorm_scores(model, encoded, gradnorm, precision)
+                family[part] |= privacy.gradnorm_scores(
+                    model, encoded, gradnorm, precision, int(self.cfg.mia.gradnorm_batch)
+                )
         auc = M.auc(scores["forget"], scores["holdout"])
         suites["privleak"] = {
             "auc": auc,

@@ -18,9 +18,13 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from runner.data.qa import IGNORE, pad_sequences
 from runner.metrics import privacy as P
-from runner.scoring import autocast, token_nll, unwrap
+from runner.scoring import autocast, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -43,38 +47,74 @@ def row_scores(stats: list[dict], texts: list[str], k: float, strict: bool) -> d
     return out
 
 
-def gradnorm_scores(model, encoded: list[dict], norms: list[str], precision: str) -> dict[str, list[float]]:
+def gradnorm_scores(
+    model, encoded: list[dict], norms: list[str], precision: str, rows_per_call: int
+) -> dict[str, list[float]]:
     """open-unlearning's GradNorm per row and p: minus the mean over parameter tensors of ``||grad mean NLL||_p``.
 
-    One backward per row (the gradient of each row's own mean NLL), through ``torch.autograd.grad``
-    so the model's ``.grad`` buffers are never touched; every parameter takes part, frozen ones too
-    (their ``requires_grad`` is restored afterwards).
+    Each row's gradient is its own (of its own mean answer NLL), over every parameter, frozen ones
+    too; the model's ``.grad`` buffers and ``requires_grad`` flags are never touched.
+    ``vmap(grad(...))`` (torch.func) takes ``rows_per_call`` rows per call, length-sorted and
+    right-padded: one batched forward and backward instead of one small one per row, which is what
+    made GradNorm the slow part of an evaluation (docs/metrics.md, cost). Memory: a gradient copy
+    of the whole model per row of a call, plus each row's answer-position logits.
     """
     m = unwrap(model)
     device = next(m.parameters()).device
-    params = list(m.parameters())
-    frozen = [p for p in params if not p.requires_grad]
-    out: dict[str, list[float]] = {f"mia_gradnorm_{p}": [] for p in norms}
+    # named_parameters lists a tied LM head once (under the input embedding's name): functional_call ties it back
+    params = {n: p.detach() for n, p in m.named_parameters()}
+    per_call = vmap(grad(_row_mean_nll(m)), in_dims=(None, 0, 0, 0, 0))
+    out: dict[str, list[float]] = {f"mia_gradnorm_{p}": [0.0] * len(encoded) for p in norms}
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    was_training = m.training
+    m.eval()  # no dropout: the gradient of the model as it is
     try:
-        for p in frozen:
-            p.requires_grad_(True)
-        for e in encoded:
-            batch = {
-                "input_ids": torch.tensor([e["input_ids"]], device=device),
-                "attention_mask": torch.ones(1, len(e["input_ids"]), dtype=torch.long, device=device),
-                "labels": torch.tensor([e["labels"]], device=device),
-            }
-            with autocast(precision, device):
-                nll, mask = token_nll(m, batch)
-            grads = torch.autograd.grad(nll.sum() / mask.sum(), params, allow_unused=True)
-            grads = [g.float() for g in grads if g is not None]
+        for start in range(0, len(order), rows_per_call):
+            idx = order[start : start + rows_per_call]
+            inputs = [t.to(device) for t in _answer_positions([encoded[i] for i in idx])]
+            with sdpa_kernel(SDPBackend.MATH), autocast(precision, device):
+                grads = per_call(params, *inputs)
             for p in norms:
-                tensor_norms = torch.stack([torch.linalg.vector_norm(g, ord=GRADNORM_P[p]) for g in grads])
-                out[f"mia_gradnorm_{p}"].append(P.gradnorm_score(tensor_norms.cpu().numpy()))
+                # (rows, tensors): each row's p-norm of each parameter tensor's gradient
+                tensor_norms = torch.stack(
+                    [torch.linalg.vector_norm(g.float().flatten(1), ord=GRADNORM_P[p], dim=1) for g in grads.values()],
+                    dim=1,
+                )
+                for row, i in enumerate(idx):
+                    out[f"mia_gradnorm_{p}"][i] = P.gradnorm_score(tensor_norms[row].double().cpu().numpy())
+            del grads
     finally:
-        for p in frozen:
-            p.requires_grad_(False)
+        m.train(was_training)
     return out
+
+
+def _row_mean_nll(m):
+    """One row's mean answer NLL as a function of the parameters, for ``vmap(grad(...))``.
+
+    The LM head runs only at the answer positions (``logits_to_keep``), as ``runner.scoring`` does.
+    No attention mask: under the causal mask no real token attends to the right padding, and a mask
+    would bring data-dependent branches into vmap; the math attention kernel is the one with a
+    batching rule.
+    """
+
+    def mean_nll(params, input_ids, positions, targets, weights):
+        kwargs = {"input_ids": input_ids[None], "use_cache": False, "logits_to_keep": positions}
+        logits = functional_call(m, params, args=(), kwargs=kwargs).logits[0]
+        nll = F.cross_entropy(logits.float(), targets, reduction="none")
+        return (nll * weights).sum() / weights.sum()
+
+    return mean_nll
+
+
+def _answer_positions(rows: list[dict]) -> tuple[torch.Tensor, ...]:
+    """Right-padded input ids, and per row the positions that predict a labelled token, those tokens
+    and 1/0 weights (0 on padding), padded to the longest row's count."""
+    ids = pad_sequences([r["input_ids"] for r in rows], 0)
+    scored = [[t for t in range(len(r["labels"]) - 1) if r["labels"][t + 1] != IGNORE] for r in rows]
+    positions = pad_sequences(scored, 0)
+    targets = pad_sequences([[r["labels"][t + 1] for t in s] for r, s in zip(rows, scored, strict=True)], 0)
+    weights = pad_sequences([[1] * len(s) for s in scored], 0).float()
+    return ids, positions, targets, weights
 
 
 def aucs(forget: dict[str, list[float]], holdout: dict[str, list[float]]) -> dict[str, float]:

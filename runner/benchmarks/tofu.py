@@ -42,6 +42,7 @@ class TofuBenchmark(Benchmark):
         "max_new_tokens": NumberOrWord(Range(low=1, whole=True, example="200"), ("auto",)),
         "holdout.seed": Range(low=0, whole=True, example="0"),
         "mia.k": Range(low=0, high=1, low_open=True, example="0.4"),
+        "mia.gradnorm_batch": Range(low=1, whole=True, example="8"),
         "subset.forget": Range(low=1, whole=True, optional=True, example="null (all)"),
         "subset.retain": Range(low=1, whole=True, optional=True, example="40"),
         "subset.eval_rows": Range(low=1, whole=True, optional=True, example="40"),
@@ -205,7 +206,9 @@ class TofuBenchmark(Benchmark):
         if self.gradnorm:
             for part, pairs in (("forget", self._gold_pairs()), ("holdout", self._holdout_scored)):
                 encoded = [{"input_ids": p + a, "labels": [IGNORE] * len(p) + a} for p, a in pairs]
-                grads = privacy.gradnorm_scores(model, encoded, self.gradnorm, precision)
+                grads = privacy.gradnorm_scores(
+                    model, encoded, self.gradnorm, precision, int(self.cfg.mia.gradnorm_batch)
+                )
                 (forget if part == "forget" else holdout).update(grads)
         result["per_example"]["holdout"] = holdout
         result["suites"]["mia"] = privacy.aucs(forget, holdout)

@@ -13,25 +13,44 @@ from runner.benchmarks import privacy
 from runner.data.qa import IGNORE
 from tests.conftest import random_llama
 
+# rows of different lengths (so a vmap call pads them), a QA row and a whole-text row (MUSE's kind)
+GRADNORM_ROWS = [
+    {"input_ids": [1, 5, 6, 7, 8], "labels": [IGNORE, IGNORE, 6, 7, 8]},
+    {"input_ids": [1, 9, 10, 11, 12, 13, 14, 15], "labels": [IGNORE] * 4 + [12, 13, 14, 15]},
+    {"input_ids": [1, 20, 21], "labels": [IGNORE, 20, 21]},
+    {"input_ids": [1, 30, 31, 32, 33, 34], "labels": [IGNORE, IGNORE, IGNORE, IGNORE, 33, 34]},
+    {"input_ids": [2, 40, 41, 42], "labels": [IGNORE, IGNORE, 41, 42]},
+]
 
-def test_gradnorm_is_minus_the_mean_per_tensor_norm_of_a_plain_backward():
+
+def _plain_gradnorms(model, row):
+    """The definition, written out: one row, a plain forward, loss.backward(), the mean per-tensor p-norm per p."""
+    model.zero_grad(set_to_none=True)
+    ids = torch.tensor([row["input_ids"]])
+    labels = torch.tensor(row["labels"][1:])
+    logits = model(input_ids=ids).logits[0, :-1]
+    scored = labels != IGNORE
+    F.cross_entropy(logits[scored], labels[scored]).backward()
+    grads = [p.grad for p in model.parameters()]
+    return {
+        key: -torch.stack([torch.linalg.vector_norm(g, ord=ord_) for g in grads]).mean().item()
+        for key, ord_ in (("1", 1), ("2", 2), ("inf", math.inf))
+    }
+
+
+def test_gradnorm_equals_a_plain_backward_per_row():
     model = random_llama(max_position_embeddings=64).eval()
     model.model.layers[0].requires_grad_(False)  # a frozen layer takes part all the same, and stays frozen
-    enc = [{"input_ids": [1, 5, 6, 7, 8], "labels": [IGNORE, IGNORE, 6, 7, 8]}]
-    got = privacy.gradnorm_scores(model, enc, ["1", "2", "inf"], "fp32")
+    # 3 rows per vmap call: a padded call of 3 and a call of 2
+    got = privacy.gradnorm_scores(model, GRADNORM_ROWS, ["1", "2", "inf"], "fp32", rows_per_call=3)
+    assert not any(p.requires_grad for p in model.model.layers[0].parameters())
+    assert all(p.grad is None for p in model.parameters())  # the model's .grad buffers are left alone
 
     for p in model.parameters():
         p.requires_grad_(True)
-    ids = torch.tensor([enc[0]["input_ids"]])
-    logits = model(input_ids=ids).logits[0, 1:-1]  # the positions predicting tokens 2..4
-    loss = F.cross_entropy(logits, ids[0, 2:])
-    grads = torch.autograd.grad(loss, list(model.parameters()))
-    for key, ord_ in (("1", 1), ("2", 2), ("inf", math.inf)):
-        want = -torch.stack([torch.linalg.vector_norm(g, ord=ord_) for g in grads]).mean().item()
-        assert got[f"mia_gradnorm_{key}"][0] == pytest.approx(want, rel=1e-4)
-    model.model.layers[0].requires_grad_(False)
-    privacy.gradnorm_scores(model, enc, ["2"], "fp32")
-    assert not any(p.requires_grad for p in model.model.layers[0].parameters())
+    want = [_plain_gradnorms(model, row) for row in GRADNORM_ROWS]
+    for key in ("1", "2", "inf"):
+        assert got[f"mia_gradnorm_{key}"] == pytest.approx([w[key] for w in want], rel=1e-5, abs=1e-7)
 
 
 def _evaluation(forget_loss, holdout_loss, min_k_auc):
