@@ -5,8 +5,9 @@ the code is being compiled (its eager path packs the query instead). On a static
 whole pre-allocated length in every layer at every step, and inductor turns it into a kernel far slower than
 the attention itself: on the default model (9 query heads over 3 key/value heads, batch 8, a 448-token
 cache, one CPU thread) 69 ms per layer compiled against 5 ms with the query grouped instead
-(docs/generation.md, "Why the compiled step was slower"). ``scaled_dot_product_attention(enable_gqa=True)``
-reads each key/value head once and gives the same numbers as the repeated one.
+(docs/generation.md, "Why the compiled step was slower"). Here the one query token's heads are grouped by
+their key/value head, so each key/value head is read once, in place. (``enable_gqa=True`` is no way out:
+inductor lowers it to the same repeat before the CPU attention kernel.)
 
 Registered as its own attention implementation (:data:`NAME`), with ``sdpa``'s masks, and switched on only
 around the decode step (:func:`decode_attention`), so training and scoring keep the model's own attention.
@@ -29,10 +30,14 @@ def grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling
     groups = getattr(module, "num_key_value_groups", 1)
     if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    batch, heads, _, dim = query.shape
+    # query head h reads key/value head h // groups (as repeat_kv orders them): the group's query heads become
+    # the rows of one key/value head's attention, and a mask shared by the heads broadcasts over them
+    grouped = query.reshape(batch, heads // groups, groups, dim)
     out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True
+        grouped, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
     )
-    return out.transpose(1, 2).contiguous(), None
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
 AttentionInterface.register(NAME, grouped_sdpa)
