@@ -22,6 +22,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+from runner.packing import PACKED_SDPA
+
 NAME = "runner_decode_sdpa"
 
 
@@ -46,10 +48,11 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 @contextmanager
 def decode_attention(model):
-    """The model runs :func:`grouped_sdpa` inside the block when its attention is ``sdpa`` (otherwise unchanged)."""
+    """The model runs :func:`grouped_sdpa` inside the block when its attention is ``sdpa`` or the runner's
+    ``packed_sdpa`` (the loaded models' own: the same as ``sdpa`` on a padded batch); otherwise unchanged."""
     config = model.config
     before = config._attn_implementation
-    if before != "sdpa":
+    if before not in ("sdpa", PACKED_SDPA):
         yield
         return
     config._attn_implementation = NAME

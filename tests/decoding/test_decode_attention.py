@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from runner.decoding.decode_attention import NAME, decode_attention, grouped_sdpa
+from runner.packing import PACKED_SDPA
 from tests.conftest import random_llama
 
 
@@ -35,6 +36,10 @@ def test_decode_attention_switches_only_inside_the_block():
     with decode_attention(model):
         assert model.config._attn_implementation == NAME
     assert model.config._attn_implementation == "sdpa"
+    model.config._attn_implementation = PACKED_SDPA  # the runner loads its models with packed SDPA
+    with decode_attention(model):
+        assert model.config._attn_implementation == NAME
+    assert model.config._attn_implementation == PACKED_SDPA
     model.config._attn_implementation = "eager"  # another attention is left alone
     with decode_attention(model):
         assert model.config._attn_implementation == "eager"
