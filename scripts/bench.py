@@ -385,6 +385,13 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=256, help="new tokens per prompt in the generation section")
     ap.add_argument("--gsm8k-problems", type=int, default=32, help="problems of the answers section's GSM8K run")
     ap.add_argument("--gen-rounds", type=int, default=2, help="timed runs per system (after one warm-up)")
+    ap.add_argument(
+        "--tofu-compiled",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="answers section: time compile=true on the TOFU answers too (on a CPU each batch size 40 -> 32 -> ... -> 1 "
+        "is a cold compile of minutes)",
+    )
     ap.add_argument("--distill-traces", type=int, default=64, help="GSM8K traces in the distillation section")
     ap.add_argument("--distill-rounds", type=int, default=2, help="timed runs per condensation (after one warm-up)")
     ap.add_argument("--cost-methods", nargs="+", default=["npo", "graddiff"], help="methods in the cost section")

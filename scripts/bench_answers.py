@@ -65,7 +65,7 @@ def answers(args) -> None:
         return run
 
     systems = {"model.generate": lambda p, c, d: plain(p, c), "eager loop (before)": runner(False)}
-    systems |= {"compile=auto (after)": runner("auto"), "compile=true": runner(True)}
+    systems |= {"compile=auto (after)": runner("auto")} | ({"compile=true": runner(True)} if args.tofu_compiled else {})
     seconds, outs = dict.fromkeys(systems, 0.0), {}
     for suite in suites:
         prompts, cap = bench._scored[suite][0], int(bench.max_new_tokens[suite])

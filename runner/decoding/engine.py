@@ -79,8 +79,17 @@ def configure(gen, cache_dir: str | Path | None) -> None:
     global _settings
     gen = gen or {}
     _settings = Settings(_compile_value(gen.get("compile", "auto")), str(gen.get("backend", "hf")))
-    if cache_dir is not None and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    if cache_dir is not None and not _user_inductor_dir():
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir) / "inductor")
+
+
+def _user_inductor_dir() -> bool:
+    """Whether TORCHINDUCTOR_CACHE_DIR is the user's: inductor writes its default (under /tmp) into the
+    environment the first time it looks, and importing transformers' attention code makes it look."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    return bool(value) and os.path.abspath(value) != os.path.abspath(default_cache_dir())
 
 
 def settings() -> Settings:

@@ -18,6 +18,8 @@ import time
 import torch
 from transformers import StaticCache
 
+from runner.decoding.decode_attention import decode_attention
+
 LENGTH_BUCKET = 64
 
 
@@ -86,12 +88,18 @@ class StaticDecoder:
         return out.logits[:, -1].float()
 
     def step(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
-        """Logits (float32) of the next token; the first call of a shape compiles (timed into compile_seconds)."""
+        """Logits (float32) of the next token; the first call of a shape compiles (timed into compile_seconds).
+
+        Attention runs grouped over the key/value heads (:mod:`runner.decoding.decode_attention`): compiled,
+        transformers' own path would copy the whole cache per layer per step.
+        """
         shape = (input_ids.shape[0], attention_mask.shape[1])
         if not self.compile or shape in self.compiled_shapes:
-            return self._step(input_ids, attention_mask, position_ids, cache)
+            with decode_attention(self.model):
+                return self._step(input_ids, attention_mask, position_ids, cache)
         start = time.perf_counter()
-        logits = self._step(input_ids, attention_mask, position_ids, cache)
+        with decode_attention(self.model):
+            logits = self._step(input_ids, attention_mask, position_ids, cache)
         self.compile_seconds += time.perf_counter() - start
         self.compiled_shapes.add(shape)
         return logits

@@ -25,7 +25,11 @@ CAP = 12
 
 @pytest.fixture(scope="module")
 def model():
-    return random_llama(vocab_size=40, max_position_embeddings=64, pad_token_id=0).eval()
+    # grouped-query attention (4 query heads over 2 key/value heads), as the default model has: the static
+    # step's grouped attention runs
+    return random_llama(
+        vocab_size=40, max_position_embeddings=64, pad_token_id=0, num_attention_heads=4, num_key_value_heads=2
+    ).eval()
 
 
 @pytest.fixture

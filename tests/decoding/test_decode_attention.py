@@ -1,0 +1,45 @@
+"""The decode step's grouped attention (runner/decoding/decode_attention.py): hand-computed values, and the
+model's own attention back in place after the step."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from runner.decoding.decode_attention import NAME, decode_attention, grouped_sdpa
+from runner.packing import PACKED_SDPA
+from tests.conftest import random_llama
+
+
+def test_grouped_attention_by_hand():
+    """Two query heads share one key/value head (d = 1, scale 1). Keys 0 and ln 3, values 4 and 8.
+    Head 1 (q = 1): softmax(0, ln 3) = (1/4, 3/4), output 4/4 + 3*8/4 = 7. Head 2 (q = 0): uniform, output 6.
+    With the second key masked out both heads read the first value only: 4."""
+    module = SimpleNamespace(num_key_value_groups=2)
+    query = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)  # (batch, heads, query length, dim)
+    key = torch.tensor([0.0, math.log(3)]).view(1, 1, 2, 1)
+    value = torch.tensor([4.0, 8.0]).view(1, 1, 2, 1)
+    out, _ = grouped_sdpa(module, query, key, value, None, scaling=1.0)
+    assert out.shape == (1, 1, 2, 1)  # (batch, query length, heads, dim), as transformers' attention returns
+    assert out.flatten().tolist() == pytest.approx([7.0, 6.0])
+    mask = torch.tensor([True, False]).view(1, 1, 1, 2)
+    out, _ = grouped_sdpa(module, query, key, value, mask, scaling=1.0)
+    assert out.flatten().tolist() == pytest.approx([4.0, 4.0])
+
+
+def test_decode_attention_switches_only_inside_the_block():
+    model = random_llama(num_attention_heads=4, num_key_value_heads=2)
+    model.config._attn_implementation = "sdpa"
+    with decode_attention(model):
+        assert model.config._attn_implementation == NAME
+    assert model.config._attn_implementation == "sdpa"
+    model.config._attn_implementation = PACKED_SDPA  # the runner loads its models with packed SDPA
+    with decode_attention(model):
+        assert model.config._attn_implementation == NAME
+    assert model.config._attn_implementation == PACKED_SDPA
+    model.config._attn_implementation = "eager"  # another attention is left alone
+    with decode_attention(model):
+        assert model.config._attn_implementation == "eager"
