@@ -180,6 +180,18 @@ def test_named_sweep_is_a_multirun_whose_every_point_composes_and_names_its_repo
             OmegaConf.to_container(job, resolve=True)  # every interpolation of every point resolves
 
 
+def test_a_named_sweep_s_own_groups_can_be_set_on_the_command_line():
+    # Hydra reads the command line against the primary config, before any grid point: `+sweep=epic traces=...
+    # condense.ratio=0.5` (the reproduction page's GPU and CPU commands) needs the distill groups there already
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["+sweep=epic", "traces=openr1_math", "condense.ratio=0.5"])
+    assert cfg.task == "distill" and cfg.traces.name == "openr1_math" and cfg.condense.ratio == 0.5
+
+
 def test_a_failing_point_does_not_stop_the_sweep(tmp_path, shared_cache):
     cmd = [sys.executable, "-m", "runner", "-m", *TINY, f"paths.cache_dir={shared_cache}"]
     cmd += ["unlearn.learning_rate=0,-1", f"hydra.sweep.dir={tmp_path}"]
