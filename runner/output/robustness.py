@@ -104,7 +104,8 @@ def robustness_section(runs: list[dict], target: Path, stem: str) -> list[Path]:
         "Forget ROUGE-L recall (TOFU forget questions); recovery = (after − unlearned) /",
     ]
     lines += ["(target under the same attack − unlearned): 0 nothing comes back, 1 as much as the target shows.", ""]
-    lines += _summary(frame) + [""] + _detail(frame) + [""] + _suffixes(runs)
+    suffixes = _suffixes(runs)
+    lines += _summary(frame) + [""] + _detail(frame) + ([""] + suffixes if suffixes else [])
     md.write_text("\n".join(lines) + "\n")
     return [md, csv, *_plot(frame, target / f"{stem}_recovery")]
 
@@ -146,12 +147,8 @@ def _detail(frame: pd.DataFrame) -> list[str]:
 
 
 def _suffixes(runs: list[dict]) -> list[str]:
-    lines = [
-        "## GCG suffixes",
-        "",
-        "| Method | Attack | Setting | Suffix | Success (forget ROUGE) | Train ROUGE | Loss | s/step |",
-    ]
-    lines.append("|---|---|---|---|---|---|---|---|")
+    """The GCG suffixes' table; none (no empty heading) when no run has a GCG point."""
+    lines = []
     for run in runs:
         for p in battery_points(run):
             for suffix in p.get("suffixes") or []:
@@ -161,7 +158,10 @@ def _suffixes(runs: list[dict]) -> list[str]:
                     f"{_cell(p.get('train_value'))} | {_cell(p['loss_start'], '.2f')} → {_cell(p['loss'], '.2f')} | "
                     f"{_cell(p['seconds_per_step'], '.2f')} |"
                 )
-    return lines
+    if not lines:
+        return []
+    header = "| Method | Attack | Setting | Suffix | Success (forget ROUGE) | Train ROUGE | Loss | s/step |"
+    return ["## GCG suffixes", "", header, "|---|---|---|---|---|---|---|---|", *lines]
 
 
 def _plot(frame: pd.DataFrame, stem: Path) -> list[Path]:

@@ -90,7 +90,7 @@ def build_table(runs: list[dict], preset: dict) -> Table:
         group = frame[frame["_group"] == ids[values]]
         group = group.loc[sorted(group.index, key=lambda i: _natural_key((group.at[i, "_seed"],)))]  # by seed
         members = [runs[i] for i in group.index]
-        base = str(values[0]) if isinstance(values[0], _Unlabelled) else ", ".join(_label(v, labels) for v in values)
+        base = str(values[0]) if isinstance(values[0], _Unlabelled) else _row_label(values, labels)
         for position, model_row in enumerate(model_rows):
             label = base if len(model_rows) == 1 else f"{base} ({model_labels.get(model_row, model_row)})"
             row = Row(label=label, kind="method", model_row=model_row, keys=dict(zip(row_keys, values, strict=True)))
@@ -180,6 +180,13 @@ def _natural_key(values: tuple) -> tuple:
     return tuple(
         (2, "") if v is None else (0, float(v)) if isinstance(v, (int, float)) else (1, str(v)) for v in values
     )
+
+
+def _row_label(values: tuple, labels: dict) -> str:
+    """The row keys' values joined; a key the runs do not have is left out when another names the row (a full-set
+    run beside coreset runs has no ``coreset.ratio``: ``NPO``, not ``NPO, ?``)."""
+    named = [v for v in values if v is not None] or list(values)
+    return ", ".join(_label(v, labels) for v in named)
 
 
 def _label(value, labels: dict) -> str:

@@ -176,8 +176,8 @@ def test_coreset_preset_and_curve(sweep, coreset_attack_runs, tmp_path):
         assert rows[f"NPO, random, {ratio}"][2].strip("*") == f"{mean:.3f} ± {std:.3f}"
         assert rows[f"NPO, random, {ratio}"][3] == "12 ± 0"  # the coreset takes as many steps as the full set
     mean, std = _expected(sweep, "npo", "forget_prob")
-    assert rows["NPO, none, ? †"][2].strip("*") == f"{mean:.3f} ± {std:.3f}"
-    assert [k for k in rows if k.startswith("NPO")] == ["NPO, none, ? †", "NPO, random, 0.25", "NPO, random, 0.5"]
+    assert rows["NPO, none †"][2].strip("*") == f"{mean:.3f} ± {std:.3f}"
+    assert [k for k in rows if k.startswith("NPO")] == ["NPO, none †", "NPO, random, 0.25", "NPO, random, 0.5"]
     _assert_image(tmp_path / "report_coreset_coreset_curve.png", (960, 360))
     _assert_pdf(tmp_path / "report_coreset_coreset_curve.pdf")
 

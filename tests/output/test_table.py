@@ -115,3 +115,14 @@ def test_r2mu_preset_has_the_held_out_trace_mse():
     assert [c.header for c in table.columns][-2:] == ["Held-out trace MSE ↓", "Trace MSE drop ↑"]
     lines = to_markdown(table).splitlines()
     assert lines[5].endswith("| **1.0000** | **50.0** |") and lines[6].endswith("| 2.0000 | 5.0 |")  # R²MU, RMU
+
+
+def test_a_row_key_a_run_lacks_is_left_out_of_its_label():
+    # a full-set run (no coreset: no ratio) beside a 5 % coreset run, grouped by method and ratio
+    full = _run("npo", 0, forget_prob=0.2)
+    coreset = _run("npo", 0, forget_prob=0.3)
+    coreset["config"]["coreset"] = {"ratio": 0.05}
+    table = build_table([full, coreset], {**PRESET, "rows": ["choices.method", "config.coreset.ratio"]})
+    assert [r.label for r in table.rows] == ["Original", "Retain", "NPO, 0.05", "NPO"]
+    # a row with none of its keys keeps the mark that says so
+    assert [r.label for r in build_table([_run(None, 0, forget_prob=0.1)], PRESET).rows][-1] == "?"
