@@ -119,11 +119,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
             record.data["generation"] = generation_engine.summary()
         record.finish("completed")
     except (KeyboardInterrupt, JobInterrupted, SystemExit):  # SystemExit: submitit's requeue on preemption
-        for signum in (signal.SIGTERM, signal.SIGINT):  # a repeated signal (Slurm, srun) must not cut the write
-            signal.signal(signum, signal.SIG_IGN)
-        record.finish_quietly("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
-        if main:
-            log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
+        _record_interrupted(record, main)
         raise
     except TrainingDiverged as exc:
         record.finish_quietly("failed", {"message": str(exc), "stage": exc.stage, "step": exc.step})
@@ -136,11 +132,7 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         raise
     except Exception as exc:
         if signal_received():  # raised while the signal unwound the stage (a library's cleanup): still the signal
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_IGN)
-            record.finish_quietly("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
-            if main:
-                log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
+            _record_interrupted(record, main)
             raise JobInterrupted(f"signal {_SIGNALLED[0]}") from exc
         error = {"message": str(exc), "type": type(exc).__name__, "stage": record.current}
         record.finish_quietly("failed", error | {"traceback": traceback.format_exc()})
@@ -157,6 +149,14 @@ def _run(cfg: DictConfig, run_dir: Path, choices: dict | None, overrides: list |
         print(metrics_table(record.data["metrics"]))
         _print_letters(record.data.get("answer_letters"))
     return record.data
+
+
+def _record_interrupted(record: RunRecord, main: bool) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a repeated signal (Slurm, srun) must not cut the write
+        signal.signal(signum, signal.SIG_IGN)
+    record.finish_quietly("interrupted", {"message": "stopped by a signal (Ctrl-C, SIGTERM, Slurm preemption)"})
+    if main:
+        log.warning("job interrupted; results.json marked `interrupted` (%s)", record.path)
 
 
 def _print_letters(letters: dict | None) -> None:
