@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from runner import row_gradients
 from runner.data.qa import IGNORE, pad_sequences
 from runner.metrics import privacy as P
 from runner.scoring import autocast, unwrap
@@ -53,39 +54,65 @@ def gradnorm_scores(
     """open-unlearning's GradNorm per row and p: minus the mean over parameter tensors of ``||grad mean NLL||_p``.
 
     Each row's gradient is its own (of its own mean answer NLL), over every parameter, frozen ones
-    too; the model's ``.grad`` buffers and ``requires_grad`` flags are never touched.
-    ``vmap(grad(...))`` (torch.func) takes ``rows_per_call`` rows per call, length-sorted and
-    right-padded: one batched forward and backward instead of one small one per row, which is what
-    made GradNorm the slow part of an evaluation (docs/metrics.md, cost). Memory: a gradient copy
-    of the whole model per row of a call, plus each row's answer-position logits.
+    too; the model's ``.grad`` buffers and ``requires_grad`` flags are never touched. ``rows_per_call``
+    rows, length-sorted and right-padded, share one forward and one backward: per-row gradients
+    come from module hooks (``runner.row_gradients``: one module's row gradient at a time), or for a
+    model those rules do not cover from ``vmap(grad(...))``, which holds a whole-model gradient per
+    row (docs/metrics.md, cost).
     """
     m = unwrap(model)
     device = next(m.parameters()).device
     # named_parameters lists a tied LM head once (under the input embedding's name): functional_call ties it back
-    params = {n: p.detach() for n, p in m.named_parameters()}
-    per_call = vmap(grad(_row_mean_nll(m)), in_dims=(None, 0, 0, 0, 0))
+    params = dict(m.named_parameters())
+    ords = [GRADNORM_P[p] for p in norms]
     out: dict[str, list[float]] = {f"mia_gradnorm_{p}": [0.0] * len(encoded) for p in norms}
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    hooks = row_gradients.supported(m)
     was_training = m.training
     m.eval()  # no dropout: the gradient of the model as it is
     try:
         for start in range(0, len(order), rows_per_call):
             idx = order[start : start + rows_per_call]
             inputs = [t.to(device) for t in _answer_positions([encoded[i] for i in idx])]
-            with sdpa_kernel(SDPBackend.MATH), autocast(precision, device):
-                grads = per_call(params, *inputs)
-            for p in norms:
-                # (rows, tensors): each row's p-norm of each parameter tensor's gradient
-                tensor_norms = torch.stack(
-                    [torch.linalg.vector_norm(g.float().flatten(1), ord=GRADNORM_P[p], dim=1) for g in grads.values()],
-                    dim=1,
-                )
+            with autocast(precision, device):
+                tensor_norms = _hooked_norms(m, params, inputs, ords) if hooks else None
+                if tensor_norms is None:
+                    hooks = False
+                    tensor_norms = _vmap_norms(m, params, inputs, ords)
+            for k, p in enumerate(norms):
                 for row, i in enumerate(idx):
-                    out[f"mia_gradnorm_{p}"][i] = P.gradnorm_score(tensor_norms[row].double().cpu().numpy())
-            del grads
+                    out[f"mia_gradnorm_{p}"][i] = P.gradnorm_score(tensor_norms[row, :, k].numpy())
     finally:
         m.train(was_training)
     return out
+
+
+def _hooked_norms(m, params, inputs, ords) -> torch.Tensor | None:
+    """(rows, tensors, ords) from one batched pass with module hooks; None where the model has a
+    module the hooks cannot take apart (the caller then uses vmap)."""
+    ids, positions, targets, weights = inputs
+    # the LM head runs on the span of positions that hold some row's answer, not the whole sequence
+    lo, hi = int(positions[weights > 0].min()), int(positions[weights > 0].max()) + 1
+
+    def row_losses(call, _batch):
+        logits = call(input_ids=ids, use_cache=False, logits_to_keep=torch.arange(lo, hi, device=ids.device)).logits
+        picked = logits.gather(1, (positions - lo).clamp(min=0)[..., None].expand(-1, -1, logits.shape[-1]))
+        nll = F.cross_entropy(picked.float().flatten(0, 1), targets.flatten(), reduction="none").view_as(weights)
+        return (nll * weights).sum(1) / weights.sum(1)
+
+    try:
+        return row_gradients.row_gradient_norms(m, params, row_losses, {}, ords)
+    except row_gradients.Unsupported as e:
+        log.info("GradNorm: %s; per-row gradients through vmap instead", e)
+        return None
+
+
+def _vmap_norms(m, params, inputs, ords) -> torch.Tensor:
+    """(rows, tensors, ords) through ``vmap(grad(...))``: a whole-model gradient per row of the call."""
+    per_call = vmap(grad(_row_mean_nll(m)), in_dims=(None, 0, 0, 0, 0))
+    with sdpa_kernel(SDPBackend.MATH):
+        grads = per_call({n: p.detach() for n, p in params.items()}, *inputs)
+    return torch.stack([row_gradients.row_norms(g.flatten(1), ords) for g in grads.values()], dim=1).double().cpu()
 
 
 def _row_mean_nll(m):
