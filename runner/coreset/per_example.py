@@ -11,6 +11,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from runner import row_gradients
 from runner.data.qa import IGNORE, collate_qa
 from runner.errors import ConfigError
 from runner.scoring import autocast, unwrap
@@ -25,15 +26,17 @@ def per_example_grad_norms(
 ) -> np.ndarray:
     """||grad_theta l_i(theta)|| over the trainable parameters, l_i the mean answer NLL of example i.
 
-    ``vmap(grad(...))`` gives every example of a batch its own gradient in one call.
-    Right padding needs no attention mask under a causal mask (no real token attends
-    to a later pad), which keeps the mask construction's data-dependent branches out of
-    vmap; the math attention kernel has a batching rule where the fused ones have none.
-    Memory: ``batch_size`` gradient copies of the trainable parameters.
+    A batch shares one forward and one backward; each example's gradient norm comes from module
+    hooks (``runner.row_gradients``: one module's per-example gradients at a time), or for a model
+    those rules do not cover from ``vmap(grad(...))`` (memory: ``batch_size`` gradient copies of the
+    trainable parameters). Right padding needs no attention mask under a causal mask (no real
+    token attends to a later pad), which also keeps the mask construction's data-dependent
+    branches out of vmap; the math attention kernel has a batching rule where the fused ones have none.
     """
     m = unwrap(model)
     device = next(m.parameters()).device
-    trainable = {n: p.detach() for n, p in m.named_parameters() if p.requires_grad}
+    originals = {n: p for n, p in m.named_parameters() if p.requires_grad}
+    trainable = {n: p.detach() for n, p in originals.items()}
     if not trainable:
         raise ConfigError("model.trainable_layers", "no parameter is trainable", "leave some layers trainable")
 
@@ -46,7 +49,17 @@ def per_example_grad_norms(
         nll = torch.nn.functional.cross_entropy(logits.float(), targets.clamp(min=0), reduction="none")
         return (nll * scored).sum() / scored.sum().clamp(min=1)
 
+    def batch_losses(call, batch):
+        logits = call(input_ids=batch["input_ids"], use_cache=False).logits[:, :-1]
+        targets = batch["labels"][:, 1:]
+        scored = targets != IGNORE
+        nll = torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1), targets.clamp(min=0).flatten(), reduction="none"
+        ).view_as(targets)
+        return (nll * scored).sum(1) / scored.sum(1).clamp(min=1)
+
     per_batch = vmap(grad(example_loss), in_dims=(None, 0, 0))
+    hooks = row_gradients.supported(m)
     order = _by_length(encoded)
     norms = np.zeros(len(encoded), dtype=np.float64)
     was_training = m.training
@@ -55,8 +68,17 @@ def per_example_grad_norms(
         for start in tqdm(range(0, len(order), batch_size), desc="coreset gradnorm", unit="batch", leave=False):
             idx = order[start : start + batch_size]
             batch = collate_qa([encoded[i] for i in idx], pad_id)
+            inputs = {"input_ids": batch["input_ids"].to(device), "labels": batch["labels"].to(device)}
+            if hooks:
+                try:
+                    with autocast(precision, device):
+                        per_tensor = row_gradients.row_gradient_norms(m, originals, batch_losses, inputs, [2.0])
+                    norms[idx] = per_tensor[:, :, 0].square().sum(1).sqrt().numpy()
+                    continue
+                except row_gradients.Unsupported:
+                    hooks = False
             with sdpa_kernel(SDPBackend.MATH), autocast(precision, device):
-                grads = per_batch(trainable, batch["input_ids"].to(device), batch["labels"].to(device))
+                grads = per_batch(trainable, inputs["input_ids"], inputs["labels"])
             squared = sum(g.float().pow(2).flatten(1).sum(1) for g in grads.values())
             norms[idx] = squared.sqrt().double().cpu().numpy()
             del grads

@@ -1,21 +1,39 @@
-"""Per-example quantities under theta_0: vmapped gradient norms and mean hidden states, against one pass each."""
+"""Per-example quantities under theta_0: batched gradient norms and mean hidden states, against one pass each."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 import torch
 
+from runner import row_gradients
 from runner.coreset.per_example import mean_hidden_states, per_example_grad_norms
 from runner.data.qa import collate_qa
 from runner.scoring import mean_nll
 from tests.coreset.rows import fitted_model
 
 
-def test_gradnorm_matches_one_backward_per_example():
-    """vmap over right-padded batches gives each example the gradient norm of its own backward pass."""
+class _ScaledNorm(torch.nn.Module):
+    """A parameter of its own beside a child module: the hooks refuse it, so the batch takes the vmap path."""
+
+    def __init__(self, inner: torch.nn.Module, width: int):
+        super().__init__()
+        self.inner, self.scale = inner, torch.nn.Parameter(torch.linspace(0.5, 1.5, width))
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
+@pytest.mark.parametrize("path", ["hooks", "vmap"])
+def test_gradnorm_matches_one_backward_per_example(path):
+    """Right-padded batches give each example the gradient norm of its own backward pass, through the
+    module hooks (this Llama) and through vmap (a model the hooks refuse)."""
     model, _, encoded = fitted_model()
+    if path == "vmap":
+        model.model.norm = _ScaledNorm(model.model.norm, model.config.hidden_size)
+    assert row_gradients.supported(model) == (path == "hooks")
     for p in model.model.layers[0].parameters():  # a partly frozen model: norms over trainable parameters only
         p.requires_grad_(False)
     norms = per_example_grad_norms(model, encoded, pad_id=0, batch_size=4, precision="fp32")
