@@ -104,7 +104,7 @@ def eval_section(args) -> None:
     rows = int(cfg.benchmark.mia.gradnorm_batch)
     if bench.gradnorm:
         timed(
-            f"GradNorm ({len(encoded)} rows, {rows} per vmap call)",
+            f"GradNorm ({len(encoded)} rows, {rows} per call)",
             lambda: privacy.gradnorm_scores(model, encoded, bench.gradnorm, precision, rows),
         )
 
