@@ -35,8 +35,11 @@ docs-serve: $(DOCS_STAMP)
 run: $(STAMP)
 	$(PY) -m runner $(ARGS)
 
+# one worker per core (at most 4: each holds its own torch and test models); a test file stays on one
+# worker, so its module fixtures are built once and the Slurm / signal tests of a file run in order
+PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS) $(ARGS)

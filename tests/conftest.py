@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,20 @@ TINY = ["experiment=tofu_smoke_tiny"]
 def compose_cfg(*overrides: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def pytest_configure(config):
+    """Under ``make test``'s parallel workers, each worker's torch (and each job a test starts, through
+    ``threads: auto``) takes its share of the cores: OpenMP threads spinning on a core another worker
+    holds made steps many times slower (runner/threads.py)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        from runner.threads import usable_cores
+
+        torch.set_num_threads(max(1, usable_cores() // workers))
+        os.environ.setdefault("RUNNER_PARALLEL_JOBS", str(workers))
 
 
 @pytest.fixture(scope="session")
