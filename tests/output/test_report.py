@@ -186,10 +186,16 @@ def test_attack_preset_rows_before_and_after(coreset_attack_runs, tmp_path):
     preset = load_preset("attack", ["rows=[choices.method,config.coreset.ratio]"])
     result = write_report([coreset_attack_runs], preset, out=tmp_path)
     rows = _markdown_rows(result["markdown"])
-    assert list(rows)[1:4] == ["Original (target)", "NPO, 0.25 (unlearned)", "NPO, 0.25 (attacked)"]
+    assert list(rows)[1:5] == ["Original (target)", "Retain", "NPO, 0.25 (unlearned)", "NPO, 0.25 (attacked)"]
+    # TOFU's forget metrics, the KS test's p-value in scientific notation; the WMDP / MUSE columns dropped
+    cols = [c.id for c in result["table"].columns]
+    assert cols[:5] == ["forget_prob", "forget_rouge", "forget_truth_ratio", "forget_quality", "model_utility"]
+    assert "wmdp_bio" not in cols and "knowmem_forget" not in cols
     for stage in ("unlearned", "attacked"):
         mean, std = _expected_where(coreset_attack_runs, "forget_prob", stage, **{"config.coreset.ratio": 0.5})
         assert rows[f"NPO, 0.5 ({stage})"][0].strip("*") == f"{mean:.3f} ± {std:.3f}"
+        mean, std = _expected_where(coreset_attack_runs, "forget_quality", stage, **{"config.coreset.ratio": 0.5})
+        assert rows[f"NPO, 0.5 ({stage})"][3].strip("*") == f"{mean:.2e} ± {std:.2e}"
     _assert_image(tmp_path / "report_attack_attack.png", (960, 360))
     _assert_pdf(tmp_path / "report_attack_attack.pdf")
 
