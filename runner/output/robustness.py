@@ -151,10 +151,13 @@ def _suffixes(runs: list[dict]) -> list[str]:
     lines = []
     for run in runs:
         for p in battery_points(run):
-            for suffix in p.get("suffixes") or []:
+            suffixes = p.get("suffixes") or []
+            # each suffix's own success where recorded; a record from before that has only the mean
+            values = p.get("suffix_values") or [p["after"]] * len(suffixes)
+            for suffix, value in zip(suffixes, values, strict=True):
                 text = suffix.replace("|", "\\|").replace("\n", "\\n")
                 lines.append(
-                    f"| {method_label(run)} | {p['attack']} | {p['setting']} | `{text}` | {_cell(p['after'])} | "
+                    f"| {method_label(run)} | {p['attack']} | {p['setting']} | `{text}` | {_cell(value)} | "
                     f"{_cell(p.get('train_value'))} | {_cell(p['loss_start'], '.2f')} → {_cell(p['loss'], '.2f')} | "
                     f"{_cell(p['seconds_per_step'], '.2f')} |"
                 )

@@ -104,10 +104,12 @@ class GcgAttack(QAProbe):
             "target_tokens": self.target_tokens,
         }
 
-    def _score(self, ctx: ProbeContext, rows: list[dict], gcg_rows: list[GcgRow], suffixes: list[list[int]]) -> float:
+    def _scores(
+        self, ctx: ProbeContext, rows: list[dict], gcg_rows: list[GcgRow], suffixes: list[list[int]]
+    ) -> list[float]:
+        """Each row's forget ROUGE with its suffix after the question."""
         prompts = [g.before + s + g.after for g, s in zip(gcg_rows, suffixes, strict=True)]
-        scores = answer_rouge(ctx, prompts, [r["answer"] for r in rows], f"gcg ({ctx.model_kind})")
-        return sum(scores) / len(scores)
+        return answer_rouge(ctx, prompts, [r["answer"] for r in rows], f"gcg ({ctx.model_kind})")
 
     def run(self, ctx: ProbeContext) -> list[dict]:
         init = ctx.tokenizer(self.init, add_special_tokens=False)["input_ids"][:1] * self.suffix_length
@@ -123,14 +125,18 @@ class GcgAttack(QAProbe):
         for step in checkpoints:
             # universal: the one suffix after every held-out question; individual: each question its own
             suffixes = [runs[0 if self.mode == "universal" else i].suffix_at[step] for i in range(len(rows))]
+            scores = self._scores(ctx, rows, attacked, suffixes)
+            value = sum(scores) / len(scores)
             point = {
                 "setting": f"{self.mode}, {step} steps",
                 "strength": step,
-                "value": self._score(ctx, rows, attacked, suffixes),
+                "value": value,
                 "mode": self.mode,
                 "suffixes": [
                     ctx.tokenizer.decode(s) for s in ([suffixes[0]] if self.mode == "universal" else suffixes)
                 ],
+                # each suffix's own success: its question's (individual), the held-out mean (universal)
+                "suffix_values": [value] if self.mode == "universal" else scores,
                 "loss_start": sum(r.losses[0] for r in runs) / len(runs),
                 "loss": sum(r.loss_at[step] for r in runs) / len(runs),
                 "seconds_per_step": sum(r.seconds_per_step for r in runs) / len(runs),
@@ -138,6 +144,7 @@ class GcgAttack(QAProbe):
             }
             if self.mode == "universal":
                 train_rows = self.training_rows(ctx.rows)
-                point["train_value"] = self._score(ctx, train_rows, train, [runs[0].suffix_at[step]] * len(train_rows))
+                train_scores = self._scores(ctx, train_rows, train, [runs[0].suffix_at[step]] * len(train_rows))
+                point["train_value"] = sum(train_scores) / len(train_scores)
             points.append(point)
         return points

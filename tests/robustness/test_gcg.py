@@ -82,6 +82,15 @@ def test_a_few_steps_lower_the_target_loss_of_its_own_question(tiny):
     assert run.seconds_per_step > 0
 
 
+def test_individual_mode_records_each_question_s_own_success(tiny):
+    ctx = probe(tiny)
+    attack = GcgAttack(steps=[1], suffix_length=3, search_width=8, top_k=4, target_tokens=4, questions=2)
+    (point,) = attack.run(ctx)
+    assert len(point["suffixes"]) == len(point["suffix_values"]) == 2
+    assert point["value"] == pytest.approx(sum(point["suffix_values"]) / 2)  # the point's success is their mean
+    assert all(0 <= v <= 1 for v in point["suffix_values"])
+
+
 def test_universal_mode_trains_on_other_rows_and_scores_the_held_out_ones(tiny):
     ctx = probe(tiny)
     attack = GcgAttack(
@@ -97,6 +106,7 @@ def test_universal_mode_trains_on_other_rows_and_scores_the_held_out_ones(tiny):
     assert attack.training_rows(ROWS) == ROWS[2:4] and attack.attacked_rows(ROWS) == ROWS[:2]
     (point,) = attack.run(ctx)
     assert point["mode"] == "universal" and len(point["suffixes"]) == 1 and 0 <= point["train_value"] <= 1
+    assert point["suffix_values"] == [point["value"]]  # one suffix: its success is the held-out mean
 
 
 def test_bad_gcg_input_is_refused_naming_the_key(tiny):

@@ -53,3 +53,21 @@ def test_full_and_coreset_runs_side_by_side(tmp_path):
     assert "GCG suffixes" not in text  # no GCG point: no empty table
     image = imread(files[2])
     assert image.shape[:2] == (320, 640)  # one 3.2-inch panel per attack (two) side by side, at 100 dpi
+
+
+def test_each_individual_suffix_shows_its_own_success(tmp_path):
+    gcg = {
+        **_point("gcg", "individual, 5 steps", 5, 0.40, 0.30, 0.70),  # mean of 0.2 and 0.6
+        "suffixes": ["ab", "c|d"],
+        "suffix_values": [0.2, 0.6],
+        "loss_start": 1.5,
+        "loss": 1.25,
+        "seconds_per_step": 2.0,
+    }
+    old = {**gcg, "setting": "individual, 10 steps", "strength": 10}  # a record from before per-suffix success
+    del old["suffix_values"]
+    (md, *_) = robustness_section([_run(False, [gcg, old])], tmp_path, "report_robustness")
+    text = md.read_text()
+    assert "| npo | gcg | individual, 5 steps | `ab` | 0.200 | – | 1.50 → 1.25 | 2.00 |" in text
+    assert "| npo | gcg | individual, 5 steps | `c\\|d` | 0.600 | – | 1.50 → 1.25 | 2.00 |" in text
+    assert "| npo | gcg | individual, 10 steps | `ab` | 0.400 | – |" in text  # only the mean was recorded
