@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from runner.data.qa import left_padded
-from runner.decoding import engine
+from runner.decoding import engine, static_step
 from runner.decoding.base import DecodingContext
 from runner.decoding.generate import generate, greedy_ids
 from runner.decoding.loop import argmax, decode_batch
 from runner.decoding.progress import TokenBar
-from runner.decoding import static_step
 from runner.decoding.static_step import batch_buckets, cache_length
 from runner.decoding.strategies import CyclicReflex, Decoding
 from tests.conftest import random_llama
