@@ -21,9 +21,10 @@ from transformers import StaticCache
 from runner.decoding.decode_attention import decode_attention
 
 LENGTH_BUCKET = 64
-# rows x positions per chunk of the prompt's pass: its activations (a few MiB per layer at the default model's
-# width) stay small next to the cache, and a chunk of this size still keeps the matmuls efficient
-PROMPT_CHUNK_TOKENS = 1024
+# rows x positions per chunk of the prompt's pass: its activations (about 2 MiB per layer at the default model's
+# width) stay small next to the cache; the whole pass, in one or in chunks of 1,024 or 256, measured the same
+# time here (docs/generation.md, "Peak memory")
+PROMPT_CHUNK_TOKENS = 256
 
 
 def cache_length(prompt_len: int, max_new_tokens: int) -> int:
