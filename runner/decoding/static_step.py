@@ -21,6 +21,10 @@ from transformers import StaticCache
 from runner.decoding.decode_attention import decode_attention
 
 LENGTH_BUCKET = 64
+# rows x positions per chunk of the prompt's pass: its activations (about 2 MiB per layer at the default model's
+# width) stay small next to the cache; the whole pass, in one or in chunks of 1,024 or 256, measured the same
+# time here (docs/generation.md, "Peak memory")
+PROMPT_CHUNK_TOKENS = 256
 
 
 def cache_length(prompt_len: int, max_new_tokens: int) -> int:
@@ -76,15 +80,25 @@ class StaticDecoder:
         return self.caches[key]
 
     def prefill(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
-        """The prompt's pass, eager (its length differs per batch; compiling it per length rarely pays)."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        """The prompt's pass, eager (its length differs per batch; compiling it per length rarely pays).
+
+        In chunks of about ``PROMPT_CHUNK_TOKENS`` (rows x positions), each attending over the cache positions
+        written so far (:func:`runner.decoding.decode_attention.prompt_sdpa`), so that its activations stay small
+        next to the pre-allocated cache: in one pass over the whole cache it was the generation's memory peak.
+        """
+        rows, length = input_ids.shape
+        chunk = max(1, PROMPT_CHUNK_TOKENS // rows)
+        for start in range(0, length, chunk):
+            end = min(start + chunk, length)
+            with decode_attention(self.model, prompt_start=start):
+                out = self.model(
+                    input_ids=input_ids[:, start:end],
+                    attention_mask=attention_mask,
+                    position_ids=position_ids[:, start:end],
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
         return out.logits[:, -1].float()
 
     def step(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from runner.data.qa import left_padded
-from runner.decoding import engine
+from runner.decoding import engine, static_step
 from runner.decoding.base import DecodingContext
 from runner.decoding.generate import generate, greedy_ids
 from runner.decoding.loop import argmax, decode_batch
@@ -91,6 +91,22 @@ def test_eager_loop_greedy_equals_model_generate(model, eos_and_want, static, le
     assert got == want
     assert bar.tokens == sum(map(len, want)) and bar.finished == len(PROMPTS)
     assert bar.bar.n == len(PROMPTS) * CAP  # the token budget is used up exactly when the last row is done
+
+
+@pytest.mark.parametrize("chunk_tokens", [10, 5])
+def test_static_prompt_pass_in_chunks_gives_model_generates_tokens(model, eos_and_want, monkeypatch, chunk_tokens):
+    """The static cache's prompt pass in chunks (5 rows: 2 positions per chunk, then 1; the 7-token batch takes
+    4, then 7 passes), each attending over the cache positions written so far: model.generate's greedy tokens."""
+    assert model.config._attn_implementation == "sdpa"  # the chunks run the runner's prompt attention
+    monkeypatch.setattr(static_step, "PROMPT_CHUNK_TOKENS", chunk_tokens)
+    eos, want = eos_and_want
+    bar = TokenBar(len(PROMPTS), CAP, "test")
+    with torch.inference_mode():
+        got = decode_batch(
+            model, PROMPTS, 0, CAP, argmax, {eos}, static=True, compile=False, leave=True, bar=bar, precision="fp32"
+        )
+    bar.close()
+    assert got == want
 
 
 @pytest.mark.slow
