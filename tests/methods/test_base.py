@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from runner.distributed.ranks import free_port
 from tests.conftest import method_from_yaml, toy_batch, toy_data
 
 
@@ -37,7 +38,14 @@ def test_whole_gradient_methods_refuse_multi_process_runs(tmp_path):
     )
     path = tmp_path / "probe.py"
     path.write_text(script)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29631", str(path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        str(path),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
 
