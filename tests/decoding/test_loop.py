@@ -76,18 +76,24 @@ def test_batch_buckets_and_cache_length_by_hand():
     assert cache_length(64, 0) == 64
 
 
-@pytest.mark.parametrize("static", [False, True])
-@pytest.mark.parametrize("leave", [False, True])
-def test_eager_loop_greedy_equals_model_generate(model, eos_and_want, static, leave):
-    """Static and dynamic cache, rows leaving (through batch sizes 5 -> 4 -> 2 -> 1 on the static cache) or
-    staying: the greedy tokens are model.generate's, row by row."""
-    eos, want = eos_and_want
+def _eager_greedy(model, eos: int, static: bool, leave: bool) -> tuple[list, TokenBar]:
+    """The eager loop's greedy tokens for PROMPTS (up to CAP new tokens), and its closed bar."""
     bar = TokenBar(len(PROMPTS), CAP, "test")
     with torch.inference_mode():
         got = decode_batch(
             model, PROMPTS, 0, CAP, argmax, {eos}, static=static, compile=False, leave=leave, bar=bar, precision="fp32"
         )
     bar.close()
+    return got, bar
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("leave", [False, True])
+def test_eager_loop_greedy_equals_model_generate(model, eos_and_want, static, leave):
+    """Static and dynamic cache, rows leaving (through batch sizes 5 -> 4 -> 2 -> 1 on the static cache) or
+    staying: the greedy tokens are model.generate's, row by row."""
+    eos, want = eos_and_want
+    got, bar = _eager_greedy(model, eos, static=static, leave=leave)
     assert got == want
     assert bar.tokens == sum(map(len, want)) and bar.finished == len(PROMPTS)
     assert bar.bar.n == len(PROMPTS) * CAP  # the token budget is used up exactly when the last row is done
@@ -100,12 +106,7 @@ def test_static_prompt_pass_in_chunks_gives_model_generates_tokens(model, eos_an
     assert model.config._attn_implementation == "sdpa"  # the chunks run the runner's prompt attention
     monkeypatch.setattr(static_step, "PROMPT_CHUNK_TOKENS", chunk_tokens)
     eos, want = eos_and_want
-    bar = TokenBar(len(PROMPTS), CAP, "test")
-    with torch.inference_mode():
-        got = decode_batch(
-            model, PROMPTS, 0, CAP, argmax, {eos}, static=True, compile=False, leave=True, bar=bar, precision="fp32"
-        )
-    bar.close()
+    got, _ = _eager_greedy(model, eos, static=True, leave=True)
     assert got == want
 
 
