@@ -40,16 +40,8 @@ def per_example_grad_norms(
     if not trainable:
         raise ConfigError("model.trainable_layers", "no parameter is trainable", "leave some layers trainable")
 
-    def example_loss(params, input_ids, labels):
-        logits = functional_call(m, params, args=(), kwargs={"input_ids": input_ids[None], "use_cache": False}).logits[
-            0, :-1
-        ]
-        targets = labels[1:]
-        scored = targets != IGNORE
-        nll = torch.nn.functional.cross_entropy(logits.float(), targets.clamp(min=0), reduction="none")
-        return (nll * scored).sum() / scored.sum().clamp(min=1)
-
     def batch_losses(call, batch):
+        """Each row's mean answer NLL; ``call`` runs the model (with the hooks' or vmap's parameters)."""
         logits = call(input_ids=batch["input_ids"], use_cache=False).logits[:, :-1]
         targets = batch["labels"][:, 1:]
         scored = targets != IGNORE
@@ -57,6 +49,12 @@ def per_example_grad_norms(
             logits.float().flatten(0, 1), targets.clamp(min=0).flatten(), reduction="none"
         ).view_as(targets)
         return (nll * scored).sum(1) / scored.sum(1).clamp(min=1)
+
+    def example_loss(params, input_ids, labels):
+        def call(**kwargs):
+            return functional_call(m, params, args=(), kwargs=kwargs)
+
+        return batch_losses(call, {"input_ids": input_ids[None], "labels": labels[None]})[0]
 
     per_batch = vmap(grad(example_loss), in_dims=(None, 0, 0))
     hooks = row_gradients.supported(m)
